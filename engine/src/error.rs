@@ -1,0 +1,56 @@
+//! The engine's one error type: each variant carries what a person needs to act on it.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong inside the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("polars failed while {context}: {source}")]
+    Polars {
+        context: String,
+        #[source]
+        source: polars::error::PolarsError,
+    },
+
+    #[error(
+        "the store at {path} is damaged: {reason}; restore it from a backup or re-ingest the events"
+    )]
+    CorruptStore { path: PathBuf, reason: String },
+
+    #[error("no snapshot in {data_dir} yet: run `recur run --data-dir {data_dir}` first")]
+    NoSnapshot { data_dir: PathBuf },
+
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done and to which path.
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    /// Wraps a Polars error with the step that failed.
+    pub fn polars(context: impl Into<String>) -> impl FnOnce(polars::error::PolarsError) -> Self {
+        let context = context.into();
+        move |source| Self::Polars { context, source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

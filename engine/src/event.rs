@@ -1,0 +1,665 @@
+//! The event contract: parses one NDJSON line into a validated [`Event`], or says exactly why not.
+//!
+//! Everything that enters Recur, from a file, HTTP or Kafka, passes through [`EventValidator`],
+//! so the rest of the engine never re-checks a field. The rules are documented in README
+//! ("Event contract") and every rejection reason names the field and the offending value.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Longest accepted event, in bytes of its JSON text.
+pub const MAX_EVENT_BYTES: usize = 32 * 1024;
+/// Longest accepted id (event, merchant, user, item, order, openid, unionid), in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+/// How far in the future an event's timestamp may lie, to absorb clock skew on phones.
+pub const MAX_FUTURE_SKEW_MS: i64 = 24 * 60 * 60 * 1000;
+/// Timestamps before this are surely a unit mistake (seconds sent as milliseconds).
+const EARLIEST_TS_MS: i64 = 946_684_800_000; // 2000-01-01T00:00:00Z
+
+/// What a customer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    View,
+    Search,
+    AddToCart,
+    Favorite,
+    Purchase,
+    Refund,
+    Share,
+    PushOpen,
+    Subscribe,
+}
+
+impl EventType {
+    pub const ALL: [Self; 9] = [
+        Self::View,
+        Self::Search,
+        Self::AddToCart,
+        Self::Favorite,
+        Self::Purchase,
+        Self::Refund,
+        Self::Share,
+        Self::PushOpen,
+        Self::Subscribe,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::View => "view",
+            Self::Search => "search",
+            Self::AddToCart => "add_to_cart",
+            Self::Favorite => "favorite",
+            Self::Purchase => "purchase",
+            Self::Refund => "refund",
+            Self::Share => "share",
+            Self::PushOpen => "push_open",
+            Self::Subscribe => "subscribe",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+
+    fn needs_item(self) -> bool {
+        matches!(
+            self,
+            Self::View | Self::AddToCart | Self::Favorite | Self::Purchase | Self::Refund
+        )
+    }
+
+    fn is_money_movement(self) -> bool {
+        matches!(self, Self::Purchase | Self::Refund)
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the event happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Channel {
+    #[default]
+    MiniProgram,
+    MicroStore,
+    OfficialAccount,
+    H5,
+    Offline,
+}
+
+impl Channel {
+    pub const ALL: [Self; 5] = [
+        Self::MiniProgram,
+        Self::MicroStore,
+        Self::OfficialAccount,
+        Self::H5,
+        Self::Offline,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MiniProgram => "mini_program",
+            Self::MicroStore => "micro_store",
+            Self::OfficialAccount => "official_account",
+            Self::H5 => "h5",
+            Self::Offline => "offline",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+}
+
+/// A validated event. Field invariants (ids non-empty and short, price >= 0, quantity >= 1,
+/// type-specific fields present) hold for every value of this type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub event_id: String,
+    pub merchant_id: String,
+    pub user_id: String,
+    pub event_type: EventType,
+    /// Milliseconds since the Unix epoch, UTC.
+    pub ts_ms: i64,
+    pub channel: Channel,
+    pub item_id: Option<String>,
+    pub category: Option<String>,
+    pub order_id: Option<String>,
+    pub price: Option<f64>,
+    pub quantity: u32,
+    pub scene: Option<String>,
+    pub openid: Option<String>,
+    pub unionid: Option<String>,
+    /// The `properties` object as compact JSON text.
+    pub properties: Option<String>,
+}
+
+impl Event {
+    /// The month partition (`YYYY-MM`, UTC) this event is stored under.
+    pub fn month(&self) -> String {
+        month_of(self.ts_ms)
+    }
+}
+
+/// `YYYY-MM` of a UTC timestamp in milliseconds.
+pub fn month_of(ts_ms: i64) -> String {
+    DateTime::from_timestamp_millis(ts_ms)
+        .map_or_else(|| "0000-00".to_owned(), |t| t.format("%Y-%m").to_string())
+}
+
+/// The wire form: every field optional so that missing ones get our own message,
+/// unknown top-level fields rejected so typos surface.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireEvent<'a> {
+    #[serde(borrow)]
+    event_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    merchant_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user_id: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "type")]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    ts: Option<&'a RawValue>,
+    #[serde(borrow)]
+    channel: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    item_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    category: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    order_id: Option<Cow<'a, str>>,
+    price: Option<f64>,
+    quantity: Option<i64>,
+    #[serde(borrow)]
+    scene: Option<&'a RawValue>,
+    #[serde(borrow)]
+    openid: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    unionid: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    properties: Option<&'a RawValue>,
+}
+
+/// The fields of `properties` that some event types require.
+#[derive(Deserialize, Default)]
+struct KnownProperties<'a> {
+    #[serde(borrow, default)]
+    query: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    template_id: Option<Cow<'a, str>>,
+}
+
+/// Why a line was not accepted; the text is meant for the person who sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: String,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// Validates raw lines against the contract, relative to a fixed "now".
+#[derive(Debug, Clone, Copy)]
+pub struct EventValidator {
+    now_ms: i64,
+}
+
+impl EventValidator {
+    /// A validator that judges future timestamps against `now_ms`.
+    pub fn new(now_ms: i64) -> Self {
+        Self { now_ms }
+    }
+
+    /// A validator that judges future timestamps against the wall clock.
+    pub fn now() -> Self {
+        Self::new(chrono::Utc::now().timestamp_millis())
+    }
+
+    /// Parses and validates one event. All problems found are reported together, `; `-separated.
+    pub fn validate(&self, line: &[u8]) -> Result<Event, Rejection> {
+        if line.len() > MAX_EVENT_BYTES {
+            return Err(reject(format!(
+                "event is {} bytes; the limit is {MAX_EVENT_BYTES}",
+                line.len()
+            )));
+        }
+        let text = std::str::from_utf8(line).map_err(|e| {
+            reject(format!(
+                "line is not valid UTF-8 (byte {})",
+                e.valid_up_to()
+            ))
+        })?;
+        let wire: WireEvent<'_> =
+            serde_json::from_str(text).map_err(|e| reject(describe_json_error(&e)))?;
+        let mut problems = Vec::new();
+        let event = self.check(wire, &mut problems);
+        match event {
+            Some(event) if problems.is_empty() => Ok(event),
+            _ => Err(reject(problems.join("; "))),
+        }
+    }
+
+    fn check(&self, wire: WireEvent<'_>, problems: &mut Vec<String>) -> Option<Event> {
+        let event_id = required_id("event_id", wire.event_id, problems);
+        let merchant_id = required_id("merchant_id", wire.merchant_id, problems);
+        let user_id = required_id("user_id", wire.user_id, problems);
+        let event_type = match wire.event_type.as_deref() {
+            None => {
+                problems.push("missing required field `type`".to_owned());
+                None
+            }
+            Some(t) => EventType::parse(t).or_else(|| {
+                problems.push(format!(
+                    "type must be one of view, search, add_to_cart, favorite, purchase, refund, share, push_open, subscribe; got {t:?}"
+                ));
+                None
+            }),
+        };
+        let ts_ms = match wire.ts {
+            None => {
+                problems.push("missing required field `ts`".to_owned());
+                None
+            }
+            Some(raw) => self.parse_ts(raw.get()).map_err(|p| problems.push(p)).ok(),
+        };
+        let channel = match wire.channel.as_deref() {
+            None => Some(Channel::default()),
+            Some(c) => Channel::parse(c).or_else(|| {
+                problems.push(format!(
+                    "channel must be one of mini_program, micro_store, official_account, h5, offline; got {c:?}"
+                ));
+                None
+            }),
+        };
+        let has_item = wire.item_id.is_some();
+        let has_order = wire.order_id.is_some();
+        let item_id = optional_id("item_id", wire.item_id, problems);
+        let order_id = optional_id("order_id", wire.order_id, problems);
+        let openid = optional_id("openid", wire.openid, problems);
+        let unionid = optional_id("unionid", wire.unionid, problems);
+        let category = optional_text("category", wire.category, problems);
+        let scene = wire.scene.and_then(|raw| parse_scene(raw.get(), problems));
+        if let Some(price) = wire.price
+            && !(price >= 0.0 && price.is_finite())
+        {
+            problems.push(format!("price must be >= 0, got {price}"));
+        }
+        let quantity = match wire.quantity {
+            None => Some(1),
+            Some(q) if q >= 1 && q <= i64::from(u32::MAX) => u32::try_from(q).ok(),
+            Some(q) => {
+                problems.push(format!("quantity must be an integer >= 1, got {q}"));
+                None
+            }
+        };
+        let properties = wire.properties.map(RawValue::get);
+        let known = match properties {
+            None => KnownProperties::default(),
+            Some(p) if p.trim_start().starts_with('{') => {
+                serde_json::from_str(p).unwrap_or_else(|_| {
+                    problems.push(
+                        "properties.query and properties.template_id must be strings".to_owned(),
+                    );
+                    KnownProperties::default()
+                })
+            }
+            Some(p) => {
+                problems.push(format!(
+                    "properties must be a JSON object, got {}",
+                    abbreviate(p)
+                ));
+                KnownProperties::default()
+            }
+        };
+
+        if let Some(t) = event_type {
+            if t.needs_item() && !has_item {
+                problems.push(format!("a {t} event needs item_id"));
+            }
+            if t.is_money_movement() {
+                if wire.price.is_none() {
+                    problems.push(format!("a {t} event needs price"));
+                }
+                if !has_order {
+                    problems.push(format!("a {t} event needs order_id"));
+                }
+            }
+            if t == EventType::Search && known.query.as_deref().is_none_or(|q| q.trim().is_empty())
+            {
+                problems
+                    .push("a search event needs properties.query (a non-empty string)".to_owned());
+            }
+            if t == EventType::Subscribe && known.template_id.as_deref().is_none_or(str::is_empty) {
+                problems.push("a subscribe event needs properties.template_id (the consented subscription message template)".to_owned());
+            }
+        }
+
+        Some(Event {
+            event_id: event_id?,
+            merchant_id: merchant_id?,
+            user_id: user_id?,
+            event_type: event_type?,
+            ts_ms: ts_ms?,
+            channel: channel?,
+            item_id,
+            category,
+            order_id,
+            price: wire.price,
+            quantity: quantity?,
+            scene,
+            openid,
+            unionid,
+            properties: properties.map(compact_json),
+        })
+    }
+
+    fn parse_ts(&self, raw: &str) -> Result<i64, String> {
+        let ts_ms = if raw.starts_with('"') {
+            let text: Cow<'_, str> =
+                serde_json::from_str(raw).map_err(|e| format!("ts is not a valid string: {e}"))?;
+            DateTime::parse_from_rfc3339(&text)
+                .map_err(|e| {
+                    format!("ts must be RFC 3339 with an offset (e.g. 2026-03-01T08:30:00+08:00) or epoch milliseconds; {text:?} is not: {e}")
+                })?
+                .timestamp_millis()
+        } else {
+            raw.parse::<i64>().map_err(|_| {
+                format!(
+                    "ts must be RFC 3339 text or integer epoch milliseconds, got {}",
+                    abbreviate(raw)
+                )
+            })?
+        };
+        if ts_ms < EARLIEST_TS_MS {
+            return Err(format!(
+                "ts {ts_ms} is before 2000-01-01; epoch timestamps must be in milliseconds, not seconds"
+            ));
+        }
+        if ts_ms > self.now_ms + MAX_FUTURE_SKEW_MS {
+            let when = DateTime::from_timestamp_millis(ts_ms)
+                .map_or_else(|| ts_ms.to_string(), |t| t.to_rfc3339());
+            return Err(format!("ts {when} is more than 24 h in the future"));
+        }
+        Ok(ts_ms)
+    }
+}
+
+fn reject(reason: String) -> Rejection {
+    Rejection { reason }
+}
+
+fn describe_json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof => format!("not valid JSON: {e}"),
+        Category::Data | Category::Io => {
+            let text = e.to_string();
+            // serde's "at line 1 column N" is noise for one-line events; keep the column only.
+            match text.rsplit_once(" at line 1 column ") {
+                Some((what, column)) => format!("{what} (column {column})"),
+                None => text,
+            }
+        }
+    }
+}
+
+fn check_id(field: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err(format!("{field} must not be empty"));
+    }
+    if value.len() > MAX_ID_BYTES {
+        return Err(format!(
+            "{field} is {} bytes; ids are at most {MAX_ID_BYTES}",
+            value.len()
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!(
+            "{field} must not contain control characters, got {value:?}"
+        ));
+    }
+    Ok(())
+}
+
+fn required_id(
+    field: &str,
+    value: Option<Cow<'_, str>>,
+    problems: &mut Vec<String>,
+) -> Option<String> {
+    match value {
+        None => {
+            problems.push(format!("missing required field `{field}`"));
+            None
+        }
+        Some(v) => check_id(field, &v)
+            .map(|()| v.into_owned())
+            .map_err(|p| problems.push(p))
+            .ok(),
+    }
+}
+
+fn optional_id(
+    field: &str,
+    value: Option<Cow<'_, str>>,
+    problems: &mut Vec<String>,
+) -> Option<String> {
+    let v = value?;
+    check_id(field, &v)
+        .map(|()| v.into_owned())
+        .map_err(|p| problems.push(p))
+        .ok()
+}
+
+fn optional_text(
+    field: &str,
+    value: Option<Cow<'_, str>>,
+    problems: &mut Vec<String>,
+) -> Option<String> {
+    let v = value?;
+    if v.len() > MAX_ID_BYTES {
+        problems.push(format!(
+            "{field} is {} bytes; at most {MAX_ID_BYTES}",
+            v.len()
+        ));
+        return None;
+    }
+    Some(v.into_owned())
+}
+
+/// WeChat entry scenes are numbers (1001, 1047, ...); SDKs send them as numbers or strings.
+fn parse_scene(raw: &str, problems: &mut Vec<String>) -> Option<String> {
+    if raw == "null" {
+        return None;
+    }
+    let text = if raw.starts_with('"') {
+        serde_json::from_str::<String>(raw).ok()
+    } else if raw.bytes().all(|b| b.is_ascii_digit()) {
+        Some(raw.to_owned())
+    } else {
+        None
+    };
+    match text {
+        Some(t) if t.len() <= MAX_ID_BYTES => Some(t),
+        _ => {
+            problems.push(format!(
+                "scene must be a number or a short string, got {}",
+                abbreviate(raw)
+            ));
+            None
+        }
+    }
+}
+
+/// Re-serializes JSON without insignificant whitespace, so stored properties are uniform.
+fn compact_json(raw: &str) -> String {
+    if !raw.contains(['\n', '\r', '\t', ' ']) {
+        return raw.to_owned();
+    }
+    serde_json::from_str::<serde_json::Value>(raw)
+        .map_or_else(|_| raw.to_owned(), |v| v.to_string())
+}
+
+fn abbreviate(text: &str) -> String {
+    const LIMIT: usize = 40;
+    if text.len() <= LIMIT {
+        return text.to_owned();
+    }
+    let mut end = LIMIT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Parses a `YYYY-MM-DD` date given on the command line.
+pub fn parse_date(text: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|e| format!("{text:?} is not a date like 2026-03-01: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_780_000_000_000; // 2026-05-28
+
+    fn check(line: &str) -> Result<Event, String> {
+        EventValidator::new(NOW)
+            .validate(line.as_bytes())
+            .map_err(|r| r.reason)
+    }
+
+    const PURCHASE: &str = r#"{"event_id":"e1","merchant_id":"m1","user_id":"u1","type":"purchase","ts":"2026-05-01T10:00:00+08:00","item_id":"i1","price":12.5,"order_id":"o1","quantity":2,"category":"bread","properties":{"coupon": "X"}}"#;
+
+    #[test]
+    fn valid_purchase_is_accepted_with_all_fields() {
+        let e = check(PURCHASE).expect("valid");
+        assert_eq!(e.event_id, "e1");
+        assert_eq!(e.event_type, EventType::Purchase);
+        assert_eq!(e.ts_ms, 1_777_600_800_000);
+        assert_eq!(e.channel, Channel::MiniProgram);
+        assert_eq!(e.quantity, 2);
+        assert_eq!(e.price, Some(12.5));
+        assert_eq!(e.properties.as_deref(), Some(r#"{"coupon":"X"}"#));
+        assert_eq!(e.month(), "2026-05");
+    }
+
+    #[test]
+    fn epoch_millis_are_accepted() {
+        let e = check(
+            r#"{"event_id":"e","merchant_id":"m","user_id":"u","type":"share","ts":1777600800000}"#,
+        )
+        .expect("valid");
+        assert_eq!(e.ts_ms, 1_777_600_800_000);
+    }
+
+    #[test]
+    fn negative_price_names_the_value() {
+        let line = PURCHASE.replace("12.5", "-3");
+        assert_eq!(check(&line).unwrap_err(), "price must be >= 0, got -3");
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_so_typos_surface() {
+        let line = PURCHASE.replace("\"price\"", "\"prise\"");
+        let reason = check(&line).unwrap_err();
+        assert!(
+            reason.starts_with("unknown field `prise`, expected one of"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn missing_fields_are_all_listed() {
+        let reason = check(r#"{"event_id":"e","type":"purchase","ts":1777600800000}"#).unwrap_err();
+        assert_eq!(
+            reason,
+            "missing required field `merchant_id`; missing required field `user_id`; a purchase event needs item_id; a purchase event needs price; a purchase event needs order_id"
+        );
+    }
+
+    #[test]
+    fn per_type_requirements() {
+        let base = r#"{"event_id":"e","merchant_id":"m","user_id":"u","ts":1777600800000,"type":"#;
+        assert_eq!(
+            check(&format!("{base}\"search\"}}")).unwrap_err(),
+            "a search event needs properties.query (a non-empty string)"
+        );
+        assert!(
+            check(&format!(
+                "{base}\"search\",\"properties\":{{\"query\":\"croissant\"}}}}"
+            ))
+            .is_ok()
+        );
+        assert_eq!(
+            check(&format!("{base}\"subscribe\"}}")).unwrap_err(),
+            "a subscribe event needs properties.template_id (the consented subscription message template)"
+        );
+        assert_eq!(
+            check(&format!("{base}\"view\"}}")).unwrap_err(),
+            "a view event needs item_id"
+        );
+        assert_eq!(
+            check(&format!("{base}\"buy\"}}")).unwrap_err(),
+            "type must be one of view, search, add_to_cart, favorite, purchase, refund, share, push_open, subscribe; got \"buy\""
+        );
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let long_id = "x".repeat(129);
+        let line = PURCHASE.replace("\"u1\"", &format!("\"{long_id}\""));
+        assert_eq!(
+            check(&line).unwrap_err(),
+            "user_id is 129 bytes; ids are at most 128"
+        );
+        let big = format!("{}{}", PURCHASE, " ".repeat(MAX_EVENT_BYTES));
+        assert_eq!(
+            check(&big).unwrap_err(),
+            format!("event is {} bytes; the limit is 32768", big.len())
+        );
+        let future = PURCHASE.replace("2026-05-01T10:00:00+08:00", "2026-06-01T10:00:00+08:00");
+        assert_eq!(
+            check(&future).unwrap_err(),
+            "ts 2026-06-01T02:00:00+00:00 is more than 24 h in the future"
+        );
+        let seconds = PURCHASE.replace("\"2026-05-01T10:00:00+08:00\"", "1777600800");
+        assert_eq!(
+            check(&seconds).unwrap_err(),
+            "ts 1777600800 is before 2000-01-01; epoch timestamps must be in milliseconds, not seconds"
+        );
+        let zero_qty = PURCHASE.replace("\"quantity\":2", "\"quantity\":0");
+        assert_eq!(
+            check(&zero_qty).unwrap_err(),
+            "quantity must be an integer >= 1, got 0"
+        );
+    }
+
+    #[test]
+    fn broken_json_says_so() {
+        let reason = check(r#"{"event_id":"e1","merchant_id""#).unwrap_err();
+        assert!(reason.starts_with("not valid JSON:"), "{reason}");
+        let reason = check(
+            r#"{"event_id":"e","merchant_id":"m","user_id":"u","type":"share","ts":"yesterday"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            reason.starts_with("ts must be RFC 3339 with an offset"),
+            "{reason}"
+        );
+        let reason = check(r#"{"event_id":"e","merchant_id":"m","user_id":"u","type":"share","ts":1777600800000,"properties":[1]}"#).unwrap_err();
+        assert_eq!(reason, "properties must be a JSON object, got [1]");
+    }
+}

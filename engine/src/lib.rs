@@ -1,0 +1,9 @@
+//! Recur's engine: the event contract, the store, the batch jobs and the snapshots they produce.
+//!
+//! No network servers live here; ingest and the API call into this crate.
+
+pub mod error;
+pub mod event;
+pub mod store;
+
+pub use error::{Error, Result};
