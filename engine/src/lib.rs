@@ -4,6 +4,8 @@
 
 pub mod error;
 pub mod event;
+pub mod jobs;
+pub mod snapshot;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -1,0 +1,94 @@
+//! Customer profiles: first and last purchase, orders, revenue, favourite categories.
+//!
+//! Every user with an event gets a row; users who never kept a purchase have zero orders and
+//! null purchase dates. An order counts when its net amount after refunds is positive.
+
+use polars::prelude::*;
+
+use super::purchases::{NET_AMOUNT, NET_QUANTITY, ORDERED_AT};
+use crate::store::{CATEGORY, ITEM_ID, MERCHANT_ID, OPENID, ORDER_ID, TS, UNIONID, USER_ID};
+
+/// How many favourite categories a profile lists.
+pub const FAVOURITE_CATEGORIES: usize = 3;
+
+/// Builds the profile table of one merchant. `lines` are [`super::purchases::net_order_lines`].
+pub fn profiles(
+    merchant_id: &str,
+    events: LazyFrame,
+    lines: LazyFrame,
+    categories: LazyFrame,
+) -> LazyFrame {
+    let orders = lines
+        .clone()
+        .group_by([col(USER_ID), col(ORDER_ID)])
+        .agg([col(NET_AMOUNT).sum(), col(ORDERED_AT).min()])
+        .filter(col(NET_AMOUNT).gt(lit(0.0)))
+        .group_by([col(USER_ID)])
+        .agg([
+            col(ORDERED_AT).min().alias("first_purchase_ms"),
+            col(ORDERED_AT).max().alias("last_purchase_ms"),
+            len().cast(DataType::UInt32).alias("orders"),
+            col(NET_AMOUNT).sum().alias("revenue"),
+        ]);
+    let favourites = lines
+        .filter(col(NET_QUANTITY).gt(lit(0i64)))
+        .join(
+            categories,
+            [col(ITEM_ID)],
+            [col(ITEM_ID)],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .group_by([col(USER_ID), col(CATEGORY)])
+        .agg([col(NET_AMOUNT).sum().alias("spend")])
+        .sort(
+            [USER_ID, "spend", CATEGORY],
+            SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
+        )
+        .group_by_stable([col(USER_ID)])
+        .agg([col(CATEGORY)
+            .head(Some(FAVOURITE_CATEGORIES))
+            .alias("favourite_categories")]);
+    let activity = events.group_by([col(USER_ID)]).agg([
+        col(TS).cast(DataType::Int64).min().alias("first_seen_ms"),
+        col(TS).cast(DataType::Int64).max().alias("last_seen_ms"),
+        len().cast(DataType::UInt32).alias("events"),
+        col(OPENID)
+            .sort_by([col(TS)], SortMultipleOptions::default())
+            .drop_nulls()
+            .last()
+            .alias(OPENID),
+        col(UNIONID)
+            .sort_by([col(TS)], SortMultipleOptions::default())
+            .drop_nulls()
+            .last()
+            .alias(UNIONID),
+    ]);
+    activity
+        .join(
+            orders,
+            [col(USER_ID)],
+            [col(USER_ID)],
+            JoinArgs::new(JoinType::Left),
+        )
+        .join(
+            favourites,
+            [col(USER_ID)],
+            [col(USER_ID)],
+            JoinArgs::new(JoinType::Left),
+        )
+        .select([
+            lit(merchant_id).alias(MERCHANT_ID),
+            col(USER_ID),
+            col("first_seen_ms"),
+            col("last_seen_ms"),
+            col("events"),
+            col("first_purchase_ms"),
+            col("last_purchase_ms"),
+            col("orders").fill_null(lit(0u32)),
+            col("revenue").fill_null(lit(0.0)),
+            col("favourite_categories"),
+            col(OPENID),
+            col(UNIONID),
+        ])
+        .sort([USER_ID], SortMultipleOptions::default())
+}

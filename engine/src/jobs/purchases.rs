@@ -1,0 +1,56 @@
+//! Order lines net of refunds: the base every purchase-driven job builds on.
+//!
+//! A refund cancels the quantity and amount of the same (order_id, item_id). An order whose
+//! every line was refunded is not a purchase; an item the user bought and fully refunded is
+//! "refunded only" and is never recommended back to them.
+
+use polars::prelude::*;
+
+use crate::event::EventType;
+use crate::store::{EVENT_TYPE, ITEM_ID, ORDER_ID, PRICE, QUANTITY, TS, USER_ID};
+
+pub const NET_QUANTITY: &str = "net_quantity";
+pub const NET_AMOUNT: &str = "net_amount";
+pub const ORDERED_AT: &str = "ordered_at";
+
+/// One row per (user, order, item): what was bought and kept, and when it was ordered.
+/// `ordered_at` is in epoch milliseconds.
+pub fn net_order_lines(events: LazyFrame) -> LazyFrame {
+    let is_purchase = col(EVENT_TYPE).eq(lit(EventType::Purchase.as_str()));
+    let sign = when(is_purchase.clone())
+        .then(lit(1i64))
+        .otherwise(lit(-1i64));
+    events
+        .filter(
+            col(EVENT_TYPE)
+                .eq(lit(EventType::Purchase.as_str()))
+                .or(col(EVENT_TYPE).eq(lit(EventType::Refund.as_str()))),
+        )
+        .group_by([col(USER_ID), col(ORDER_ID), col(ITEM_ID)])
+        .agg([
+            (col(QUANTITY).cast(DataType::Int64) * sign.clone())
+                .sum()
+                .alias(NET_QUANTITY),
+            (col(PRICE) * col(QUANTITY).cast(DataType::Float64) * sign.cast(DataType::Float64))
+                .sum()
+                .alias(NET_AMOUNT),
+            col(TS)
+                .cast(DataType::Int64)
+                .filter(is_purchase)
+                .min()
+                .alias(ORDERED_AT),
+        ])
+        // A refund without its purchase in the data (bought before the window) has no order time.
+        .filter(col(ORDERED_AT).is_not_null())
+}
+
+/// The item's category as events name it: the most recent non-null value per item.
+pub fn item_categories(events: LazyFrame) -> LazyFrame {
+    use crate::store::CATEGORY;
+    events
+        .filter(col(ITEM_ID).is_not_null().and(col(CATEGORY).is_not_null()))
+        .group_by([col(ITEM_ID)])
+        .agg([col(CATEGORY)
+            .sort_by([col(TS)], SortMultipleOptions::default())
+            .last()])
+}

@@ -1,0 +1,287 @@
+//! The first recommender: repeat-purchase aware, filled up with popular items.
+//!
+//! Per user, in three tiers, each scored in [0, 1) and offset so a higher tier always ranks
+//! first (the score orders the list; its tier is its integer part):
+//! - 2.x `bought_before`: items the user bought and kept, scored by frequency and recency,
+//!   `f / (1 + f)` with `f = orders * 0.5^(days_since_last / 30)`;
+//! - 1.x `popular_in_category`: the merchant's popular items in the user's top categories
+//!   (weighted by purchases 3, cart and favourite 2, view 1), `share * popularity`;
+//! - 0.x `popular`: the merchant's popular items, `popularity`.
+//!
+//! Popularity is distinct buyers in the last 90 days plus 1% of all-time buyers, divided by
+//! the merchant's maximum. Items a user bought and fully refunded are never recommended to
+//! them. Ties break by item_id so a run is deterministic. Only the given merchant's events
+//! are read, so no other merchant's item can appear.
+
+use polars::prelude::*;
+
+use super::purchases::{NET_QUANTITY, ORDERED_AT};
+use crate::event::EventType;
+use crate::store::{CATEGORY, EVENT_TYPE, ITEM_ID, MERCHANT_ID, ORDER_ID, USER_ID};
+
+pub const RANK: &str = "rank";
+pub const SCORE: &str = "score";
+pub const REASON: &str = "reason";
+/// For `bought_before`: how many orders contained the item.
+pub const TIMES_BOUGHT: &str = "times_bought";
+/// For `bought_before`: whole days since the last order of the item.
+pub const DAYS_SINCE: &str = "days_since_last";
+
+const DAY_MS: f64 = 86_400_000.0;
+const REPEAT_HALF_LIFE_DAYS: f64 = 30.0;
+const POPULARITY_WINDOW_DAYS: i64 = 90;
+const TOP_CATEGORIES: usize = 3;
+
+/// Why an item is recommended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    BoughtBefore,
+    PopularInCategory,
+    Popular,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BoughtBefore => "bought_before",
+            Self::PopularInCategory => "popular_in_category",
+            Self::Popular => "popular",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::BoughtBefore, Self::PopularInCategory, Self::Popular]
+            .into_iter()
+            .find(|r| r.as_str() == text)
+    }
+
+    /// A sentence for the person reading the recommendation.
+    pub fn describe(
+        self,
+        times_bought: Option<u32>,
+        days_since: Option<u32>,
+        category: Option<&str>,
+    ) -> String {
+        match self {
+            Self::BoughtBefore => match (times_bought, days_since) {
+                (Some(1), Some(0)) => "bought once, today".to_owned(),
+                (Some(1), Some(d)) => format!("bought once, {d} days ago"),
+                (Some(n), Some(d)) => format!("bought {n} times, last {d} days ago"),
+                _ => "bought before".to_owned(),
+            },
+            Self::PopularInCategory => match category {
+                Some(c) => format!("popular in {c}, a category you like"),
+                None => "popular in a category you like".to_owned(),
+            },
+            Self::Popular => "popular at this shop".to_owned(),
+        }
+    }
+}
+
+/// Tuning of the recommender.
+#[derive(Debug, Clone, Copy)]
+pub struct RecommendParams {
+    /// Items kept per user in the snapshot (the API serves up to this many).
+    pub k: usize,
+    /// "Now" for recency, epoch milliseconds.
+    pub as_of_ms: i64,
+}
+
+/// The merchant's popular items: `item_id, category, score (0..=1), rank`.
+pub fn popular_items(lines: LazyFrame, categories: LazyFrame, as_of_ms: i64) -> LazyFrame {
+    let window_start = as_of_ms - POPULARITY_WINDOW_DAYS * 86_400_000;
+    let kept = lines.filter(col(NET_QUANTITY).gt(lit(0i64)));
+    kept.group_by([col(ITEM_ID)])
+        .agg([
+            col(USER_ID)
+                .filter(col(ORDERED_AT).gt_eq(lit(window_start)))
+                .n_unique()
+                .cast(DataType::Float64)
+                .alias("recent_buyers"),
+            col(USER_ID)
+                .n_unique()
+                .cast(DataType::Float64)
+                .alias("buyers"),
+        ])
+        .with_column((col("recent_buyers") + col("buyers") * lit(0.01)).alias("popularity"))
+        .with_column((col("popularity") / col("popularity").max()).alias(SCORE))
+        .join(
+            categories,
+            [col(ITEM_ID)],
+            [col(ITEM_ID)],
+            JoinArgs::new(JoinType::Left),
+        )
+        .sort(
+            [SCORE, ITEM_ID],
+            SortMultipleOptions::default().with_order_descending_multi([true, false]),
+        )
+        .with_row_index(RANK, Some(1))
+        .select([col(RANK), col(ITEM_ID), col(CATEGORY), col(SCORE)])
+}
+
+/// Top-`k` recommendations for every user with an event of this merchant:
+/// `merchant_id, user_id, rank, item_id, score, reason, times_bought, days_since_last, category`.
+pub fn recommendations(
+    merchant_id: &str,
+    events: LazyFrame,
+    lines: LazyFrame,
+    popular: LazyFrame,
+    params: RecommendParams,
+) -> PolarsResult<LazyFrame> {
+    let k = params.k;
+    let per_item = lines.group_by([col(USER_ID), col(ITEM_ID)]).agg([
+        col(ORDER_ID)
+            .filter(col(NET_QUANTITY).gt(lit(0i64)))
+            .n_unique()
+            .alias("kept_orders"),
+        col(ORDERED_AT)
+            .filter(col(NET_QUANTITY).gt(lit(0i64)))
+            .max()
+            .alias("last_kept_ms"),
+    ]);
+    // Items bought and all refunded: never shown back to this user.
+    let refunded_only = per_item
+        .clone()
+        .filter(col("kept_orders").eq(lit(0)))
+        .select([col(USER_ID), col(ITEM_ID)]);
+
+    let raw_days =
+        (lit(params.as_of_ms) - col("last_kept_ms")).cast(DataType::Float64) / lit(DAY_MS);
+    // Events after an explicit --as-of count as today.
+    let days_since = when(raw_days.clone().lt(lit(0.0)))
+        .then(lit(0.0))
+        .otherwise(raw_days);
+    let freshness = lit(0.5).pow(days_since.clone() / lit(REPEAT_HALF_LIFE_DAYS));
+    let strength = col("kept_orders").cast(DataType::Float64) * freshness;
+    let bought_before = per_item
+        .filter(col("kept_orders").gt(lit(0)))
+        .join(
+            popular.clone().select([col(ITEM_ID), col(CATEGORY)]),
+            [col(ITEM_ID)],
+            [col(ITEM_ID)],
+            JoinArgs::new(JoinType::Left),
+        )
+        .select([
+            col(USER_ID),
+            col(ITEM_ID),
+            (lit(2.0) + strength.clone() / (lit(1.0) + strength)).alias(SCORE),
+            lit(Reason::BoughtBefore.as_str()).alias(REASON),
+            col("kept_orders")
+                .cast(DataType::UInt32)
+                .alias(TIMES_BOUGHT),
+            days_since.cast(DataType::UInt32).alias(DAYS_SINCE),
+            col(CATEGORY),
+        ]);
+
+    let weight = when(col(EVENT_TYPE).eq(lit(EventType::Purchase.as_str())))
+        .then(lit(3.0))
+        .when(
+            col(EVENT_TYPE)
+                .eq(lit(EventType::AddToCart.as_str()))
+                .or(col(EVENT_TYPE).eq(lit(EventType::Favorite.as_str()))),
+        )
+        .then(lit(2.0))
+        .when(col(EVENT_TYPE).eq(lit(EventType::View.as_str())))
+        .then(lit(1.0))
+        .otherwise(lit(0.0));
+    let user_categories = events
+        .clone()
+        .filter(col(CATEGORY).is_not_null())
+        .group_by([col(USER_ID), col(CATEGORY)])
+        .agg([weight.sum().alias("affinity")])
+        .filter(col("affinity").gt(lit(0.0)))
+        .sort(
+            [USER_ID, "affinity", CATEGORY],
+            SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
+        )
+        .group_by_stable([col(USER_ID)])
+        .head(Some(TOP_CATEGORIES))
+        .with_column(
+            (col("affinity") / col("affinity").sum().over([col(USER_ID)])?).alias("share"),
+        );
+    let top_in_category = popular
+        .clone()
+        .filter(col(CATEGORY).is_not_null())
+        .sort(
+            [CATEGORY, SCORE, ITEM_ID],
+            SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
+        )
+        .group_by_stable([col(CATEGORY)])
+        .head(Some(k));
+    let in_category = user_categories
+        .join(
+            top_in_category,
+            [col(CATEGORY)],
+            [col(CATEGORY)],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .select([
+            col(USER_ID),
+            col(ITEM_ID),
+            (lit(1.0) + col("share") * col(SCORE) * lit(0.999)).alias(SCORE),
+            lit(Reason::PopularInCategory.as_str()).alias(REASON),
+            lit(NULL).cast(DataType::UInt32).alias(TIMES_BOUGHT),
+            lit(NULL).cast(DataType::UInt32).alias(DAYS_SINCE),
+            col(CATEGORY),
+        ]);
+
+    let users = events
+        .select([col(USER_ID)])
+        .unique(None, UniqueKeepStrategy::Any);
+    let most_popular = popular.filter(col(RANK).lt_eq(lit(k as u64))).select([
+        col(ITEM_ID),
+        (col(SCORE) * lit(0.999)).alias(SCORE),
+        lit(Reason::Popular.as_str()).alias(REASON),
+        lit(NULL).cast(DataType::UInt32).alias(TIMES_BOUGHT),
+        lit(NULL).cast(DataType::UInt32).alias(DAYS_SINCE),
+        col(CATEGORY),
+    ]);
+    let fill = users.cross_join(most_popular, None);
+
+    Ok(concat(
+        [
+            bought_before,
+            in_category,
+            fill.select([
+                col(USER_ID),
+                col(ITEM_ID),
+                col(SCORE),
+                col(REASON),
+                col(TIMES_BOUGHT),
+                col(DAYS_SINCE),
+                col(CATEGORY),
+            ]),
+        ],
+        UnionArgs::default(),
+    )?
+    .join(
+        refunded_only,
+        [col(USER_ID), col(ITEM_ID)],
+        [col(USER_ID), col(ITEM_ID)],
+        JoinArgs::new(JoinType::Anti),
+    )
+    .sort(
+        [USER_ID, SCORE, ITEM_ID],
+        SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
+    )
+    // An item found by several tiers keeps its best (first) entry.
+    .unique_stable(Some(cols([USER_ID, ITEM_ID])), UniqueKeepStrategy::First)
+    .group_by_stable([col(USER_ID)])
+    .head(Some(k))
+    .with_column(
+        (col(ITEM_ID).cum_count(false).over([col(USER_ID)])?)
+            .cast(DataType::UInt32)
+            .alias(RANK),
+    )
+    .select([
+        lit(merchant_id).alias(MERCHANT_ID),
+        col(USER_ID),
+        col(RANK),
+        col(ITEM_ID),
+        col(SCORE),
+        col(REASON),
+        col(TIMES_BOUGHT),
+        col(DAYS_SINCE),
+        col(CATEGORY),
+    ]))
+}
