@@ -1,1 +1,34 @@
-fn main() {}
+//! `recur`: the command line of Recur — ingest events, run the jobs, export and serve
+//! recommendations, generate demo data.
+
+mod cli;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging(&cli);
+    match commands::dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cli: &cli::Cli) {
+    use tracing_subscriber::EnvFilter;
+    // Quiet by default on the terminal; the server logs its requests and reloads.
+    let default = if cli.is_server() { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("RECUR_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

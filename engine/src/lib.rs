@@ -7,5 +7,6 @@ pub mod event;
 pub mod jobs;
 pub mod snapshot;
 pub mod store;
+pub mod synth;
 
 pub use error::{Error, Result};

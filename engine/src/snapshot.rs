@@ -498,3 +498,60 @@ pub fn export_recommendations(
     }
     Ok(lines)
 }
+
+/// A customer worth showing first: the most frequent buyers of a merchant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CustomerHighlight {
+    pub merchant_id: String,
+    pub user_id: String,
+    pub orders: u32,
+    pub revenue: f64,
+    pub last_purchase_ms: Option<i64>,
+}
+
+/// The `per_merchant` customers with the most orders in each merchant (ties by user id).
+pub fn top_customers(data_dir: &Path, per_merchant: usize) -> Result<Vec<CustomerHighlight>> {
+    let frame = scan_profiles(data_dir)?
+        .filter(col("orders").gt(lit(0u32)))
+        .sort(
+            [MERCHANT_ID, "orders", USER_ID],
+            SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
+        )
+        .group_by_stable([col(MERCHANT_ID)])
+        .head(Some(per_merchant))
+        .select([
+            col(MERCHANT_ID),
+            col(USER_ID),
+            col("orders"),
+            col("revenue"),
+            col("last_purchase_ms"),
+        ])
+        .collect()
+        .map_err(Error::polars("finding top customers"))?;
+    let typed = (|| -> PolarsResult<_> {
+        Ok((
+            frame.column(MERCHANT_ID)?.str()?.clone(),
+            frame.column(USER_ID)?.str()?.clone(),
+            frame.column("orders")?.u32()?.clone(),
+            frame.column("revenue")?.f64()?.clone(),
+            frame.column("last_purchase_ms")?.i64()?.clone(),
+        ))
+    })()
+    .map_err(Error::polars("reading top customers"))?;
+    let (m, u, o, r, l) = typed;
+    Ok(m.iter()
+        .zip(u.iter())
+        .zip(o.iter())
+        .zip(r.iter())
+        .zip(l.iter())
+        .filter_map(|((((m, u), o), r), l)| {
+            Some(CustomerHighlight {
+                merchant_id: m?.to_owned(),
+                user_id: u?.to_owned(),
+                orders: o.unwrap_or_default(),
+                revenue: r.unwrap_or_default(),
+                last_purchase_ms: l,
+            })
+        })
+        .collect())
+}

@@ -47,6 +47,27 @@ pub struct MerchantOutput {
     pub summary: MerchantSummary,
 }
 
+/// Runs every job for every merchant and publishes the result as the new current snapshot
+/// under `data_dir`. `on_merchant` hears of each merchant before its jobs start.
+pub fn run_all(
+    store: &mut dyn EventStore,
+    data_dir: &std::path::Path,
+    options: RunOptions,
+    on_merchant: &mut dyn FnMut(usize, usize, &str),
+) -> Result<crate::snapshot::SnapshotManifest> {
+    if options.k == 0 {
+        return Err(Error::InvalidArgument("k must be at least 1".to_owned()));
+    }
+    let version = store.version()?;
+    let merchants = store.merchants()?;
+    let mut outputs = Vec::with_capacity(merchants.len());
+    for (i, merchant_id) in merchants.iter().enumerate() {
+        on_merchant(i, merchants.len(), merchant_id);
+        outputs.extend(run_merchant(store, merchant_id, options)?);
+    }
+    crate::snapshot::publish(data_dir, outputs, version, options.k)
+}
+
 /// Runs every job for one merchant; `None` if it has no events.
 pub fn run_merchant(
     store: &mut dyn EventStore,

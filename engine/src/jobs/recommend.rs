@@ -65,7 +65,10 @@ impl Reason {
         match self {
             Self::BoughtBefore => match (times_bought, days_since) {
                 (Some(1), Some(0)) => "bought once, today".to_owned(),
+                (Some(1), Some(1)) => "bought once, yesterday".to_owned(),
                 (Some(1), Some(d)) => format!("bought once, {d} days ago"),
+                (Some(n), Some(0)) => format!("bought {n} times, last today"),
+                (Some(n), Some(1)) => format!("bought {n} times, last yesterday"),
                 (Some(n), Some(d)) => format!("bought {n} times, last {d} days ago"),
                 _ => "bought before".to_owned(),
             },

@@ -359,6 +359,11 @@ impl EventStore for EmbeddedStore {
         Ok(Some(frame.filter(filter)))
     }
 
+    fn version(&mut self) -> Result<u64> {
+        self.refresh()?;
+        Ok(self.last_seq())
+    }
+
     fn stats(&mut self) -> Result<StoreStats> {
         self.refresh()?;
         let mut stats = StoreStats {

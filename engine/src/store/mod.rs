@@ -113,4 +113,7 @@ pub trait EventStore: Send {
 
     /// Counts of stored events.
     fn stats(&mut self) -> Result<StoreStats>;
+
+    /// A number that grows with every append: what a snapshot was built from.
+    fn version(&mut self) -> Result<u64>;
 }

@@ -1,0 +1,127 @@
+//! The handlers: thin, they parse, call the engine or ingest, and map the result.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use recur_engine::event::EventValidator;
+use recur_engine::store::EventStore;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Items returned when `k` is not given.
+const DEFAULT_K: usize = 10;
+
+pub(crate) async fn healthz(State(state): State<AppState>) -> Json<Value> {
+    let snapshot = state.snapshot.load();
+    Json(json!({
+        "status": "ok",
+        "snapshot": snapshot.as_ref().map(|s| s.manifest.name.clone()),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RecommendationQuery {
+    k: Option<usize>,
+}
+
+pub(crate) async fn recommendations(
+    State(state): State<AppState>,
+    Path((merchant_id, user_id)): Path<(String, String)>,
+    query: Result<Query<RecommendationQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let snapshot = state.snapshot.load_full().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_snapshot",
+            "no recommendations yet: run `recur run --data-dir DIR` and the server picks them up",
+        )
+    })?;
+    let max_k = snapshot.manifest.k;
+    let k = query.k.unwrap_or(DEFAULT_K.min(max_k));
+    if k == 0 || k > max_k {
+        return Err(ApiError::bad_request(
+            "bad_k",
+            format!(
+                "k must be between 1 and {max_k}, got {k} (`recur run --k N` keeps more per user)"
+            ),
+        ));
+    }
+    let list = snapshot
+        .recommend(&merchant_id, &user_id, k)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_merchant",
+                format!("no data for merchant {merchant_id:?}"),
+            )
+        })?;
+    let mut body = serde_json::to_value(list).map_err(|e| ApiError::internal(&e))?;
+    body["snapshot"] = Value::from(snapshot.manifest.name.clone());
+    Ok(Json(body))
+}
+
+pub(crate) async fn post_events(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "the body is larger than {} bytes; split it into several requests",
+                    state.limits.max_body_bytes
+                ),
+            )
+        } else {
+            ApiError::bad_request("bad_body", e.body_text())
+        }
+    })?;
+    let batch = recur_ingest::body::parse_body(&body, "http", &EventValidator::now())
+        .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+    let errors: Vec<Value> = batch
+        .rejects
+        .iter()
+        .map(|r| json!({ "line": r.line, "reason": r.reason }))
+        .collect();
+    if batch.events.is_empty() {
+        let n = batch.rejects.len();
+        // Still recorded under rejected/, so nothing sent is lost.
+        let store = state.store.clone();
+        tokio::task::spawn_blocking(move || {
+            store.lock().expect("store lock not poisoned").append(batch)
+        })
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(|e| ApiError::internal(&e))?;
+        return Err(ApiError::bad_request(
+            "no_valid_events",
+            format!("none of the {n} events is valid; `details` says why for each line"),
+        )
+        .with_details(Value::Array(errors)));
+    }
+    let store = state.store.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        store.lock().expect("store lock not poisoned").append(batch)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?
+    .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(json!({
+        "accepted": outcome.accepted,
+        "duplicates": outcome.duplicates,
+        "rejected": outcome.rejected,
+        "errors": errors,
+    })))
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such endpoint; see README for the API")
+}

@@ -1,0 +1,715 @@
+//! `recur generate`: a realistic, reproducible synthetic event stream with its ground truth.
+//!
+//! Customers follow the BG/NBD story (Fader, Hardie and Lee 2005): while alive, a customer buys
+//! as a Poisson process with rate λ ~ Gamma(r, α); after each purchase they drop out with
+//! probability p ~ Beta(a, b). Purchases are thinned by weekday so weekly seasonality shows,
+//! item choice prefers consumables due for replenishment, and each order comes with a browse →
+//! cart → purchase funnel, occasional refunds, shares, push opens and subscription consents.
+//! Some users never buy; some appear under a second user_id sharing their unionid.
+//! Duplicated lines (same event_id, a producer retry) and malformed lines are mixed in at
+//! small rates. Each user has its own ChaCha8 stream derived from (seed, user index), so the
+//! same seed gives the same bytes.
+//!
+//! Ground truth goes beside the events: a summary line (counts, each merchant's r, α, a, b),
+//! then one line per user with λ, p and when they dropped out.
+
+mod catalog;
+
+use std::io::Write;
+
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Beta, Distribution, Exp, Gamma};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::event::{Channel, EventType};
+use catalog::{ARCHETYPES, Archetype};
+
+/// Settings of one generated stream.
+#[derive(Debug, Clone)]
+pub struct SynthConfig {
+    pub merchants: usize,
+    pub users: usize,
+    pub days: u32,
+    pub seed: u64,
+    /// The last day of the stream (local time); fixed by default so output does not depend
+    /// on when it is generated.
+    pub end: NaiveDate,
+    /// Share of events sent twice.
+    pub duplicate_rate: f64,
+    /// Share of extra malformed lines.
+    pub malformed_rate: f64,
+}
+
+impl Default for SynthConfig {
+    fn default() -> Self {
+        Self {
+            merchants: 3,
+            users: 2_000,
+            days: 180,
+            seed: 42,
+            end: NaiveDate::from_ymd_opt(2026, 10, 31).expect("a valid date"),
+            duplicate_rate: 0.01,
+            malformed_rate: 0.005,
+        }
+    }
+}
+
+/// Counts of what was written; `unique_events` is what a correct ingest stores.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SynthCounts {
+    pub lines: u64,
+    pub unique_events: u64,
+    pub duplicate_lines: u64,
+    pub malformed_lines: u64,
+}
+
+#[derive(Serialize)]
+struct MerchantTruth {
+    merchant_id: String,
+    name: &'static str,
+    users: u64,
+    r: f64,
+    alpha_days: f64,
+    a: f64,
+    b: f64,
+}
+
+#[derive(Serialize)]
+struct UserTruth<'a> {
+    kind: &'static str,
+    merchant_id: &'a str,
+    user_id: &'a str,
+    /// Purchases per day while alive; null for users who never buy.
+    lambda_per_day: Option<f64>,
+    dropout_p: Option<f64>,
+    purchases: u32,
+    first_purchase: Option<String>,
+    dropped_out_at: Option<String>,
+    unionid: Option<&'a str>,
+    aliases: Vec<String>,
+}
+
+/// The JSON form of one generated event; field order is fixed so output is byte-stable.
+#[derive(Serialize, Clone)]
+struct WireEvent {
+    event_id: String,
+    merchant_id: String,
+    user_id: String,
+    #[serde(rename = "type")]
+    event_type: &'static str,
+    ts: serde_json::Value,
+    channel: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    item_id: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    category: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    price: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quantity: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scene: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    openid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unionid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    properties: Option<serde_json::Value>,
+}
+
+/// A line waiting to be written, ordered by time then generation order.
+struct Line {
+    ts_ms: i64,
+    seq: u64,
+    text: String,
+}
+
+/// The merchant id of the `index`-th merchant.
+fn merchant_id(index: usize) -> String {
+    let archetype = &ARCHETYPES[index % ARCHETYPES.len()];
+    match index / ARCHETYPES.len() {
+        0 => format!("m_{}", archetype.key),
+        n => format!("m_{}_{}", archetype.key, n + 1),
+    }
+}
+
+/// WeChat's most common entry scenes: search, QR code, chat share, official account menu.
+const SCENES: [u32; 5] = [1001, 1011, 1007, 1035, 1089];
+
+struct UserSim<'a> {
+    rng: ChaCha8Rng,
+    archetype: &'a Archetype,
+    merchant_id: &'a str,
+    user_id: String,
+    alias: Option<String>,
+    openid: String,
+    unionid: Option<String>,
+    channel: Channel,
+    start: NaiveDate,
+    days: u32,
+    category_taste: Vec<f64>,
+    /// (category index, item index) → local day of last purchase
+    last_bought: Vec<((usize, usize), f64)>,
+    lines: Vec<(i64, WireEvent)>,
+    event_seq: u32,
+    order_seq: u32,
+    subscribed: Vec<&'static str>,
+}
+
+impl UserSim<'_> {
+    fn next_event_id(&mut self) -> String {
+        self.event_seq += 1;
+        format!(
+            "{}-{}-{:05}",
+            self.merchant_id, self.user_id, self.event_seq
+        )
+    }
+
+    /// A local timestamp on `day` (days since the start), at an hour drawn from the
+    /// merchant's daily rhythm, offset by `seconds`.
+    fn local_time(&mut self, day: f64, seconds: i64) -> DateTime<FixedOffset> {
+        let shanghai = FixedOffset::east_opt(8 * 3600).expect("a valid offset");
+        let hour = weighted_index(&mut self.rng, &self.archetype.hours);
+        let minute = self.rng.random_range(0..60);
+        let second = self.rng.random_range(0..60);
+        // Day indexes are small and non-negative by construction.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let date = self.start + Duration::days(day.floor() as i64);
+        #[allow(clippy::cast_possible_truncation)]
+        let time = NaiveTime::from_hms_opt(hour as u32, minute, second).expect("a valid time");
+        shanghai
+            .from_local_datetime(&date.and_time(time))
+            .single()
+            .expect("a fixed offset has no gaps")
+            + Duration::seconds(seconds)
+    }
+
+    fn emit(
+        &mut self,
+        when: DateTime<FixedOffset>,
+        event_type: EventType,
+        fill: impl FnOnce(&mut WireEvent),
+    ) {
+        let ts_ms = when.timestamp_millis();
+        // Most SDKs send RFC 3339 local time; some send epoch milliseconds.
+        let ts = if self.rng.random_bool(0.1) {
+            serde_json::Value::from(ts_ms)
+        } else {
+            serde_json::Value::from(when.to_rfc3339())
+        };
+        let use_alias = self.alias.is_some() && self.rng.random_bool(0.3);
+        let user_id = if use_alias {
+            self.alias.clone().unwrap_or_default()
+        } else {
+            self.user_id.clone()
+        };
+        let channel = if use_alias {
+            Channel::OfficialAccount
+        } else {
+            self.channel
+        };
+        let mut event = WireEvent {
+            event_id: self.next_event_id(),
+            merchant_id: self.merchant_id.to_owned(),
+            user_id,
+            event_type: event_type.as_str(),
+            ts,
+            channel: channel.as_str(),
+            item_id: None,
+            category: None,
+            order_id: None,
+            price: None,
+            quantity: None,
+            scene: self
+                .rng
+                .random_bool(0.5)
+                .then(|| SCENES[self.rng.random_range(0..SCENES.len())]),
+            openid: (channel != Channel::Offline).then(|| self.openid.clone()),
+            unionid: self.unionid.clone(),
+            properties: None,
+        };
+        fill(&mut event);
+        self.lines.push((ts_ms, event));
+    }
+
+    fn pick_item(&mut self, day: f64) -> (usize, usize) {
+        let due: Vec<(usize, usize)> = self
+            .last_bought
+            .iter()
+            .filter(|((c, _), last)| {
+                self.archetype.categories[*c]
+                    .replenish_days
+                    .is_some_and(|cycle| day - last >= 0.8 * cycle)
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        if !due.is_empty() && self.rng.random_bool(0.7) {
+            return due[self.rng.random_range(0..due.len())];
+        }
+        let category = weighted_index(&mut self.rng, &self.category_taste);
+        let n = self.archetype.categories[category].items.len();
+        // Zipf-like: the first items of a category are the popular ones.
+        let weights: Vec<f64> = (1..=n).map(|rank| 1.0 / rank as f64).collect();
+        (category, weighted_index(&mut self.rng, &weights))
+    }
+
+    fn browse(&mut self, day: f64, with_cart: bool) {
+        let views = self.rng.random_range(1..=4);
+        let mut offset = -600;
+        if self.rng.random_bool(0.2) {
+            let (c, _) = self.pick_item(day);
+            let query = self.archetype.categories[c].name;
+            let when = self.local_time(day, offset);
+            self.emit(when, EventType::Search, |e| {
+                e.properties = Some(serde_json::json!({ "query": query }));
+            });
+        }
+        for _ in 0..views {
+            offset += self.rng.random_range(20..120);
+            let (c, i) = self.pick_item(day);
+            let when = self.local_time(day, offset);
+            let category = &self.archetype.categories[c];
+            self.emit(when, EventType::View, |e| {
+                e.item_id = Some(category.items[i].0);
+                e.category = Some(category.name);
+            });
+            if with_cart && self.rng.random_bool(0.3) {
+                self.emit(when + Duration::seconds(15), EventType::AddToCart, |e| {
+                    e.item_id = Some(category.items[i].0);
+                    e.category = Some(category.name);
+                    e.price = Some(category.items[i].1);
+                });
+            }
+            if self.rng.random_bool(0.03) {
+                self.emit(when + Duration::seconds(20), EventType::Favorite, |e| {
+                    e.item_id = Some(category.items[i].0);
+                    e.category = Some(category.name);
+                });
+            }
+        }
+    }
+
+    fn purchase(&mut self, day: f64) {
+        self.browse(day, false);
+        self.order_seq += 1;
+        let order_id = format!("o-{}-{:04}", self.user_id, self.order_seq);
+        let basket =
+            1 + usize::from(self.rng.random_bool(0.35)) + usize::from(self.rng.random_bool(0.1));
+        let paid_at = self.local_time(day, 0);
+        let mut picked = Vec::new();
+        for _ in 0..basket {
+            let key = self.pick_item(day);
+            if picked.contains(&key) {
+                continue;
+            }
+            picked.push(key);
+            let category = &self.archetype.categories[key.0];
+            let (item, price) = category.items[key.1];
+            let quantity = match self.rng.random_range(0..20) {
+                0 => 3,
+                1..=3 => 2,
+                _ => 1,
+            };
+            self.emit(paid_at - Duration::seconds(40), EventType::AddToCart, |e| {
+                e.item_id = Some(item);
+                e.category = Some(category.name);
+                e.price = Some(price);
+                e.quantity = Some(quantity);
+            });
+            let order = order_id.clone();
+            self.emit(paid_at, EventType::Purchase, |e| {
+                e.item_id = Some(item);
+                e.category = Some(category.name);
+                e.price = Some(price);
+                e.quantity = Some(quantity);
+                e.order_id = Some(order);
+            });
+            match self.last_bought.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, last)) => *last = day,
+                None => self.last_bought.push((key, day)),
+            }
+            let refund_day = day + self.rng.random_range(0.5..5.0);
+            if self.rng.random_bool(self.archetype.refund_rate) && refund_day < f64::from(self.days)
+            {
+                let when = self.local_time(refund_day, 0);
+                let order = order_id.clone();
+                self.emit(when, EventType::Refund, |e| {
+                    e.item_id = Some(item);
+                    e.category = Some(category.name);
+                    e.price = Some(price);
+                    e.quantity = Some(quantity);
+                    e.order_id = Some(order);
+                });
+            }
+        }
+        let consent_rate = if self.subscribed.is_empty() {
+            0.35
+        } else {
+            0.08
+        };
+        if self.rng.random_bool(consent_rate) {
+            let template =
+                self.archetype.templates[self.rng.random_range(0..self.archetype.templates.len())];
+            self.subscribed.push(template);
+            self.emit(paid_at + Duration::seconds(5), EventType::Subscribe, |e| {
+                e.properties = Some(serde_json::json!({ "template_id": template }));
+            });
+        }
+        if self.rng.random_bool(0.05) {
+            let (c, i) = picked[0];
+            let category = &self.archetype.categories[c];
+            self.emit(paid_at + Duration::seconds(30), EventType::Share, |e| {
+                e.item_id = Some(category.items[i].0);
+                e.category = Some(category.name);
+            });
+        }
+        let open_day = day + self.rng.random_range(1.0..10.0);
+        if !self.subscribed.is_empty()
+            && self.rng.random_bool(0.15)
+            && open_day < f64::from(self.days)
+        {
+            let when = self.local_time(open_day, 0);
+            self.emit(when, EventType::PushOpen, |e| {
+                e.properties = Some(serde_json::json!({ "template_id": "tmpl_campaign" }));
+            });
+        }
+    }
+}
+
+fn weighted_index(rng: &mut ChaCha8Rng, weights: &[f64]) -> usize {
+    let total: f64 = weights.iter().sum();
+    let mut target = rng.random::<f64>() * total;
+    for (i, w) in weights.iter().enumerate() {
+        if target < *w {
+            return i;
+        }
+        target -= w;
+    }
+    weights.len() - 1
+}
+
+fn user_seed(seed: u64, user_index: usize) -> u64 {
+    // SplitMix64 of (seed, index): independent, stable streams per user.
+    let mut z = seed ^ (user_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn local_date_string(start: NaiveDate, day: f64) -> String {
+    #[allow(clippy::cast_possible_truncation)]
+    let date = start + Duration::days(day.floor() as i64);
+    date.format("%Y-%m-%d").to_string()
+}
+
+/// Writes the event stream to `events` and the ground truth to `truth`.
+pub fn generate(
+    config: &SynthConfig,
+    events: &mut dyn Write,
+    truth: &mut dyn Write,
+) -> Result<SynthCounts> {
+    if config.merchants == 0 || config.users == 0 || config.days == 0 {
+        return Err(Error::InvalidArgument(
+            "--merchants, --users and --days must each be at least 1".to_owned(),
+        ));
+    }
+    let start = config.end - Duration::days(i64::from(config.days) - 1);
+    let merchant_ids: Vec<String> = (0..config.merchants).map(merchant_id).collect();
+    let archetype_of = |m: usize| &ARCHETYPES[m % ARCHETYPES.len()];
+    let weights: Vec<f64> = (0..config.merchants)
+        .map(|m| archetype_of(m).user_weight)
+        .collect();
+    let mut assign_rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut merchant_users = vec![0u64; config.merchants];
+    let mut lines: Vec<Line> = Vec::new();
+    let mut user_truths: Vec<String> = Vec::new();
+    let mut counts = SynthCounts::default();
+    let mut seq = 0u64;
+    let days = f64::from(config.days);
+
+    for user_index in 0..config.users {
+        let m = weighted_index(&mut assign_rng, &weights);
+        merchant_users[m] += 1;
+        let archetype = archetype_of(m);
+        let mut rng = ChaCha8Rng::seed_from_u64(user_seed(config.seed, user_index));
+        let user_id = format!("u{user_index:07}");
+        let alias = rng.random_bool(0.03).then(|| format!("u{user_index:07}b"));
+        let has_unionid = alias.is_some() || rng.random_bool(0.6);
+        let openid: String = format!(
+            "o{}",
+            (0..27)
+                .map(|_| char::from(b'a' + rng.random_range(0..26)))
+                .collect::<String>()
+        );
+        let unionid = has_unionid.then(|| format!("un_{:016x}", rng.random::<u64>()));
+        let channels: Vec<f64> = archetype.channels.iter().map(|(_, w)| *w).collect();
+        let channel = archetype.channels[weighted_index(&mut rng, &channels)].0;
+        let taste: Vec<f64> = archetype
+            .categories
+            .iter()
+            .map(|_| Gamma::new(0.7, 1.0).expect("valid gamma").sample(&mut rng))
+            .collect();
+        // 30% were customers before the window opened; the rest arrive during it.
+        let arrival = if rng.random_bool(0.3) {
+            0.0
+        } else {
+            rng.random_range(0.0..days)
+        };
+        let mut sim = UserSim {
+            rng,
+            archetype,
+            merchant_id: &merchant_ids[m],
+            user_id: user_id.clone(),
+            alias: alias.clone(),
+            openid,
+            unionid: unionid.clone(),
+            channel,
+            start,
+            days: config.days,
+            category_taste: taste,
+            last_bought: Vec::new(),
+            lines: Vec::new(),
+            event_seq: 0,
+            order_seq: 0,
+            subscribed: Vec::new(),
+        };
+
+        let is_buyer = !sim.rng.random_bool(archetype.browser_share);
+        let mut truth = UserTruth {
+            kind: "user",
+            merchant_id: &merchant_ids[m],
+            user_id: &user_id,
+            lambda_per_day: None,
+            dropout_p: None,
+            purchases: 0,
+            first_purchase: None,
+            dropped_out_at: None,
+            unionid: unionid.as_deref(),
+            aliases: alias.iter().cloned().collect(),
+        };
+        if is_buyer {
+            let lambda = Gamma::new(archetype.r, 1.0 / archetype.alpha)
+                .expect("valid gamma")
+                .sample(&mut sim.rng)
+                .max(1e-6);
+            let p = Beta::new(archetype.a, archetype.b)
+                .expect("valid beta")
+                .sample(&mut sim.rng);
+            truth.lambda_per_day = Some(lambda);
+            truth.dropout_p = Some(p);
+            let max_weekday = archetype.weekday.iter().copied().fold(0.0, f64::max);
+            let gaps = Exp::new(lambda * max_weekday).expect("a positive rate");
+            let mut t = arrival;
+            let mut alive = true;
+            // The first purchase starts the customer's life (BG/NBD's time zero).
+            while alive && t < days {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let weekday = (start + Duration::days(t.floor() as i64))
+                    .weekday()
+                    .num_days_from_monday() as usize;
+                let keep = truth.purchases == 0
+                    || sim
+                        .rng
+                        .random_bool(archetype.weekday[weekday] / max_weekday);
+                if keep {
+                    sim.purchase(t);
+                    truth.purchases += 1;
+                    if truth.first_purchase.is_none() {
+                        truth.first_purchase = Some(local_date_string(start, t));
+                    }
+                    if sim.rng.random_bool(p) {
+                        alive = false;
+                        truth.dropped_out_at = Some(local_date_string(start, t));
+                    }
+                }
+                // Between purchases, abandoned browsing sessions.
+                let next = t + gaps.sample(&mut sim.rng);
+                if alive && sim.rng.random_bool(0.6) {
+                    let browse_day = sim.rng.random_range(t..next.max(t + 0.01));
+                    if browse_day < days {
+                        sim.browse(browse_day, true);
+                    }
+                }
+                t = next;
+            }
+        } else {
+            let leave = arrival
+                + Exp::new(1.0 / 30.0)
+                    .expect("a positive rate")
+                    .sample(&mut sim.rng);
+            let visits = Exp::new(0.08).expect("a positive rate");
+            let mut t = arrival;
+            while t < leave.min(days) {
+                sim.browse(t, true);
+                t += visits.sample(&mut sim.rng);
+            }
+        }
+        user_truths.push(serde_json::to_string(&truth).expect("truth serializes"));
+
+        let duplicate_rate = config.duplicate_rate;
+        let malformed_rate = config.malformed_rate;
+        let mut rng = sim.rng;
+        for (ts_ms, event) in sim.lines {
+            let text = serde_json::to_string(&event).expect("an event serializes");
+            counts.unique_events += 1;
+            if rng.random_bool(duplicate_rate) {
+                // A producer retry: the same bytes again, a little later.
+                lines.push(Line {
+                    ts_ms: ts_ms + rng.random_range(1_000..600_000),
+                    seq,
+                    text: text.clone(),
+                });
+                seq += 1;
+                counts.duplicate_lines += 1;
+            }
+            if rng.random_bool(malformed_rate) {
+                lines.push(Line {
+                    ts_ms: ts_ms + 1,
+                    seq,
+                    text: malform(&mut rng, &event),
+                });
+                seq += 1;
+                counts.malformed_lines += 1;
+            }
+            lines.push(Line { ts_ms, seq, text });
+            seq += 1;
+        }
+    }
+
+    lines.sort_unstable_by_key(|l| (l.ts_ms, l.seq));
+    counts.lines = lines.len() as u64;
+    for line in &lines {
+        events
+            .write_all(line.text.as_bytes())
+            .and_then(|()| events.write_all(b"\n"))
+            .map_err(Error::io("write", "events output"))?;
+    }
+
+    let merchants: Vec<MerchantTruth> = (0..config.merchants)
+        .map(|m| {
+            let a = archetype_of(m);
+            MerchantTruth {
+                merchant_id: merchant_ids[m].clone(),
+                name: a.name,
+                users: merchant_users[m],
+                r: a.r,
+                alpha_days: a.alpha,
+                a: a.a,
+                b: a.b,
+            }
+        })
+        .collect();
+    let summary = serde_json::json!({
+        "kind": "summary",
+        "seed": config.seed,
+        "start": start.format("%Y-%m-%d").to_string(),
+        "end": config.end.format("%Y-%m-%d").to_string(),
+        "time_zone": "+08:00",
+        "counts": counts,
+        "merchants": merchants,
+    });
+    let mut write_truth = |text: &str| {
+        truth
+            .write_all(text.as_bytes())
+            .and_then(|()| truth.write_all(b"\n"))
+    };
+    write_truth(&summary.to_string()).map_err(Error::io("write", "truth output"))?;
+    for line in &user_truths {
+        write_truth(line).map_err(Error::io("write", "truth output"))?;
+    }
+    Ok(counts)
+}
+
+/// A broken copy of an event, of one of the kinds real pipelines see.
+fn malform(rng: &mut ChaCha8Rng, event: &WireEvent) -> String {
+    let mut broken = event.clone();
+    broken.event_id = format!("{}-bad", event.event_id);
+    let text = |e: &WireEvent| serde_json::to_string(e).expect("an event serializes");
+    match rng.random_range(0..6) {
+        0 => {
+            broken.event_type = "purchase";
+            broken.item_id = broken.item_id.or(Some("sku_unknown"));
+            broken.order_id = Some("o-bad".to_owned());
+            broken.price = Some(-3.0);
+            text(&broken)
+        }
+        1 => text(&broken).replacen("\"user_id\"", "\"userid\"", 1),
+        2 => {
+            let full = text(&broken);
+            full[..full.len() / 2].to_owned()
+        }
+        3 => {
+            broken.event_type = "buy";
+            text(&broken)
+        }
+        4 => {
+            broken.ts = serde_json::Value::from("yesterday");
+            text(&broken)
+        }
+        _ => text(&broken).replacen("\"merchant_id\"", "\"prise\":1,\"merchant_id\"", 1),
+    }
+}
+
+use chrono::Datelike as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(config: &SynthConfig) -> (Vec<u8>, Vec<u8>, SynthCounts) {
+        let (mut events, mut truth) = (Vec::new(), Vec::new());
+        let counts = generate(config, &mut events, &mut truth).expect("generate");
+        (events, truth, counts)
+    }
+
+    #[test]
+    fn same_seed_same_bytes_other_seed_other_bytes() {
+        let config = SynthConfig {
+            users: 60,
+            days: 60,
+            ..SynthConfig::default()
+        };
+        let (a, ta, _) = run(&config);
+        let (b, tb, _) = run(&config);
+        assert_eq!(a, b);
+        assert_eq!(ta, tb);
+        let (c, _, _) = run(&SynthConfig { seed: 7, ..config });
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn counts_add_up_and_every_clean_line_validates() {
+        let config = SynthConfig {
+            users: 150,
+            days: 90,
+            ..SynthConfig::default()
+        };
+        let (events, _, counts) = run(&config);
+        let validator = crate::event::EventValidator::new(i64::MAX / 4);
+        let mut valid = std::collections::HashSet::new();
+        let mut invalid = 0;
+        let mut total = 0;
+        for line in events.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            total += 1;
+            match validator.validate(line) {
+                Ok(e) => {
+                    valid.insert((e.merchant_id, e.event_id));
+                }
+                Err(_) => invalid += 1,
+            }
+        }
+        assert_eq!(total, counts.lines);
+        assert_eq!(valid.len() as u64, counts.unique_events);
+        assert_eq!(invalid, counts.malformed_lines);
+        assert_eq!(
+            counts.lines,
+            counts.unique_events + counts.duplicate_lines + counts.malformed_lines
+        );
+        assert!(counts.duplicate_lines > 0 && counts.malformed_lines > 0);
+    }
+}

@@ -1,0 +1,199 @@
+//! Command-line arguments. Every flag has a `RECUR_*` environment variable where that helps.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "recur",
+    version,
+    about = "Marketing analytics and personalized push recommendations for merchants",
+    long_about = "Recur ingests merchants' purchase and browse events, builds customer profiles and \
+                  repeat-purchase-aware recommendations, and serves them over HTTP.",
+    after_help = "Start with `recur demo`, which generates data, ingests it, runs the jobs and serves the result.\n\
+                  Logs go to stderr; set RECUR_LOG=debug for more."
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    pub(crate) fn is_server(&self) -> bool {
+        matches!(self.command, Command::Serve(_))
+    }
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct DataDir {
+    /// Directory of the embedded store and its snapshots (created if missing).
+    #[arg(long, env = "RECUR_DATA_DIR", value_name = "DIR")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Store events from NDJSON files or stdin, once each; invalid lines go to DIR/rejected/.
+    #[command(
+        after_help = "Examples:\n  recur ingest --data-dir data events.ndjson\n  \
+                            zcat day-*.ndjson.gz | recur ingest --data-dir data --json -"
+    )]
+    Ingest(IngestArgs),
+
+    /// Count stored events in total, per merchant and per type.
+    #[command(after_help = "Example:\n  recur stats --data-dir data --json")]
+    Stats(StatsArgs),
+
+    /// Run the batch jobs (profiles, recommendations) and publish a new snapshot.
+    #[command(after_help = "Example:\n  recur run --data-dir data --k 20")]
+    Run(RunArgs),
+
+    /// Export results of the current snapshot.
+    #[command(subcommand)]
+    Export(ExportCommand),
+
+    /// Serve recommendations and accept events over HTTP.
+    #[command(
+        after_help = "Example:\n  recur serve --data-dir data --listen 127.0.0.1:8080\n  \
+                            curl 'http://127.0.0.1:8080/v1/merchants/m_bakery/users/u0000001/recommendations?k=5'"
+    )]
+    Serve(ServeArgs),
+
+    /// Write a realistic synthetic event stream (and its ground truth) for demos and tests.
+    #[command(
+        after_help = "Example:\n  recur generate --out events.ndjson --merchants 3 --users 2000 --days 180 --seed 42\n\
+                            Writes events.ndjson and events.truth.jsonl; a name ending in .gz is compressed."
+    )]
+    Generate(GenerateArgs),
+
+    /// Generate → ingest → run → show the results → serve, in one go.
+    #[command(
+        after_help = "Examples:\n  recur demo\n  recur demo --data-dir /tmp/recur-demo --no-serve"
+    )]
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct IngestArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// NDJSON files (plain or gzip); `-` reads stdin.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Print one JSON line {"accepted","duplicates","rejected"} instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Lines per atomic commit.
+    #[arg(long, default_value_t = 200_000, value_name = "N")]
+    pub batch_events: usize,
+}
+
+#[derive(Args)]
+pub(crate) struct StatsArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Recommendations kept per user (the API serves up to this many).
+    #[arg(long, default_value_t = 20, value_name = "K")]
+    pub k: usize,
+    /// Measure recency from this date (YYYY-MM-DD, UTC midnight) instead of each merchant's newest event.
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<String>,
+    /// Print the snapshot manifest as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ExportCommand {
+    /// Every user's recommendations as JSONL on stdout.
+    #[command(
+        after_help = "Example:\n  recur export recommendations --data-dir data --k 10 > recs.jsonl"
+    )]
+    Recommendations(ExportRecommendationsArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ExportRecommendationsArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Items per user.
+    #[arg(long, default_value_t = 10, value_name = "K")]
+    pub k: usize,
+    /// Only this merchant's users.
+    #[arg(long, value_name = "MERCHANT_ID")]
+    pub merchant: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Address to listen on.
+    #[arg(long, env = "RECUR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Seconds between checks for a newer snapshot.
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    pub reload_every: f64,
+    /// Largest accepted POST body in bytes.
+    #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
+    pub max_body_bytes: usize,
+}
+
+#[derive(Args)]
+pub(crate) struct GenerateArgs {
+    /// Output file; `.gz` compresses. Ground truth goes to <stem>.truth.jsonl beside it.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub shape: SynthShape,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct SynthShape {
+    /// Merchants (bakery, children's education, laundry, then repeating).
+    #[arg(long, default_value_t = 3)]
+    pub merchants: usize,
+    /// Users over all merchants.
+    #[arg(long, default_value_t = 2_000)]
+    pub users: usize,
+    /// Days of history.
+    #[arg(long, default_value_t = 180)]
+    pub days: u32,
+    /// Random seed: the same seed gives the same bytes.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Last day of the stream (YYYY-MM-DD).
+    #[arg(long, default_value = "2026-10-31", value_name = "DATE")]
+    pub end: String,
+}
+
+#[derive(Args)]
+pub(crate) struct DemoArgs {
+    /// Where the demo keeps its data.
+    #[arg(
+        long,
+        env = "RECUR_DATA_DIR",
+        default_value = ".recur-demo",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// Exit after printing the summary instead of serving.
+    #[arg(long)]
+    pub no_serve: bool,
+    /// Address to serve on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub shape: SynthShape,
+}

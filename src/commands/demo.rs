@@ -1,0 +1,122 @@
+//! `recur demo`: generate → ingest → run → show → serve, with nothing to set up.
+//!
+//! Rerunning on the same directory regenerates the same events (same seed), which the store
+//! recognises as duplicates: the demo is idempotent, and shows it.
+
+use std::time::{Duration, Instant};
+
+use recur_api::ApiLimits;
+use recur_engine::jobs::RunOptions;
+use recur_engine::snapshot::{ServingSnapshot, top_customers};
+
+use super::{generate, ingest, run, serve};
+use crate::cli::DemoArgs;
+use crate::output::thousands;
+
+const HIGHLIGHTED_CUSTOMERS: usize = 2;
+const ITEMS_SHOWN: usize = 5;
+
+pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
+    let dir = &args.data_dir;
+    let events = dir.join("demo-events.ndjson.gz");
+    println!(
+        "Recur demo: {} merchants, {} simulated users over {} days (seed {})\n",
+        args.shape.merchants,
+        thousands(args.shape.users as u64),
+        args.shape.days,
+        args.shape.seed
+    );
+
+    let started = Instant::now();
+    let (counts, _) = generate::generate_to(&events, &args.shape)?;
+    println!(
+        "  generated  {} lines: {} events, {} resent duplicates, {} malformed  ({:.1} s)",
+        thousands(counts.lines),
+        thousands(counts.unique_events),
+        thousands(counts.duplicate_lines),
+        thousands(counts.malformed_lines),
+        started.elapsed().as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let outcome = ingest::ingest_files(dir, std::slice::from_ref(&events), 200_000)?;
+    println!(
+        "  ingested   {} accepted, {} duplicates, {} rejected  ({:.1} s; reasons in {})",
+        thousands(outcome.accepted),
+        thousands(outcome.duplicates),
+        thousands(outcome.rejected),
+        started.elapsed().as_secs_f64(),
+        dir.join("rejected").display()
+    );
+
+    if outcome.accepted == 0 && outcome.duplicates > 0 {
+        println!(
+            "             (an earlier demo stored these events already: ingest stores each event once)"
+        );
+    }
+
+    let started = Instant::now();
+    let manifest = run::run_jobs(dir, RunOptions::default())?;
+    println!(
+        "  jobs       snapshot {}  ({:.1} s)\n",
+        manifest.name,
+        started.elapsed().as_secs_f64()
+    );
+    println!("{}\n", run::merchant_table(&manifest));
+
+    let snapshot = ServingSnapshot::load(dir, &manifest.name)?;
+    let highlights = top_customers(dir, HIGHLIGHTED_CUSTOMERS)?;
+    println!("Your best customers, and what to push to them next:");
+    for customer in &highlights {
+        println!(
+            "\n  {} / {}  ({} orders, {:.2} spent)",
+            customer.merchant_id, customer.user_id, customer.orders, customer.revenue
+        );
+        let Some(list) = snapshot.recommend(&customer.merchant_id, &customer.user_id, ITEMS_SHOWN)
+        else {
+            continue;
+        };
+        for (rank, item) in list.items.iter().enumerate() {
+            println!(
+                "    {}. {:<26} {:>6.3}  {}",
+                rank + 1,
+                item.item_id,
+                item.score,
+                item.detail
+            );
+        }
+    }
+
+    let base = format!("http://{}", args.listen);
+    println!("\nOpen:");
+    if let Some(c) = highlights.first() {
+        println!(
+            "  {base}/v1/merchants/{}/users/{}/recommendations?k=5",
+            c.merchant_id, c.user_id
+        );
+    }
+    if let Some(m) = manifest.merchants.first() {
+        println!(
+            "  {base}/v1/merchants/{}/users/someone-new/recommendations   (an unknown user gets popular items)",
+            m.merchant_id
+        );
+    }
+    println!("  {base}/healthz");
+    println!(
+        "\nData: {}   Next: `recur stats --data-dir {}`, `recur export recommendations --data-dir {} --k 10`",
+        dir.display(),
+        dir.display(),
+        dir.display()
+    );
+
+    if args.no_serve {
+        return Ok(());
+    }
+    println!("\nServing on {base} until Ctrl-C.");
+    serve::serve_until_shutdown(
+        dir,
+        args.listen,
+        ApiLimits::default(),
+        Duration::from_secs(2),
+    )
+}

@@ -1,0 +1,28 @@
+//! `recur export recommendations`: JSONL on stdout.
+
+use std::io::{BufWriter, Write};
+
+use crate::cli::ExportRecommendationsArgs;
+
+pub(crate) fn recommendations(args: &ExportRecommendationsArgs) -> anyhow::Result<()> {
+    if args.k == 0 {
+        anyhow::bail!("--k must be at least 1");
+    }
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let lines = recur_engine::snapshot::export_recommendations(
+        &args.data.data_dir,
+        args.k,
+        args.merchant.as_deref(),
+        &mut out,
+    )?;
+    out.flush()?;
+    if lines == 0
+        && let Some(m) = &args.merchant
+    {
+        anyhow::bail!(
+            "the current snapshot has no users of merchant {m:?}; `recur stats` lists the merchants"
+        );
+    }
+    Ok(())
+}

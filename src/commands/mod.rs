@@ -1,0 +1,23 @@
+//! One module per subcommand; each turns parsed arguments into calls on the library crates.
+
+mod demo;
+mod export;
+mod generate;
+mod ingest;
+mod run;
+mod serve;
+mod stats;
+
+use crate::cli::{Cli, Command, ExportCommand};
+
+pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Ingest(args) => ingest::ingest(&args),
+        Command::Stats(args) => stats::stats(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Export(ExportCommand::Recommendations(args)) => export::recommendations(&args),
+        Command::Serve(args) => serve::serve(&args),
+        Command::Generate(args) => generate::generate(&args),
+        Command::Demo(args) => demo::demo(&args),
+    }
+}

@@ -1,0 +1,89 @@
+//! `recur run`: the batch jobs, then a new snapshot.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use recur_engine::jobs::{self, RunOptions};
+use recur_engine::snapshot::SnapshotManifest;
+use recur_engine::store::EmbeddedStore;
+
+use crate::cli::RunArgs;
+use crate::output::{progress_bar, table, thousands};
+
+pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let as_of_ms = match &args.as_of {
+        Some(date) => Some(
+            recur_engine::event::parse_date(date)
+                .map_err(anyhow::Error::msg)
+                .context("--as-of")?
+                .and_hms_opt(0, 0, 0)
+                .expect("midnight exists")
+                .and_utc()
+                .timestamp_millis(),
+        ),
+        None => None,
+    };
+    let started = Instant::now();
+    let manifest = run_jobs(
+        &args.data.data_dir,
+        RunOptions {
+            k: args.k,
+            as_of_ms,
+        },
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string(&manifest)?);
+    } else {
+        println!(
+            "snapshot {} published in {:.1} s\n",
+            manifest.name,
+            started.elapsed().as_secs_f64()
+        );
+        println!("{}", merchant_table(&manifest));
+    }
+    Ok(())
+}
+
+pub(crate) fn run_jobs(data_dir: &Path, options: RunOptions) -> anyhow::Result<SnapshotManifest> {
+    let mut store = EmbeddedStore::open(data_dir)
+        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let bar = progress_bar(None, "jobs");
+    let manifest = jobs::run_all(&mut store, data_dir, options, &mut |i, n, merchant| {
+        bar.set_message(format!("merchant {}/{n} {merchant}", i + 1));
+        bar.set_position(i as u64);
+    })?;
+    bar.finish_and_clear();
+    Ok(manifest)
+}
+
+/// Headline numbers per merchant.
+pub(crate) fn merchant_table(manifest: &SnapshotManifest) -> String {
+    let rows = manifest
+        .merchants
+        .iter()
+        .map(|m| {
+            vec![
+                m.merchant_id.clone(),
+                thousands(m.users),
+                thousands(m.customers),
+                thousands(m.repeat_customers),
+                format!("{:.1}%", 100.0 * m.repeat_purchase_rate()),
+                thousands(m.orders),
+                format!("{:.2}", m.revenue),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "merchant",
+            "users",
+            "customers",
+            "repeat customers",
+            "repeat rate",
+            "orders",
+            "revenue",
+        ],
+        rows,
+    )
+}

@@ -1,0 +1,72 @@
+//! `recur serve`: the HTTP API until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use recur_api::{ApiLimits, AppState};
+use tracing::info;
+
+use crate::cli::ServeArgs;
+
+pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    if !(args.reload_every > 0.0) {
+        anyhow::bail!("--reload-every must be a positive number of seconds");
+    }
+    let limits = ApiLimits {
+        max_body_bytes: args.max_body_bytes,
+    };
+    serve_until_shutdown(
+        &args.data.data_dir,
+        args.listen,
+        limits,
+        Duration::from_secs_f64(args.reload_every),
+    )
+}
+
+pub(crate) fn serve_until_shutdown(
+    data_dir: &Path,
+    listen: SocketAddr,
+    limits: ApiLimits,
+    reload_every: Duration,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let state = AppState::open(data_dir.to_path_buf(), limits)
+            .with_context(|| format!("cannot open {}", data_dir.display()))?;
+        let _watcher = state.spawn_snapshot_watcher(reload_every);
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}; is another server using it? try --listen 127.0.0.1:0"))?;
+        let address = listener.local_addr()?;
+        info!(%address, data_dir = %data_dir.display(), "listening");
+        eprintln!("listening on http://{address}");
+        recur_api::serve(listener, state, shutdown_signal())
+            .await
+            .context("the server failed")?;
+        info!("shut down");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,35 @@
+//! `recur stats`: what the store holds.
+
+use anyhow::Context;
+use recur_engine::store::{EmbeddedStore, EventStore};
+
+use crate::cli::StatsArgs;
+use crate::output::{table, thousands};
+
+pub(crate) fn stats(args: &StatsArgs) -> anyhow::Result<()> {
+    let dir = &args.data.data_dir;
+    let mut store = EmbeddedStore::open(dir)
+        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    let stats = store.stats()?;
+    if args.json {
+        println!("{}", serde_json::to_string(&stats)?);
+        return Ok(());
+    }
+    println!(
+        "{} events in {} files ({} commits)\n",
+        thousands(stats.total),
+        thousands(stats.files),
+        thousands(stats.commits)
+    );
+    let rows = |map: &std::collections::BTreeMap<String, u64>| {
+        map.iter()
+            .map(|(k, v)| vec![k.clone(), thousands(*v)])
+            .collect::<Vec<_>>()
+    };
+    println!(
+        "{}\n",
+        table(&["merchant", "events"], rows(&stats.per_merchant))
+    );
+    println!("{}", table(&["type", "events"], rows(&stats.per_type)));
+    Ok(())
+}
