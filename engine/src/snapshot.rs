@@ -140,7 +140,8 @@ pub fn publish(
     Ok(manifest)
 }
 
-/// Removes all but the newest [`KEEP_SNAPSHOTS`] snapshots, and abandoned staging directories.
+/// Removes all but the newest [`KEEP_SNAPSHOTS`] snapshots, and staging directories abandoned
+/// by a crashed run (older than an hour, so a concurrent run's staging is left alone).
 fn prune(root: &Path, current: &str) -> Result<()> {
     let mut names: Vec<String> = fs::read_dir(root)
         .map_err(Error::io("list", root))?
@@ -151,12 +152,20 @@ fn prune(root: &Path, current: &str) -> Result<()> {
     names.sort_unstable();
     let (staging, published): (Vec<String>, Vec<String>) =
         names.into_iter().partition(|n| n.starts_with('.'));
+    let abandoned = staging.into_iter().filter(|name| {
+        fs::metadata(root.join(name))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(3600))
+    });
     let excess = published.len().saturating_sub(KEEP_SNAPSHOTS);
-    for name in staging.iter().chain(published.iter().take(excess)) {
-        if name == current || staging.iter().any(|s| s.contains(current)) {
-            continue;
-        }
-        let dir = root.join(name);
+    let old = published
+        .into_iter()
+        .take(excess)
+        .filter(|name| name != current);
+    for name in abandoned.chain(old) {
+        let dir = root.join(&name);
         fs::remove_dir_all(&dir).map_err(Error::io("remove old snapshot", &dir))?;
         debug!(snapshot = %name, "old snapshot removed");
     }

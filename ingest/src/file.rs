@@ -48,5 +48,5 @@ pub fn ingest_sources(
         on_progress(progress);
         info!(source = %name, lines = progress.lines, "source read");
     }
-    Ok(batcher.finish()?)
+    batcher.finish()
 }

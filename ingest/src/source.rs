@@ -39,7 +39,7 @@ impl Source {
     }
 
     /// Size in bytes on disk, when known (for progress bars).
-    pub fn len(&self) -> Option<u64> {
+    pub fn size_on_disk(&self) -> Option<u64> {
         match self {
             Self::Stdin => None,
             Self::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),

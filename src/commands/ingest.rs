@@ -26,7 +26,7 @@ pub(crate) fn ingest_files(
     batch_events: usize,
 ) -> anyhow::Result<AppendOutcome> {
     let sources: Vec<Source> = files.iter().map(|f| Source::parse(f)).collect();
-    let total: Option<u64> = sources.iter().map(Source::len).sum();
+    let total: Option<u64> = sources.iter().map(Source::size_on_disk).sum();
     let mut store = EmbeddedStore::open(data_dir)
         .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
     let bar = progress_bar(total, "ingesting");
@@ -34,7 +34,7 @@ pub(crate) fn ingest_files(
     let mut current = 0usize;
     let mut on_progress = |p: Progress| {
         if p.source_index != current {
-            done_before += sources[current].len().unwrap_or(0);
+            done_before += sources[current].size_on_disk().unwrap_or(0);
             current = p.source_index;
         }
         if total.is_some() {

@@ -11,7 +11,7 @@ use tracing::info;
 use crate::cli::ServeArgs;
 
 pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<()> {
-    if !(args.reload_every > 0.0) {
+    if !args.reload_every.is_finite() || args.reload_every <= 0.0 {
         anyhow::bail!("--reload-every must be a positive number of seconds");
     }
     let limits = ApiLimits {

@@ -202,3 +202,203 @@ fn summarize(
         revenue: totals.column("revenue")?.f64()?.get(0).unwrap_or_default(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::recommend::{RecommendParams, popular_items, recommendations};
+    use super::*;
+    use crate::event::{Event, EventValidator};
+    use crate::store::events_to_frame;
+
+    const T0: i64 = 1_777_600_800_000;
+    const DAY: i64 = 86_400_000;
+
+    fn ev(
+        id: &str,
+        user: &str,
+        kind: &str,
+        day: i64,
+        item: &str,
+        category: &str,
+        order: Option<&str>,
+    ) -> Event {
+        let money = order.map_or(String::new(), |o| {
+            format!(r#","order_id":"{o}","price":10.0"#)
+        });
+        let line = format!(
+            r#"{{"event_id":"{id}","merchant_id":"m1","user_id":"{user}","type":"{kind}","ts":{},"item_id":"{item}","category":"{category}"{money}}}"#,
+            T0 + day * DAY
+        );
+        EventValidator::new(i64::MAX / 4)
+            .validate(line.as_bytes())
+            .expect("valid test event")
+    }
+
+    fn known_events() -> LazyFrame {
+        let events = vec![
+            ev("1", "u1", "purchase", 0, "A", "bread", Some("o1")),
+            ev("2", "u1", "purchase", 20, "A", "bread", Some("o2")),
+            ev("3", "u1", "purchase", 25, "B", "bread", Some("o3")),
+            ev("4", "u1", "refund", 26, "B", "bread", Some("o3")),
+            ev("5", "u1", "view", 27, "C", "cake", None),
+            ev("6", "u2", "purchase", 10, "C", "cake", Some("o4")),
+            ev("7", "u2", "purchase", 28, "A", "bread", Some("o5")),
+            ev("8", "u3", "purchase", 29, "D", "bread", Some("o6")),
+            ev("9", "u4", "view", 29, "C", "cake", None),
+        ];
+        let refs: Vec<&Event> = events.iter().collect();
+        events_to_frame(&refs).expect("frame").lazy()
+    }
+
+    /// Net order lines and item categories, as `run_merchant` derives them.
+    fn base_tables(events: &LazyFrame) -> (LazyFrame, LazyFrame) {
+        let lines = purchases::net_order_lines(events.clone())
+            .collect()
+            .expect("lines");
+        let categories = purchases::item_categories(events.clone())
+            .collect()
+            .expect("categories");
+        (lines.lazy(), categories.lazy())
+    }
+
+    fn lists(frame: &DataFrame) -> Vec<(String, String, String, f64)> {
+        let users = frame
+            .column("user_id")
+            .expect("user")
+            .str()
+            .expect("str")
+            .clone();
+        let items = frame
+            .column("item_id")
+            .expect("item")
+            .str()
+            .expect("str")
+            .clone();
+        let reasons = frame
+            .column("reason")
+            .expect("reason")
+            .str()
+            .expect("str")
+            .clone();
+        let scores = frame
+            .column("score")
+            .expect("score")
+            .f64()
+            .expect("f64")
+            .clone();
+        users
+            .iter()
+            .zip(items.iter())
+            .zip(reasons.iter())
+            .zip(scores.iter())
+            .map(|(((u, i), r), s)| {
+                (
+                    u.unwrap_or_default().to_owned(),
+                    i.unwrap_or_default().to_owned(),
+                    r.unwrap_or_default().to_owned(),
+                    s.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn recommender_orders_repeat_then_category_then_popular_and_never_repeats_refunds() {
+        let events = known_events();
+        let as_of_ms = T0 + 30 * DAY;
+        let (lines, categories) = base_tables(&events);
+        let popular = popular_items(lines.clone(), categories, as_of_ms)
+            .collect()
+            .expect("popular");
+        let recs = recommendations(
+            "m1",
+            events,
+            lines,
+            popular.lazy(),
+            RecommendParams { k: 3, as_of_ms },
+        )
+        .expect("plan")
+        .collect()
+        .expect("recommendations");
+
+        let f = 2.0 * 0.5f64.powf(10.0 / 30.0);
+        let expected = vec![
+            ("u1", "A", "bought_before", 2.0 + f / (1.0 + f)),
+            ("u1", "D", "popular_in_category", 1.0 + 0.9 * 0.5 * 0.999),
+            ("u1", "C", "popular_in_category", 1.0 + 0.1 * 0.5 * 0.999),
+            (
+                "u2",
+                "A",
+                "bought_before",
+                2.0 + (0.5f64.powf(2.0 / 30.0)) / (1.0 + 0.5f64.powf(2.0 / 30.0)),
+            ),
+            (
+                "u2",
+                "C",
+                "bought_before",
+                2.0 + (0.5f64.powf(20.0 / 30.0)) / (1.0 + 0.5f64.powf(20.0 / 30.0)),
+            ),
+            ("u2", "D", "popular_in_category", 1.0 + 0.5 * 0.5 * 0.999),
+            (
+                "u3",
+                "D",
+                "bought_before",
+                2.0 + (0.5f64.powf(1.0 / 30.0)) / (1.0 + 0.5f64.powf(1.0 / 30.0)),
+            ),
+            ("u3", "A", "popular_in_category", 1.0 + 0.999),
+            ("u3", "C", "popular", 0.5 * 0.999),
+            ("u4", "C", "popular_in_category", 1.0 + 0.5 * 0.999),
+            ("u4", "A", "popular", 0.999),
+            ("u4", "D", "popular", 0.5 * 0.999),
+        ];
+        let actual = lists(&recs);
+        assert_eq!(actual.len(), expected.len(), "{actual:?}");
+        for (got, want) in actual.iter().zip(&expected) {
+            assert_eq!(
+                (got.0.as_str(), got.1.as_str(), got.2.as_str()),
+                (want.0, want.1, want.2),
+                "{actual:?}"
+            );
+            assert!((got.3 - want.3).abs() < 1e-9, "{got:?} vs {want:?}");
+        }
+        // B was bought and fully refunded by u1: never recommended back to u1.
+        assert!(!actual.iter().any(|(u, i, _, _)| u == "u1" && i == "B"));
+        let ranks: Vec<u32> = recs
+            .column("rank")
+            .expect("rank")
+            .u32()
+            .expect("u32")
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(ranks, vec![1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_fully_refunded_order_is_not_a_purchase_in_profiles() {
+        let events = known_events();
+        let (lines, categories) = base_tables(&events);
+        let profiles = profiles::profiles("m1", events, lines, categories)
+            .collect()
+            .expect("profiles");
+        let orders: Vec<u32> = profiles
+            .column("orders")
+            .expect("orders")
+            .u32()
+            .expect("u32")
+            .iter()
+            .flatten()
+            .collect();
+        let revenue: Vec<f64> = profiles
+            .column("revenue")
+            .expect("revenue")
+            .f64()
+            .expect("f64")
+            .iter()
+            .flatten()
+            .collect();
+        // u1: o1, o2 kept, o3 refunded; u2: two orders; u3: one; u4: none.
+        assert_eq!(orders, vec![2, 2, 1, 0]);
+        assert_eq!(revenue, vec![20.0, 20.0, 10.0, 0.0]);
+    }
+}

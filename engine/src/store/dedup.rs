@@ -67,7 +67,7 @@ pub fn encode_keys(keys: &[Key]) -> Vec<u8> {
 
 /// Parses what [`encode_keys`] wrote; `None` if the length is not a multiple of 16.
 pub fn decode_keys(bytes: &[u8]) -> Option<impl Iterator<Item = Key> + '_> {
-    if bytes.len() % 16 != 0 {
+    if !bytes.len().is_multiple_of(16) {
         return None;
     }
     Some(

@@ -1,0 +1,205 @@
+//! Helpers shared by the end-to-end tests: run the real `recur` binary, read its JSON.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A command running the binary under test.
+pub fn recur() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_recur"));
+    command
+        .env_remove("RECUR_DATA_DIR")
+        .env("RECUR_LOG", "warn");
+    command
+}
+
+/// Runs `recur args...`, asserting success, and returns stdout.
+pub fn run_ok(args: &[&str]) -> String {
+    let output = recur().args(args).output().expect("recur runs");
+    assert_success(&output, args);
+    String::from_utf8(output.stdout).expect("utf-8 stdout")
+}
+
+pub fn assert_success(output: &Output, args: &[&str]) {
+    assert!(
+        output.status.success(),
+        "recur {} failed with {}\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs `recur args...` expecting one JSON document on stdout.
+pub fn run_json(args: &[&str]) -> Value {
+    let stdout = run_ok(args);
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}"))
+}
+
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
+/// Writes lines to a file and returns its path.
+pub fn write_lines(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+    let path = dir.join(name);
+    let mut file = std::fs::File::create(&path).expect("create");
+    for line in lines {
+        writeln!(file, "{line}").expect("write");
+    }
+    path
+}
+
+/// One event line; `extra` is spliced in as more JSON fields.
+pub fn event(id: &str, merchant: &str, user: &str, kind: &str, ts: &str, extra: &str) -> String {
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(",{extra}")
+    };
+    format!(
+        r#"{{"event_id":"{id}","merchant_id":"{merchant}","user_id":"{user}","type":"{kind}","ts":"{ts}"{extra}}}"#
+    )
+}
+
+/// Every line of every file under `dir/rejected`, parsed.
+pub fn rejected_lines(data_dir: &Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(data_dir.join("rejected")) else {
+        return out;
+    };
+    let mut paths: Vec<PathBuf> = entries.map(|e| e.expect("entry").path()).collect();
+    paths.sort();
+    for path in paths {
+        for line in std::fs::read_to_string(&path).expect("read").lines() {
+            out.push(serde_json::from_str(line).expect("rejected lines are JSON"));
+        }
+    }
+    out
+}
+
+/// The first line of a truth file: the generator's counts.
+pub fn truth_counts(truth: &Path) -> Value {
+    let text = std::fs::read_to_string(truth).expect("truth file");
+    let first: Value =
+        serde_json::from_str(text.lines().next().expect("summary line")).expect("JSON");
+    first["counts"].clone()
+}
+
+/// A `recur serve` child process, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Server {
+    /// Starts `recur serve` on a free port and waits until it listens.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = recur()
+            .args([
+                "serve",
+                "--data-dir",
+                path_str(data_dir),
+                "--listen",
+                "127.0.0.1:0",
+                "--reload-every",
+                "0.2",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("server starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("the server prints its address before exiting")
+                .expect("readable stderr");
+            if let Some(address) = line.strip_prefix("listening on ") {
+                break address.trim().to_owned();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, base }
+    }
+
+    pub fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into()
+    }
+
+    /// GET a path; returns the status and the JSON body.
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let mut response = Self::agent()
+            .get(format!("{}{path}", self.base))
+            .call()
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_json().expect("JSON body"))
+    }
+
+    /// POST a body; returns the status and the JSON body.
+    pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+        let mut response = Self::agent()
+            .post(format!("{}{path}", self.base))
+            .content_type(content_type)
+            .send(body)
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_json().expect("JSON body"))
+    }
+
+    /// Polls `check` until it holds or `timeout` passes.
+    pub fn wait_for(&self, timeout: Duration, mut check: impl FnMut(&Self) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if check(self) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `(item_id, reason)` of each item of a recommendation list.
+pub fn item_reasons(list: &Value) -> Vec<(String, String)> {
+    list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            (
+                i["item_id"].as_str().expect("id").to_owned(),
+                i["reason"].as_str().expect("reason").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Owned pairs for comparing with [`item_reasons`].
+pub fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
