@@ -35,12 +35,20 @@ pub(crate) struct DataDir {
 
 #[derive(Subcommand)]
 pub(crate) enum Command {
-    /// Store events from NDJSON files or stdin, once each; invalid lines go to DIR/rejected/.
+    /// Store events from NDJSON files, stdin or a Kafka topic, once each; invalid lines go to
+    /// DIR/rejected/ (or, from Kafka, to a dead-letter topic).
     #[command(
         after_help = "Examples:\n  recur ingest --data-dir data events.ndjson\n  \
-                            zcat day-*.ndjson.gz | recur ingest --data-dir data --json -"
+                            zcat day-*.ndjson.gz | recur ingest --data-dir data --json -\n  \
+                            recur ingest --data-dir data --kafka 127.0.0.1:9092 --topic events --group recur --dlq-topic events.dlq"
     )]
     Ingest(IngestArgs),
+
+    /// Publish NDJSON events to Kafka, keyed by merchant_id/user_id, with the idempotent producer.
+    #[command(
+        after_help = "Example:\n  recur produce --kafka 127.0.0.1:9092 --topic events events.ndjson.gz"
+    )]
+    Produce(ProduceArgs),
 
     /// Count stored events in total, per merchant and per type.
     #[command(after_help = "Example:\n  recur stats --data-dir data --json")]
@@ -75,19 +83,64 @@ pub(crate) enum Command {
     Demo(DemoArgs),
 }
 
+/// How to reach Kafka; plain Kafka protocol (Apache Kafka, Redpanda, managed Kafka, tansu).
+#[derive(Args, Clone, Default)]
+pub(crate) struct KafkaArgs {
+    /// Bootstrap brokers, host:port[,host:port...].
+    #[arg(long, value_name = "BROKERS")]
+    pub kafka: Option<String>,
+    /// A librdkafka property passed through, e.g. security.protocol=SASL_SSL (repeatable).
+    /// Values are never logged.
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE")]
+    pub kafka_options: Vec<String>,
+    /// The events topic.
+    #[arg(long, env = "RECUR_KAFKA_TOPIC", default_value = "events")]
+    pub topic: String,
+}
+
 #[derive(Args)]
 pub(crate) struct IngestArgs {
     #[command(flatten)]
     pub data: DataDir,
-    /// NDJSON files (plain or gzip); `-` reads stdin.
-    #[arg(required = true, value_name = "FILE")]
+    /// NDJSON files (plain or gzip); `-` reads stdin. Not with --kafka.
+    #[arg(
+        value_name = "FILE",
+        required_unless_present = "kafka",
+        conflicts_with = "kafka"
+    )]
     pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Consumer group (with --kafka); instances in one group share the partitions.
+    #[arg(long, default_value = "recur", requires = "kafka")]
+    pub group: String,
+    /// Topic for invalid messages, with headers saying why (with --kafka); without it they go to DIR/rejected/.
+    #[arg(long, value_name = "TOPIC", requires = "kafka")]
+    pub dlq_topic: Option<String>,
+    /// Exit 0 after this many seconds without a message (with --kafka), for batch jobs and tests.
+    #[arg(long, value_name = "SECS", requires = "kafka")]
+    pub until_idle: Option<f64>,
+    /// Longest a consumed message waits before its batch is written, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub max_batch_wait_ms: u64,
     /// Print one JSON line {"accepted","duplicates","rejected"} instead of a table.
     #[arg(long)]
     pub json: bool,
     /// Lines per atomic commit.
     #[arg(long, default_value_t = 200_000, value_name = "N")]
     pub batch_events: usize,
+}
+
+#[derive(Args)]
+pub(crate) struct ProduceArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// NDJSON files (plain or gzip); `-` reads stdin.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Print one JSON line {"produced","failed"} instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -148,6 +201,10 @@ pub(crate) struct ServeArgs {
     /// Largest accepted POST body in bytes.
     #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
     pub max_body_bytes: usize,
+    /// With --kafka, POST /v1/events publishes to the topic (answering after the broker
+    /// acked) instead of writing the store; `recur ingest --kafka` stores them.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 }
 
 #[derive(Args)]
@@ -176,6 +233,12 @@ pub(crate) struct SynthShape {
     /// Last day of the stream (YYYY-MM-DD).
     #[arg(long, default_value = "2026-10-31", value_name = "DATE")]
     pub end: String,
+    /// Share of events sent twice (a producer retry).
+    #[arg(long, default_value_t = 0.01, value_name = "RATE")]
+    pub duplicate_rate: f64,
+    /// Share of extra malformed lines.
+    #[arg(long, default_value_t = 0.005, value_name = "RATE")]
+    pub malformed_rate: f64,
 }
 
 #[derive(Args)]
@@ -196,4 +259,7 @@ pub(crate) struct DemoArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub shape: SynthShape,
+    /// Run the events through a Kafka broker: produce, then consume into the store.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 }

@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use recur_engine::event::EventValidator;
 use recur_engine::store::EventStore;
+use recur_ingest::kafka::EventPublisher;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -84,6 +85,9 @@ pub(crate) async fn post_events(
             ApiError::bad_request("bad_body", e.body_text())
         }
     })?;
+    if let Some(publisher) = &state.publisher {
+        return publish_events(publisher, &body).await;
+    }
     let batch = recur_ingest::body::parse_body(&body, "http", &EventValidator::now())
         .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
     let errors: Vec<Value> = batch
@@ -118,6 +122,45 @@ pub(crate) async fn post_events(
         "accepted": outcome.accepted,
         "duplicates": outcome.duplicates,
         "rejected": outcome.rejected,
+        "errors": errors,
+    })))
+}
+
+/// Kafka mode: valid events are published and acknowledged by the broker before the
+/// response; duplicates are dropped later by the consumer, so none are counted here.
+async fn publish_events(publisher: &EventPublisher, body: &[u8]) -> Result<Json<Value>, ApiError> {
+    let validator = EventValidator::now();
+    let lines = recur_ingest::body::split_body(body)
+        .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+    let mut valid = Vec::new();
+    let mut errors = Vec::new();
+    for (line, raw) in &lines {
+        match validator.validate(raw) {
+            Ok(_) => valid.push(*raw),
+            Err(rejection) => errors.push(json!({ "line": line, "reason": rejection.reason })),
+        }
+    }
+    if valid.is_empty() {
+        return Err(ApiError::bad_request(
+            "no_valid_events",
+            format!(
+                "none of the {} events is valid; `details` says why for each line",
+                errors.len()
+            ),
+        )
+        .with_details(Value::Array(errors)));
+    }
+    let published = publisher.publish(&valid).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker_unavailable",
+            format!("the events were not accepted by Kafka, retry later: {e}"),
+        )
+    })?;
+    Ok(Json(json!({
+        "accepted": published,
+        "duplicates": 0,
+        "rejected": errors.len(),
         "errors": errors,
     })))
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use recur_engine::snapshot::{self, ServingSnapshot};
 use recur_engine::store::EmbeddedStore;
+use recur_ingest::kafka::EventPublisher;
 use tracing::{info, warn};
 
 /// Limits of the HTTP API.
@@ -33,6 +34,8 @@ pub struct AppState {
     pub data_dir: PathBuf,
     pub snapshot: Arc<ArcSwapOption<ServingSnapshot>>,
     pub store: Arc<Mutex<EmbeddedStore>>,
+    /// When set, POST /v1/events publishes here instead of writing the store.
+    pub publisher: Option<Arc<EventPublisher>>,
     pub limits: ApiLimits,
 }
 
@@ -48,8 +51,16 @@ impl AppState {
             data_dir,
             snapshot: Arc::new(ArcSwapOption::new(current)),
             store: Arc::new(Mutex::new(store)),
+            publisher: None,
             limits,
         })
+    }
+
+    /// Sends POST /v1/events to Kafka through `publisher`.
+    #[must_use]
+    pub fn with_publisher(mut self, publisher: EventPublisher) -> Self {
+        self.publisher = Some(Arc::new(publisher));
+        self
     }
 
     /// Loads the newest snapshot if it differs from the one served. Returns whether it swapped.

@@ -9,34 +9,42 @@ use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 
-/// Splits and validates a body. `source` names it in `rejected/` (e.g. `http`).
-pub fn parse_body(body: &[u8], source: &str, validator: &EventValidator) -> Result<IngestBatch> {
+/// Splits a body into numbered event texts: NDJSON lines (blank ones skipped) or the
+/// elements of a JSON array, numbered from 1.
+pub fn split_body(body: &[u8]) -> Result<Vec<(u64, &[u8])>> {
     let trimmed = body.trim_ascii();
     if trimmed.is_empty() {
         return Err(Error::EmptyBody);
     }
-    let mut batch = IngestBatch::default();
-    let mut push = |line: u64, raw: &[u8]| match validator.validate(raw) {
-        Ok(event) => batch.events.push(event),
-        Err(rejection) => batch.rejects.push(RejectedLine {
-            source: source.to_owned(),
-            line,
-            reason: rejection.reason,
-            raw: String::from_utf8_lossy(raw).into_owned(),
-        }),
-    };
     if trimmed.starts_with(b"[") {
         let elements: Vec<&RawValue> =
             serde_json::from_slice(trimmed).map_err(|e| Error::BadArray(e.to_string()))?;
-        for (i, element) in elements.iter().enumerate() {
-            push(i as u64 + 1, element.get().as_bytes());
-        }
-    } else {
-        for (i, line) in body.split(|&b| b == b'\n').enumerate() {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if !line.iter().all(u8::is_ascii_whitespace) {
-                push(i as u64 + 1, line);
-            }
+        return Ok(elements
+            .iter()
+            .enumerate()
+            .map(|(i, element)| (i as u64 + 1, element.get().as_bytes()))
+            .collect());
+    }
+    Ok(body
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, line)| (i as u64 + 1, line.strip_suffix(b"\r").unwrap_or(line)))
+        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+        .collect())
+}
+
+/// Splits and validates a body. `source` names it in `rejected/` (e.g. `http`).
+pub fn parse_body(body: &[u8], source: &str, validator: &EventValidator) -> Result<IngestBatch> {
+    let mut batch = IngestBatch::default();
+    for (line, raw) in split_body(body)? {
+        match validator.validate(raw) {
+            Ok(event) => batch.events.push(event),
+            Err(rejection) => batch.rejects.push(RejectedLine {
+                source: source.to_owned(),
+                line,
+                reason: rejection.reason,
+                raw: String::from_utf8_lossy(raw).into_owned(),
+            }),
         }
     }
     Ok(batch)

@@ -19,6 +19,12 @@ pub enum Error {
 
     #[error("the body is not a JSON array of events: {0}")]
     BadArray(String),
+
+    #[error("kafka: {0}")]
+    Kafka(String),
+
+    #[error("kafka configuration: {0}")]
+    KafkaConfig(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -39,7 +39,7 @@ pub fn ingest_sources(
         while let Some(line_number) = reader.next_line(&mut buf)? {
             batcher.push_line(&name, line_number, &buf)?;
             progress.lines += 1;
-            if progress.lines % 8192 == 0 {
+            if progress.lines.is_multiple_of(8192) {
                 progress.source_bytes = reader.bytes_consumed();
                 on_progress(progress);
             }

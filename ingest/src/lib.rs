@@ -1,4 +1,4 @@
-//! Getting events into Recur: files, stdin and HTTP bodies now, Kafka next.
+//! Getting events into Recur: files, stdin, HTTP bodies and Kafka.
 //!
 //! Every path validates with the engine's contract and appends through the store interface,
 //! which stores each (merchant_id, event_id) once; rejected lines are kept with their reason.
@@ -7,6 +7,7 @@ pub mod batch;
 pub mod body;
 pub mod error;
 pub mod file;
+pub mod kafka;
 pub mod source;
 
 pub use batch::{BatchLimits, Batcher};

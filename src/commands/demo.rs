@@ -5,9 +5,15 @@
 
 use std::time::{Duration, Instant};
 
+use std::path::Path;
+
+use anyhow::Context;
 use recur_api::ApiLimits;
 use recur_engine::jobs::RunOptions;
 use recur_engine::snapshot::{ServingSnapshot, top_customers};
+use recur_engine::store::AppendOutcome;
+use recur_ingest::Source;
+use recur_ingest::kafka::{ConsumeOptions, KafkaSettings, ensure_topic, produce_lines};
 
 use super::{generate, ingest, run, serve};
 use crate::cli::DemoArgs;
@@ -15,6 +21,8 @@ use crate::output::thousands;
 
 const HIGHLIGHTED_CUSTOMERS: usize = 2;
 const ITEMS_SHOWN: usize = 5;
+/// Partitions of the topic `recur demo --kafka` creates when it is missing.
+const DEMO_PARTITIONS: i32 = 4;
 
 pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     let dir = &args.data_dir;
@@ -39,16 +47,21 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     );
 
     let started = Instant::now();
-    let outcome = ingest::ingest_files(dir, std::slice::from_ref(&events), 200_000)?;
+    let (outcome, via) = match &args.kafka.kafka {
+        Some(brokers) => (ingest_through_kafka(brokers, args, &events)?, " via Kafka"),
+        None => (
+            ingest::ingest_files(dir, std::slice::from_ref(&events), 200_000)?,
+            "",
+        ),
+    };
     println!(
-        "  ingested   {} accepted, {} duplicates, {} rejected  ({:.1} s; reasons in {})",
+        "  ingested   {} accepted, {} duplicates, {} rejected{via}  ({:.1} s; reasons in {})",
         thousands(outcome.accepted),
         thousands(outcome.duplicates),
         thousands(outcome.rejected),
         started.elapsed().as_secs_f64(),
         dir.join("rejected").display()
     );
-
     if outcome.accepted == 0 && outcome.duplicates > 0 {
         println!(
             "             (an earlier demo stored these events already: ingest stores each event once)"
@@ -118,5 +131,43 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         args.listen,
         ApiLimits::default(),
         Duration::from_secs(2),
+        None,
     )
+}
+
+/// Publishes the generated events to the topic, then consumes them into the store until the
+/// topic has been idle for a few seconds.
+fn ingest_through_kafka(
+    brokers: &str,
+    args: &DemoArgs,
+    events: &Path,
+) -> anyhow::Result<AppendOutcome> {
+    let settings = KafkaSettings::new(brokers, &args.kafka.kafka_options)?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(ensure_topic(&settings, &args.kafka.topic, DEMO_PARTITIONS))
+        .with_context(|| {
+            format!("is a Kafka broker running at {brokers}? `scripts/services up` starts one")
+        })?;
+    let sources = [Source::File(events.to_path_buf())];
+    let produced = produce_lines(&settings, &args.kafka.topic, &sources, &mut |_| {})?;
+    if produced.failed > 0 {
+        anyhow::bail!(
+            "{} of the demo events were not accepted by the broker at {brokers}",
+            produced.failed
+        );
+    }
+    println!(
+        "  produced   {} messages to {} at {brokers}",
+        thousands(produced.produced),
+        args.kafka.topic
+    );
+    let options = ConsumeOptions {
+        topic: args.kafka.topic.clone(),
+        group: "recur-demo".to_owned(),
+        until_idle: Some(Duration::from_secs(5)),
+        ..ConsumeOptions::default()
+    };
+    ingest::consume_kafka(&args.data_dir, &settings, &options)
 }

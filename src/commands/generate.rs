@@ -39,7 +39,17 @@ pub(crate) fn truth_path(out: &Path) -> PathBuf {
 }
 
 pub(crate) fn config_of(shape: &SynthShape) -> anyhow::Result<SynthConfig> {
+    for (flag, rate) in [
+        ("--duplicate-rate", shape.duplicate_rate),
+        ("--malformed-rate", shape.malformed_rate),
+    ] {
+        if !(0.0..=1.0).contains(&rate) {
+            anyhow::bail!("{flag} must be between 0 and 1, got {rate}");
+        }
+    }
     Ok(SynthConfig {
+        duplicate_rate: shape.duplicate_rate,
+        malformed_rate: shape.malformed_rate,
         merchants: shape.merchants,
         users: shape.users,
         days: shape.days,
@@ -47,7 +57,6 @@ pub(crate) fn config_of(shape: &SynthShape) -> anyhow::Result<SynthConfig> {
         end: recur_engine::event::parse_date(&shape.end)
             .map_err(anyhow::Error::msg)
             .context("--end")?,
-        ..SynthConfig::default()
     })
 }
 

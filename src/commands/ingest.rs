@@ -4,19 +4,61 @@ use std::path::Path;
 
 use anyhow::Context;
 use recur_engine::store::{AppendOutcome, EmbeddedStore};
+use std::time::Duration;
+
+use recur_ingest::kafka::{self, ConsumeOptions, KafkaSettings};
 use recur_ingest::{BatchLimits, Progress, Source};
 
 use crate::cli::IngestArgs;
 use crate::output::{progress_bar, table, thousands};
 
 pub(crate) fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
-    let outcome = ingest_files(&args.data.data_dir, &args.files, args.batch_events)?;
+    let outcome = match &args.kafka.kafka {
+        Some(brokers) => ingest_kafka(args, brokers)?,
+        None => ingest_files(&args.data.data_dir, &args.files, args.batch_events)?,
+    };
     if args.json {
         println!("{}", serde_json::to_string(&outcome)?);
     } else {
         print_summary(&args.data.data_dir, &outcome);
     }
     Ok(())
+}
+
+fn ingest_kafka(args: &IngestArgs, brokers: &str) -> anyhow::Result<AppendOutcome> {
+    let settings = KafkaSettings::new(brokers, &args.kafka.kafka_options)?;
+    let until_idle = match args.until_idle {
+        Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(s) => anyhow::bail!("--until-idle must be a non-negative number of seconds, got {s}"),
+        None => None,
+    };
+    let options = ConsumeOptions {
+        topic: args.kafka.topic.clone(),
+        group: args.group.clone(),
+        dlq_topic: args.dlq_topic.clone(),
+        until_idle,
+        max_batch_messages: args.batch_events.max(1),
+        max_batch_wait: Duration::from_millis(args.max_batch_wait_ms.max(1)),
+    };
+    consume_kafka(&args.data.data_dir, &settings, &options)
+}
+
+/// Consumes from Kafka into the store in `data_dir` until idle or signalled.
+pub(crate) fn consume_kafka(
+    data_dir: &Path,
+    settings: &KafkaSettings,
+    options: &ConsumeOptions,
+) -> anyhow::Result<AppendOutcome> {
+    let mut store = EmbeddedStore::open(data_dir)
+        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let stop = kafka::stop_on_signals()?;
+    let bar = progress_bar(None, "consuming");
+    let outcome = kafka::consume(&mut store, settings, options, &stop, &mut |total| {
+        bar.set_position(total.accepted + total.duplicates + total.rejected);
+    })
+    .with_context(|| format!("consuming {} from {}", options.topic, settings.brokers))?;
+    bar.finish_and_clear();
+    Ok(outcome)
 }
 
 /// Ingests `files` into the store in `data_dir`, with a progress bar on a terminal.

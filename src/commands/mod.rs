@@ -4,6 +4,7 @@ mod demo;
 mod export;
 mod generate;
 mod ingest;
+mod produce;
 mod run;
 mod serve;
 mod stats;
@@ -13,6 +14,7 @@ use crate::cli::{Cli, Command, ExportCommand};
 pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Ingest(args) => ingest::ingest(&args),
+        Command::Produce(args) => produce::produce(&args),
         Command::Stats(args) => stats::stats(&args),
         Command::Run(args) => run::run(&args),
         Command::Export(ExportCommand::Recommendations(args)) => export::recommendations(&args),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use recur_api::{ApiLimits, AppState};
+use recur_ingest::kafka::{EventPublisher, KafkaSettings};
 use tracing::info;
 
 use crate::cli::ServeArgs;
@@ -17,11 +18,19 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let limits = ApiLimits {
         max_body_bytes: args.max_body_bytes,
     };
+    let publisher = match &args.kafka.kafka {
+        Some(brokers) => Some(EventPublisher::new(
+            &KafkaSettings::new(brokers, &args.kafka.kafka_options)?,
+            &args.kafka.topic,
+        )?),
+        None => None,
+    };
     serve_until_shutdown(
         &args.data.data_dir,
         args.listen,
         limits,
         Duration::from_secs_f64(args.reload_every),
+        publisher,
     )
 }
 
@@ -30,11 +39,15 @@ pub(crate) fn serve_until_shutdown(
     listen: SocketAddr,
     limits: ApiLimits,
     reload_every: Duration,
+    publisher: Option<EventPublisher>,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let state = AppState::open(data_dir.to_path_buf(), limits)
+        let mut state = AppState::open(data_dir.to_path_buf(), limits)
             .with_context(|| format!("cannot open {}", data_dir.display()))?;
+        if let Some(publisher) = publisher {
+            state = state.with_publisher(publisher);
+        }
         let _watcher = state.spawn_snapshot_watcher(reload_every);
         let listener = tokio::net::TcpListener::bind(listen)
             .await

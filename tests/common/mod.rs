@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: run the real `recur` binary, read its JSON.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod kafka;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

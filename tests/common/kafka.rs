@@ -1,0 +1,125 @@
+//! Kafka helpers for the end-to-end tests: the broker started by `scripts/services up`, topics
+//! made with the Kafka admin API, and reading a topic back.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+
+/// Kafka tests restart the shared broker, so they take turns.
+static BROKER: Mutex<()> = Mutex::new(());
+
+pub fn exclusive_broker() -> MutexGuard<'static, ()> {
+    BROKER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The broker address; the test command starts the broker and sets this.
+pub fn brokers() -> String {
+    std::env::var("RECUR_KAFKA_BROKERS").unwrap_or_else(|_| {
+        panic!("RECUR_KAFKA_BROKERS is not set: run the tests with scripts/test, which starts the Kafka broker (scripts/services up)")
+    })
+}
+
+/// Consumer settings that make group joins fast enough for tests.
+pub const GROUP_OPTIONS: [&str; 6] = [
+    "--kafka-option",
+    "session.timeout.ms=6000",
+    "--kafka-option",
+    "heartbeat.interval.ms=1000",
+    "--kafka-option",
+    "max.poll.interval.ms=7000",
+];
+
+/// A topic name no other test run used.
+pub fn unique_topic(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Creates a topic through the admin API (any Kafka-protocol broker).
+pub fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("admin client");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let results = runtime
+        .block_on(admin.create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        ))
+        .expect("create_topics request");
+    for result in results {
+        result.unwrap_or_else(|(topic, e)| panic!("cannot create topic {topic}: {e}"));
+    }
+}
+
+/// A message read back from a topic: payload and headers.
+pub struct ReadMessage {
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Reads every message of `topic` from the beginning, until none arrived for `idle`.
+pub fn read_topic(topic: &str, idle: Duration) -> Vec<ReadMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique_topic("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let started = Instant::now();
+    let mut last = Instant::now();
+    // The first message can take a group join; then stop after `idle` of silence.
+    while last.elapsed() < idle || (out.is_empty() && started.elapsed() < Duration::from_secs(30)) {
+        if let Some(result) = consumer.poll(Duration::from_millis(200)) {
+            let message = result.expect("message");
+            let headers = message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(ReadMessage {
+                payload: message.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
+            last = Instant::now();
+        }
+    }
+    out
+}
+
+/// Restarts the broker (SIGKILL, then start again on the same port and data).
+pub fn restart_broker() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services");
+    let status = std::process::Command::new(script)
+        .arg("restart-kafka")
+        .status()
+        .expect("scripts/services runs");
+    assert!(status.success(), "the broker restarts");
+}

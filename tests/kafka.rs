@@ -1,0 +1,387 @@
+//! End to end against a real Kafka-protocol broker (started by scripts/test): exact counts
+//! with malformed and duplicated messages, consumers killed and restarted, the broker
+//! restarted, two consumers sharing a group, and HTTP intake through Kafka.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::kafka::*;
+use common::*;
+use serde_json::{Value, json};
+
+/// Generates events into `dir/events.ndjson` and returns the generator's counts.
+fn generate(dir: &Path, users: &str, extra: &[&str]) -> Value {
+    let file = dir.join("events.ndjson");
+    let mut args = vec![
+        "generate",
+        "--out",
+        path_str(&file),
+        "--users",
+        users,
+        "--days",
+        "120",
+        "--seed",
+        "5",
+    ];
+    args.extend_from_slice(extra);
+    run_ok(&args);
+    truth_counts(&dir.join("events.truth.jsonl"))
+}
+
+fn produce(dir: &Path, topic: &str) -> Value {
+    let brokers = brokers();
+    let file = dir.join("events.ndjson");
+    run_json(&[
+        "produce",
+        "--kafka",
+        &brokers,
+        "--topic",
+        topic,
+        "--json",
+        path_str(&file),
+    ])
+}
+
+fn ingest_args(data: &Path, topic: &str, group: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "ingest",
+        "--data-dir",
+        path_str(data),
+        "--json",
+        "--kafka",
+        &brokers(),
+        "--topic",
+        topic,
+        "--group",
+        group,
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    args.extend(GROUP_OPTIONS.iter().map(ToString::to_string));
+    args.extend(extra.iter().map(ToString::to_string));
+    args
+}
+
+fn spawn_ingest(args: &[String]) -> Child {
+    recur()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("consumer starts")
+}
+
+fn stored_total(data: &Path) -> u64 {
+    run_json(&["stats", "--data-dir", path_str(data), "--json"])["total"]
+        .as_u64()
+        .expect("total")
+}
+
+fn commits(data: &Path) -> usize {
+    std::fs::read_dir(data.join("_log")).map_or(0, |d| {
+        d.filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))
+        })
+        .count()
+    })
+}
+
+fn wait_for_commits(data: &Path, at_least: usize, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while commits(data) < at_least && Instant::now() < deadline {
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "the consumer exited early"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn malformed_go_to_the_dead_letter_topic_and_duplicates_are_stored_once() {
+    let _broker = exclusive_broker();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let counts = generate(
+        dir.path(),
+        "4200",
+        &["--duplicate-rate", "0.02", "--malformed-rate", "0.01"],
+    );
+    let lines = counts["lines"].as_u64().expect("lines");
+    assert!(lines >= 100_000, "about 100k events: {lines}");
+    let topic = unique_topic("events");
+    let dlq = format!("{topic}.dlq");
+    create_topic(&topic, 4);
+    create_topic(&dlq, 1);
+    assert_eq!(
+        produce(dir.path(), &topic),
+        json!({"produced": lines, "failed": 0})
+    );
+
+    let args = ingest_args(
+        &data,
+        &topic,
+        "recur",
+        &["--dlq-topic", &dlq, "--until-idle", "5"],
+    );
+    let summary = run_json(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let malformed = counts["malformed_lines"].as_u64().expect("n");
+    assert_eq!(summary["accepted"], counts["unique_events"]);
+    assert_eq!(summary["duplicates"], counts["duplicate_lines"]);
+    assert_eq!(summary["rejected"].as_u64(), Some(malformed));
+    assert_eq!(
+        stored_total(&data),
+        counts["unique_events"].as_u64().expect("n")
+    );
+
+    let dead = read_topic(&dlq, Duration::from_secs(3));
+    assert_eq!(
+        dead.len() as u64,
+        malformed,
+        "every malformed message is in the DLQ once"
+    );
+    let first = &dead[0];
+    let header = |key: &str| {
+        first
+            .headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    assert!(header("reason").is_some_and(|r| !r.is_empty()));
+    assert_eq!(header("source_topic"), Some(topic.clone()));
+    assert!(
+        header("source_partition")
+            .is_some_and(|p| p.parse::<i32>().is_ok_and(|p| (0..4).contains(&p)))
+    );
+    assert!(header("source_offset").is_some_and(|o| o.parse::<i64>().is_ok()));
+    assert!(
+        rejected_lines(&data).is_empty(),
+        "with a DLQ nothing goes to rejected/"
+    );
+}
+
+#[test]
+fn consumers_killed_with_sigkill_and_restarted_store_each_event_exactly_once() {
+    let _broker = exclusive_broker();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let counts = generate(dir.path(), "1200", &[]);
+    let topic = unique_topic("kill");
+    create_topic(&topic, 4);
+    produce(dir.path(), &topic);
+
+    let small_batches = ["--batch-events", "500", "--max-batch-wait-ms", "100"];
+    let args = ingest_args(&data, &topic, "recur-kill", &small_batches);
+    for kill_after in [2usize, 6, 12] {
+        let mut child = spawn_ingest(&args);
+        wait_for_commits(&data, kill_after, &mut child);
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+    let mut last = args.clone();
+    last.extend(["--until-idle".to_owned(), "5".to_owned()]);
+    run_json(&last.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        stored_total(&data),
+        counts["unique_events"].as_u64().expect("n")
+    );
+    assert_eq!(
+        rejected_lines(&data).len() as u64,
+        counts["malformed_lines"].as_u64().expect("n")
+    );
+}
+
+#[test]
+fn a_broker_restart_mid_stream_loses_nothing_and_doubles_nothing() {
+    let _broker = exclusive_broker();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let counts = generate(dir.path(), "1200", &[]);
+    let topic = unique_topic("restart");
+    create_topic(&topic, 4);
+    produce(dir.path(), &topic);
+
+    let base = ingest_args(
+        &data,
+        &topic,
+        "recur-restart",
+        &["--batch-events", "500", "--max-batch-wait-ms", "100"],
+    );
+    let with_idle =
+        |secs: &str| [&base[..], &["--until-idle".to_owned(), secs.to_owned()]].concat();
+    let mut child = spawn_ingest(&with_idle("20"));
+    wait_for_commits(&data, 3, &mut child);
+    restart_broker();
+    let output = child.wait_with_output().expect("consumer exits");
+    assert!(output.status.success(), "the consumer survives the restart");
+    let summary: Value = serde_json::from_slice(&output.stdout).expect("JSON summary");
+    assert_eq!(
+        summary["accepted"], counts["unique_events"],
+        "one run, through the restart, stores every event once"
+    );
+    assert_eq!(
+        stored_total(&data),
+        counts["unique_events"].as_u64().expect("n")
+    );
+}
+
+/// A consumer whose log lines are forwarded, to see when the group gave it partitions.
+fn spawn_logged_ingest(args: &[String]) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = recur()
+        .args(args)
+        .env("RECUR_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("consumer starts");
+    let stderr = child.stderr.take().expect("piped");
+    let (lines, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, receiver)
+}
+
+#[test]
+fn two_consumers_in_one_group_split_the_partitions_and_the_total_is_exact() {
+    let _broker = exclusive_broker();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let counts = generate(dir.path(), "1200", &[]);
+    let topic = unique_topic("pair");
+    create_topic(&topic, 4);
+
+    let args = ingest_args(&data, &topic, "recur-pair", &["--until-idle", "15"]);
+    let (first, first_log) = spawn_logged_ingest(&args);
+    let (second, second_log) = spawn_logged_ingest(&args);
+    // Produce only once the group settled with two partitions each, so both must consume.
+    let mut latest = [String::new(), String::new()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let split = |latest: &[String; 2]| {
+        latest
+            .iter()
+            .all(|l| l.contains("partitions assigned partitions=2"))
+    };
+    while !split(&latest) && Instant::now() < deadline {
+        for (i, log) in [&first_log, &second_log].into_iter().enumerate() {
+            while let Ok(line) = log.try_recv() {
+                if line.contains("partitions assigned") {
+                    latest[i] = line;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        split(&latest),
+        "the group split the 4 partitions 2 + 2: {latest:?}"
+    );
+    produce(dir.path(), &topic);
+    let summaries: Vec<Value> = [first, second]
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().expect("consumer exits");
+            assert!(output.status.success());
+            serde_json::from_slice(&output.stdout).expect("JSON summary")
+        })
+        .collect();
+    for summary in &summaries {
+        assert!(
+            summary["accepted"].as_u64().expect("n") > 0,
+            "both consumers stored events: {summaries:?}"
+        );
+    }
+    // A rebalance while consuming can hand a partition over mid-batch; dedup keeps the total exact.
+    let accepted: u64 = summaries
+        .iter()
+        .map(|s| s["accepted"].as_u64().expect("n"))
+        .sum();
+    assert_eq!(accepted, counts["unique_events"].as_u64().expect("n"));
+    assert_eq!(
+        stored_total(&data),
+        counts["unique_events"].as_u64().expect("n")
+    );
+}
+
+#[test]
+fn http_intake_through_kafka_reaches_the_store() {
+    let _broker = exclusive_broker();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let topic = unique_topic("http");
+    create_topic(&topic, 2);
+    let server = Server::start(&data, &["--kafka", &brokers(), "--topic", &topic]);
+    let good = event(
+        "h1",
+        "m1",
+        "u1",
+        "view",
+        "2026-05-30T09:00:00+08:00",
+        r#""item_id":"i1""#,
+    );
+    let bad = event("h2", "m1", "u1", "view", "2026-05-30T09:00:00+08:00", "");
+    let (status, body) = server.post(
+        "/v1/events",
+        "application/x-ndjson",
+        format!("{good}\n{bad}\n{good}").as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["accepted"],
+        json!(2),
+        "both copies are published; the consumer drops the duplicate"
+    );
+    assert_eq!(
+        body["errors"],
+        json!([{"line": 2, "reason": "a view event needs item_id"}])
+    );
+    let args = ingest_args(&data, &topic, "recur-http", &["--until-idle", "5"]);
+    let summary = run_json(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        summary,
+        json!({"accepted": 1, "duplicates": 1, "rejected": 0})
+    );
+}
+
+#[test]
+fn the_demo_runs_through_the_broker() {
+    let _broker = exclusive_broker();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("demo");
+    let topic = unique_topic("demo");
+    let output = run_ok(&[
+        "demo",
+        "--data-dir",
+        path_str(&data),
+        "--no-serve",
+        "--users",
+        "300",
+        "--days",
+        "60",
+        "--kafka",
+        &brokers(),
+        "--topic",
+        &topic,
+    ]);
+    assert!(output.contains("via Kafka"), "{output}");
+    let truth = truth_counts(&data.join("demo-events.truth.jsonl"));
+    assert_eq!(
+        stored_total(&data),
+        truth["unique_events"].as_u64().expect("n")
+    );
+    assert!(output.contains("repeat rate"), "{output}");
+}
