@@ -126,7 +126,7 @@ fn malformed_go_to_the_dead_letter_topic_and_duplicates_are_stored_once() {
     let args = ingest_args(
         &data,
         &topic,
-        "recur",
+        &unique_topic("recur"),
         &["--dlq-topic", &dlq, "--until-idle", "5"],
     );
     let summary = run_json(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -177,7 +177,7 @@ fn consumers_killed_with_sigkill_and_restarted_store_each_event_exactly_once() {
     produce(dir.path(), &topic);
 
     let small_batches = ["--batch-events", "500", "--max-batch-wait-ms", "100"];
-    let args = ingest_args(&data, &topic, "recur-kill", &small_batches);
+    let args = ingest_args(&data, &topic, &unique_topic("recur-kill"), &small_batches);
     for kill_after in [2usize, 6, 12] {
         let mut child = spawn_ingest(&args);
         wait_for_commits(&data, kill_after, &mut child);
@@ -210,7 +210,7 @@ fn a_broker_restart_mid_stream_loses_nothing_and_doubles_nothing() {
     let base = ingest_args(
         &data,
         &topic,
-        "recur-restart",
+        &unique_topic("recur-restart"),
         &["--batch-events", "500", "--max-batch-wait-ms", "100"],
     );
     let with_idle =
@@ -218,6 +218,14 @@ fn a_broker_restart_mid_stream_loses_nothing_and_doubles_nothing() {
     let mut child = spawn_ingest(&with_idle("20"));
     wait_for_commits(&data, 3, &mut child);
     restart_broker();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while child.try_wait().expect("poll").is_none() {
+        if Instant::now() > deadline {
+            child.kill().expect("kill");
+            panic!("the consumer did not finish within 180 s of the broker restart; see .services/kafka/broker.log");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let output = child.wait_with_output().expect("consumer exits");
     assert!(output.status.success(), "the consumer survives the restart");
     let summary: Value = serde_json::from_slice(&output.stdout).expect("JSON summary");
@@ -265,7 +273,12 @@ fn two_consumers_in_one_group_split_the_partitions_and_the_total_is_exact() {
     let topic = unique_topic("pair");
     create_topic(&topic, 4);
 
-    let args = ingest_args(&data, &topic, "recur-pair", &["--until-idle", "15"]);
+    let args = ingest_args(
+        &data,
+        &topic,
+        &unique_topic("recur-pair"),
+        &["--until-idle", "15"],
+    );
     let (first, first_log) = spawn_logged_ingest(&args);
     let (second, second_log) = spawn_logged_ingest(&args);
     // Produce only once the group settled with two partitions each, so both must consume.
@@ -349,7 +362,12 @@ fn http_intake_through_kafka_reaches_the_store() {
         body["errors"],
         json!([{"line": 2, "reason": "a view event needs item_id"}])
     );
-    let args = ingest_args(&data, &topic, "recur-http", &["--until-idle", "5"]);
+    let args = ingest_args(
+        &data,
+        &topic,
+        &unique_topic("recur-http"),
+        &["--until-idle", "5"],
+    );
     let summary = run_json(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(
         summary,

@@ -60,9 +60,16 @@ impl Default for ConsumeOptions {
     }
 }
 
-/// Rebalance hooks: commit what is durable before partitions leave, note assignments.
+/// Rebalance hooks: commit what is durable before partitions leave, note when the group
+/// last moved partitions (an idle clock restarts then).
 struct GroupContext {
-    assigned_at: Mutex<Option<Instant>>,
+    rebalanced_at: Mutex<Option<Instant>>,
+}
+
+impl GroupContext {
+    fn note_rebalance(&self) {
+        *self.rebalanced_at.lock().expect("not poisoned") = Some(Instant::now());
+    }
 }
 
 impl ClientContext for GroupContext {}
@@ -70,6 +77,7 @@ impl ClientContext for GroupContext {}
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
+            self.note_rebalance();
             // Only stored offsets are committed, and those cover durable events only.
             match consumer.commit_consumer_state(CommitMode::Sync) {
                 Ok(()) => info!(
@@ -87,7 +95,7 @@ impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
             info!(partitions = partitions.count(), "partitions assigned");
-            *self.assigned_at.lock().expect("not poisoned") = Some(Instant::now());
+            self.note_rebalance();
         }
     }
 }
@@ -104,7 +112,7 @@ impl ProducerContext for DeliveryCounter {
 
     fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, (): ()) {
         if let Err((e, _)) = result {
-            warn!(error = %e, "dead-letter delivery failed; it will be retried");
+            tracing::debug!(error = %e, "dead-letter delivery failed; it will be retried");
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -149,7 +157,7 @@ pub fn consume(
             ],
         )?
         .create_with_context(GroupContext {
-            assigned_at: Mutex::new(None),
+            rebalanced_at: Mutex::new(None),
         })
         .map_err(|e| Error::Kafka(format!("cannot create the consumer: {e}")))?;
     consumer
@@ -190,8 +198,12 @@ pub fn consume(
             on_progress(total);
         }
         if let Some(idle) = options.until_idle {
-            let assigned_at = *consumer.context().assigned_at.lock().expect("not poisoned");
-            let quiet_since = match (last_message, assigned_at) {
+            let rebalanced_at = *consumer
+                .context()
+                .rebalanced_at
+                .lock()
+                .expect("not poisoned");
+            let quiet_since = match (last_message, rebalanced_at) {
                 (Some(m), Some(a)) => Some(m.max(a)),
                 (m, a) => m.or(a),
             };
@@ -201,7 +213,7 @@ pub fn consume(
                 || started.elapsed().saturating_sub(Duration::from_secs(30)),
                 |t| t.elapsed(),
             );
-            if idle_for >= idle && pending.messages == 0 {
+            if idle_for >= idle && pending.messages == 0 && caught_up(&consumer) {
                 info!(idle_secs = idle.as_secs_f64(), "idle; stopping");
                 break;
             }
@@ -227,6 +239,31 @@ pub fn consume(
         "consumer stopped"
     );
     Ok(total)
+}
+
+/// Whether every assigned partition has been read up to its high watermark, so an idle
+/// consumer is truly done and not merely waiting for a slow fetch.
+fn caught_up(consumer: &BaseConsumer<GroupContext>) -> bool {
+    let (Ok(assignment), Ok(positions)) = (consumer.assignment(), consumer.position()) else {
+        return false;
+    };
+    assignment.elements().iter().all(|partition| {
+        let Ok((low, high)) = consumer.fetch_watermarks(
+            partition.topic(),
+            partition.partition(),
+            Duration::from_secs(5),
+        ) else {
+            return false;
+        };
+        let position = positions
+            .find_partition(partition.topic(), partition.partition())
+            .and_then(|p| match p.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            });
+        // No position yet means nothing was fetched: done only if there is nothing to fetch.
+        position.map_or(low >= high, |p| p >= high)
+    })
 }
 
 fn accept_message(

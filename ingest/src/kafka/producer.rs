@@ -12,7 +12,6 @@ use rdkafka::producer::{
     BaseRecord, FutureProducer, FutureRecord, Producer, ProducerContext, ThreadedProducer,
 };
 use serde::{Deserialize, Serialize};
-use tracing::warn;
 
 use super::KafkaSettings;
 use crate::error::{Error, Result};
@@ -33,15 +32,19 @@ pub fn event_key(line: &[u8]) -> Option<String> {
 }
 
 /// Totals of `recur produce`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ProduceSummary {
     pub produced: u64,
     pub failed: u64,
+    /// Why the first failed message failed, e.g. an unknown topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
 }
 
 struct Outcomes {
     delivered: AtomicU64,
     failed: AtomicU64,
+    first_error: std::sync::Mutex<Option<String>>,
 }
 
 impl ClientContext for Outcomes {}
@@ -53,7 +56,12 @@ impl ProducerContext for Outcomes {
         match result {
             Ok(_) => self.delivered.fetch_add(1, Ordering::Relaxed),
             Err((e, _)) => {
-                warn!(error = %e, "message not delivered");
+                // One line per failure would flood the terminal; the total is reported.
+                tracing::debug!(error = %e, "message not delivered");
+                self.first_error
+                    .lock()
+                    .expect("not poisoned")
+                    .get_or_insert_with(|| e.to_string());
                 self.failed.fetch_add(1, Ordering::Relaxed)
             }
         };
@@ -76,6 +84,7 @@ pub fn produce_lines(
         .create_with_context(Outcomes {
             delivered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            first_error: std::sync::Mutex::new(None),
         })
         .map_err(|e| Error::Kafka(format!("cannot create the producer: {e}")))?;
     let mut sent = 0u64;
@@ -103,7 +112,9 @@ pub fn produce_lines(
         .map_err(|e| Error::Kafka(format!("not every message was acknowledged: {e}")))?;
     on_progress(sent);
     let outcomes = producer.context();
+    let first_error = outcomes.first_error.lock().expect("not poisoned").clone();
     Ok(ProduceSummary {
+        first_error,
         produced: outcomes.delivered.load(Ordering::Relaxed),
         failed: outcomes.failed.load(Ordering::Relaxed)
             + sent.saturating_sub(
