@@ -222,7 +222,9 @@ fn a_broker_restart_mid_stream_loses_nothing_and_doubles_nothing() {
     while child.try_wait().expect("poll").is_none() {
         if Instant::now() > deadline {
             child.kill().expect("kill");
-            panic!("the consumer did not finish within 180 s of the broker restart; see .services/kafka/broker.log");
+            panic!(
+                "the consumer did not finish within 180 s of the broker restart; see .services/kafka/broker.log"
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -30,6 +30,9 @@ pub enum Error {
 
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    #[error("the {model} fit failed: {reason}")]
+    FitFailed { model: &'static str, reason: String },
 }
 
 impl Error {

@@ -2,6 +2,7 @@
 //!
 //! No network servers live here; ingest and the API call into this crate.
 
+pub mod clv;
 pub mod error;
 pub mod event;
 pub mod jobs;

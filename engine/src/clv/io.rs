@@ -1,0 +1,143 @@
+//! Reading model inputs from CSV: per-customer summaries, or raw transactions to summarize.
+//! Errors name the file and the column that is missing or malformed.
+
+use std::path::Path;
+
+use polars::prelude::*;
+
+use super::summary::{AGE, FREQUENCY, MONETARY, RECENCY, SummaryOptions, summarize};
+use crate::error::{Error, Result};
+
+fn scan_csv(path: &Path) -> Result<LazyFrame> {
+    LazyCsvReader::new(PlRefPath::new(path.to_string_lossy().as_ref()))
+        .with_has_header(true)
+        .with_infer_schema_length(Some(10_000))
+        .finish()
+        .map_err(Error::polars(format!("opening {}", path.display())))
+}
+
+fn require_columns(path: &Path, frame: &mut LazyFrame, columns: &[&str]) -> Result<()> {
+    let schema = frame.collect_schema().map_err(Error::polars(format!(
+        "reading the header of {}",
+        path.display()
+    )))?;
+    for column in columns {
+        if schema.get(column).is_none() {
+            let found: Vec<&str> = schema.iter_names().map(PlSmallStr::as_str).collect();
+            return Err(Error::InvalidArgument(format!(
+                "{} has no column {column:?} (it has {})",
+                path.display(),
+                found.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Per-customer columns as the fitters take them.
+#[derive(Debug, Clone, Default)]
+pub struct SummaryColumns {
+    pub frequency: Vec<f64>,
+    pub recency: Vec<f64>,
+    pub age: Vec<f64>,
+    /// Present when the input had spend.
+    pub monetary_value: Option<Vec<f64>>,
+}
+
+fn floats(frame: &DataFrame, name: &str) -> Result<Vec<f64>> {
+    let column = frame
+        .column(name)
+        .and_then(|c| c.cast(&DataType::Float64))
+        .map_err(Error::polars(format!("reading column {name}")))?;
+    let values = column
+        .f64()
+        .map_err(Error::polars(format!("reading column {name}")))?;
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.ok_or_else(|| Error::InvalidArgument(format!("row {}: {name} is empty", i + 1)))
+        })
+        .collect()
+}
+
+impl SummaryColumns {
+    pub fn from_frame(frame: &DataFrame) -> Result<Self> {
+        let has_monetary = frame.column(MONETARY).is_ok();
+        Ok(Self {
+            frequency: floats(frame, FREQUENCY)?,
+            recency: floats(frame, RECENCY)?,
+            age: floats(frame, AGE)?,
+            monetary_value: if has_monetary {
+                Some(floats(frame, MONETARY)?)
+            } else {
+                None
+            },
+        })
+    }
+}
+
+/// Reads a summary CSV with columns frequency, recency, T and optionally monetary_value.
+pub fn read_summary_csv(path: &Path) -> Result<SummaryColumns> {
+    let mut frame = scan_csv(path)?;
+    require_columns(path, &mut frame, &[FREQUENCY, RECENCY, AGE])?;
+    let frame = frame
+        .collect()
+        .map_err(Error::polars(format!("reading {}", path.display())))?;
+    SummaryColumns::from_frame(&frame)
+}
+
+/// Where the transaction columns are.
+#[derive(Debug, Clone)]
+pub struct TransactionColumns {
+    pub customer: String,
+    pub date: String,
+    /// strftime format of the date column, e.g. `%Y%m%d`; default `%Y-%m-%d`.
+    pub date_format: Option<String>,
+    pub amount: Option<String>,
+}
+
+/// Reads transactions from CSV and summarizes them (lazily, in one Polars plan).
+pub fn summarize_transactions_csv(
+    path: &Path,
+    columns: &TransactionColumns,
+    options: SummaryOptions,
+) -> Result<DataFrame> {
+    let mut frame = scan_csv(path)?;
+    let mut needed = vec![columns.customer.as_str(), columns.date.as_str()];
+    needed.extend(columns.amount.as_deref());
+    require_columns(path, &mut frame, &needed)?;
+    let format = columns
+        .date_format
+        .clone()
+        .unwrap_or_else(|| "%Y-%m-%d".to_owned());
+    let day = col(&columns.date)
+        .cast(DataType::String)
+        .str()
+        .to_date(StrptimeOptions {
+            format: Some(format.into()),
+            strict: true,
+            exact: true,
+            cache: true,
+        })
+        .cast(DataType::Int32)
+        .cast(DataType::Int64)
+        .alias("day");
+    let mut selected = vec![col(&columns.customer), day];
+    if let Some(amount) = &columns.amount {
+        selected.push(col(amount).cast(DataType::Float64).alias("amount"));
+    }
+    let plan = summarize(
+        frame.select(selected),
+        &columns.customer,
+        columns.amount.is_some(),
+        options,
+    )?;
+    plan.collect().map_err(|e| {
+        Error::InvalidArgument(format!(
+            "cannot summarize {}: {e} (is --date-format right for column {:?}?)",
+            path.display(),
+            columns.date
+        ))
+    })
+}
