@@ -76,6 +76,10 @@ pub(crate) enum Command {
     )]
     Generate(GenerateArgs),
 
+    /// Repeat-purchase models: fit BG/NBD, Pareto/NBD and Gamma-Gamma, forecast customers.
+    #[command(subcommand)]
+    Clv(ClvCommand),
+
     /// Generate → ingest → run → show the results → serve, in one go.
     #[command(
         after_help = "Examples:\n  recur demo\n  recur demo --data-dir /tmp/recur-demo --no-serve"
@@ -262,4 +266,83 @@ pub(crate) struct DemoArgs {
     /// Run the events through a Kafka broker: produce, then consume into the store.
     #[command(flatten)]
     pub kafka: KafkaArgs,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ClvCommand {
+    /// Fit the models and print their parameters as JSON.
+    #[command(
+        after_help = "Examples:\n  recur clv fit --summary cdnow_summary.csv\n  \
+                            recur clv fit --transactions orders.csv --customer-col customer --date-col date \\\n    \
+                            --date-format %Y%m%d --amount-col amount --calibration-end 1997-09-30 --time-unit week"
+    )]
+    Fit(ClvFitArgs),
+    /// Fit BG/NBD (and Gamma-Gamma) and write one JSON line of forecasts per customer.
+    #[command(
+        after_help = "Example:\n  recur clv predict --summary summary.csv --horizon 30 --clv-months 12 > forecasts.jsonl"
+    )]
+    Predict(ClvPredictArgs),
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("input").required(true).args(["summary", "transactions"]))]
+pub(crate) struct ClvInput {
+    /// CSV with columns frequency, recency, T and optionally monetary_value (and customer_id or ID).
+    #[arg(long, value_name = "CSV")]
+    pub summary: Option<PathBuf>,
+    /// CSV of transactions, summarized first (lifetimes' conventions).
+    #[arg(long, value_name = "CSV", requires_all = ["customer_col", "date_col", "calibration_end"])]
+    pub transactions: Option<PathBuf>,
+    #[arg(long, value_name = "COLUMN")]
+    pub customer_col: Option<String>,
+    #[arg(long, value_name = "COLUMN")]
+    pub date_col: Option<String>,
+    /// strftime format of the date column.
+    #[arg(long, default_value = "%Y-%m-%d", value_name = "FMT")]
+    pub date_format: String,
+    /// Column of the transaction value; without it Gamma-Gamma is skipped.
+    #[arg(long, value_name = "COLUMN")]
+    pub amount_col: Option<String>,
+    /// Last day of the calibration period (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub calibration_end: Option<String>,
+    /// End of a holdout period after calibration (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub observation_end: Option<String>,
+    /// Period of frequency, recency and T.
+    #[arg(long, value_enum, default_value = "week")]
+    pub time_unit: TimeUnitArg,
+    /// L2 penalty on the parameters (lifetimes' penalizer_coef).
+    #[arg(long, default_value_t = 0.0)]
+    pub penalizer: f64,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+pub(crate) enum TimeUnitArg {
+    Day,
+    Week,
+}
+
+#[derive(Args)]
+pub(crate) struct ClvFitArgs {
+    #[command(flatten)]
+    pub input: ClvInput,
+    /// Skip Pareto/NBD (the slowest of the three).
+    #[arg(long)]
+    pub no_pareto: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct ClvPredictArgs {
+    #[command(flatten)]
+    pub input: ClvInput,
+    /// Periods ahead for expected purchases.
+    #[arg(long, default_value_t = 30.0)]
+    pub horizon: f64,
+    /// Months of customer lifetime value.
+    #[arg(long, default_value_t = 12)]
+    pub clv_months: u32,
+    /// Monthly discount rate for CLV.
+    #[arg(long, default_value_t = 0.01)]
+    pub discount: f64,
 }

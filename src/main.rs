@@ -14,11 +14,21 @@ fn main() -> ExitCode {
     init_logging(&cli);
     match commands::dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // `recur export ... | head` closing the pipe early is not a failure.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_logging(cli: &cli::Cli) {

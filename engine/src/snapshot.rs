@@ -500,7 +500,8 @@ pub fn export_recommendations(
                 "user_id": user,
                 "items": index.render(&index.users[user], k),
             });
-            serde_json::to_writer(&mut *out, &line).expect("recommendations always serialize");
+            serde_json::to_writer(&mut *out, &line)
+                .map_err(|e| Error::io("write", "stdout")(e.into()))?;
             out.write_all(b"\n").map_err(Error::io("write", "stdout"))?;
             lines += 1;
         }

@@ -1,5 +1,6 @@
 //! One module per subcommand; each turns parsed arguments into calls on the library crates.
 
+mod clv;
 mod demo;
 mod export;
 mod generate;
@@ -9,7 +10,7 @@ mod run;
 mod serve;
 mod stats;
 
-use crate::cli::{Cli, Command, ExportCommand};
+use crate::cli::{Cli, ClvCommand, Command, ExportCommand};
 
 pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -20,6 +21,8 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Export(ExportCommand::Recommendations(args)) => export::recommendations(&args),
         Command::Serve(args) => serve::serve(&args),
         Command::Generate(args) => generate::generate(&args),
+        Command::Clv(ClvCommand::Fit(args)) => clv::fit(&args),
+        Command::Clv(ClvCommand::Predict(args)) => clv::predict(&args),
         Command::Demo(args) => demo::demo(&args),
     }
 }

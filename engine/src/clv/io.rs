@@ -42,6 +42,8 @@ pub struct SummaryColumns {
     pub age: Vec<f64>,
     /// Present when the input had spend.
     pub monetary_value: Option<Vec<f64>>,
+    /// Customer ids when the input names them (`customer_id` or `ID`), else row numbers.
+    pub customer_ids: Vec<String>,
 }
 
 fn floats(frame: &DataFrame, name: &str) -> Result<Vec<f64>> {
@@ -64,7 +66,26 @@ fn floats(frame: &DataFrame, name: &str) -> Result<Vec<f64>> {
 impl SummaryColumns {
     pub fn from_frame(frame: &DataFrame) -> Result<Self> {
         let has_monetary = frame.column(MONETARY).is_ok();
+        let id_column = ["customer_id", "ID", "id"]
+            .into_iter()
+            .find(|c| frame.column(c).is_ok());
+        let customer_ids = match id_column {
+            Some(name) => {
+                let ids = frame
+                    .column(name)
+                    .and_then(|c| c.cast(&DataType::String))
+                    .map_err(Error::polars(format!("reading column {name}")))?;
+                let ids = ids
+                    .str()
+                    .map_err(Error::polars(format!("reading column {name}")))?;
+                ids.iter()
+                    .map(|v| v.unwrap_or_default().to_owned())
+                    .collect()
+            }
+            None => (1..=frame.height()).map(|i| i.to_string()).collect(),
+        };
         Ok(Self {
+            customer_ids,
             frequency: floats(frame, FREQUENCY)?,
             recency: floats(frame, RECENCY)?,
             age: floats(frame, AGE)?,

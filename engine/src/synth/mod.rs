@@ -73,6 +73,9 @@ struct MerchantTruth {
     users: u64,
     r: f64,
     alpha_days: f64,
+    /// α of the rate actually realised: weekday thinning scales every λ by the mean weekday
+    /// weight, i.e. divides α by it. This is what a BG/NBD fit should recover.
+    alpha_days_effective: f64,
     a: f64,
     b: f64,
 }
@@ -599,6 +602,7 @@ pub fn generate(
                 users: merchant_users[m],
                 r: a.r,
                 alpha_days: a.alpha,
+                alpha_days_effective: a.alpha / (a.weekday.iter().sum::<f64>() / 7.0),
                 a: a.a,
                 b: a.b,
             }
