@@ -405,3 +405,54 @@ fn the_demo_runs_through_the_broker() {
     );
     assert!(output.contains("repeat rate"), "{output}");
 }
+
+#[test]
+fn sigterm_finishes_the_batch_commits_and_exits_zero() {
+    let _broker = exclusive_broker();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let counts = generate(dir.path(), "1200", &[]);
+    let topic = unique_topic("term");
+    create_topic(&topic, 4);
+    produce(dir.path(), &topic);
+
+    let args = ingest_args(
+        &data,
+        &topic,
+        &unique_topic("recur-term"),
+        &["--batch-events", "500", "--max-batch-wait-ms", "100"],
+    );
+    let mut child = spawn_ingest(&args);
+    wait_for_commits(&data, 3, &mut child);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("consumer exits");
+    assert!(
+        output.status.success(),
+        "SIGTERM is a clean stop: {:?}",
+        output.status
+    );
+    let first: Value =
+        serde_json::from_slice(&output.stdout).expect("the JSON summary is still printed");
+    let stored_at_stop = stored_total(&data);
+    assert_eq!(
+        first["accepted"].as_u64(),
+        Some(stored_at_stop),
+        "everything consumed was written before exiting"
+    );
+
+    // Its offsets were committed: a rerun continues where it stopped and the total is exact.
+    let rerun = [&args[..], &["--until-idle".to_owned(), "5".to_owned()]].concat();
+    let second = run_json(&rerun.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        stored_total(&data),
+        counts["unique_events"].as_u64().expect("n")
+    );
+    assert!(
+        second["duplicates"].as_u64().expect("n") < 1000,
+        "the rerun did not start from the beginning: {second}"
+    );
+}

@@ -85,6 +85,7 @@ pub(crate) fn fit(args: &ClvFitArgs) -> anyhow::Result<()> {
     if let Some(g) = &report.gamma_gamma {
         out["gamma_gamma"] = json!({
             "p": g.params.p, "q": g.params.q, "v": g.params.v, "customers": g.customers,
+            "excluded_zero_spend": g.excluded_zero_spend,
             "log_likelihood": g.log_likelihood, "std_errors": g.std_errors,
         });
     }

@@ -26,6 +26,9 @@ pub struct GroupedSpend {
     pub monetary_value: Vec<f64>,
     pub weight: Vec<f64>,
     pub customers: u64,
+    /// Repeat customers left out because their mean repeat spend is 0 (free orders, full
+    /// discounts): a Gamma distribution has no mass there.
+    pub excluded_zero_spend: u64,
 }
 
 fn check_row(i: usize, x: f64, tx: f64, t: f64) -> Result<()> {
@@ -38,8 +41,8 @@ fn check_row(i: usize, x: f64, tx: f64, t: f64) -> Result<()> {
     if !(x.is_finite() && x >= 0.0 && x.fract() == 0.0) {
         return bad(format!("frequency must be a whole number >= 0, got {x}"));
     }
-    if !(t.is_finite() && t > 0.0) {
-        return bad(format!("T must be > 0, got {t}"));
+    if !(t.is_finite() && t >= 0.0) {
+        return bad(format!("T must be >= 0, got {t}"));
     }
     if !(tx.is_finite() && (0.0..=t).contains(&tx)) {
         return bad(format!("recency must be between 0 and T ({t}), got {tx}"));
@@ -92,7 +95,8 @@ impl GroupedSummary {
 }
 
 impl GroupedSpend {
-    /// Keeps repeat customers (frequency > 0) with a positive mean spend, grouped.
+    /// Keeps repeat customers (frequency > 0) with a positive mean spend, grouped; counts the
+    /// repeat customers whose mean spend is 0.
     pub fn from_columns(frequency: &[f64], monetary_value: &[f64]) -> Result<Self> {
         let mut index: HashMap<(u64, u64), usize> = HashMap::new();
         let mut grouped = Self::default();
@@ -100,9 +104,13 @@ impl GroupedSpend {
             if x <= 0.0 {
                 continue;
             }
+            if m == 0.0 {
+                grouped.excluded_zero_spend += 1;
+                continue;
+            }
             if !(m.is_finite() && m > 0.0) {
                 return Err(Error::InvalidArgument(format!(
-                    "summary row {}: monetary_value of a repeat customer must be > 0, got {m}",
+                    "summary row {}: monetary_value must be >= 0, got {m}",
                     i + 1
                 )));
             }

@@ -48,6 +48,8 @@ pub struct GammaGammaFit {
     pub std_errors: Option<Vec<f64>>,
     /// Repeat customers the fit used.
     pub customers: u64,
+    /// Repeat customers with zero mean spend, left out.
+    pub excluded_zero_spend: u64,
 }
 
 pub fn fit(data: &GroupedSpend, penalizer: f64) -> Result<GammaGammaFit> {
@@ -79,5 +81,6 @@ pub fn fit(data: &GroupedSpend, penalizer: f64) -> Result<GammaGammaFit> {
         log_likelihood,
         std_errors,
         customers: data.customers,
+        excluded_zero_spend: data.excluded_zero_spend,
     })
 }

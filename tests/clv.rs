@@ -1,0 +1,136 @@
+//! End to end: `recur clv fit|predict` — published CDNOW estimates through the CLI, a
+//! hand-computed transaction summary, and BG/NBD recovering the parameters that generated
+//! `recur generate`'s customers.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("engine/tests/fixtures")
+        .join(name)
+}
+
+fn assert_within(name: &str, got: &Value, published: f64, relative: f64) {
+    let got = got.as_f64().unwrap_or_else(|| panic!("{name} is a number"));
+    assert!(
+        ((got - published) / published).abs() < relative,
+        "{name}: got {got}, expected {published}"
+    );
+}
+
+#[test]
+fn fit_reports_the_published_cdnow_estimates() {
+    let fit = run_json(&[
+        "clv",
+        "fit",
+        "--summary",
+        path_str(&fixture("cdnow_customers_summary.csv")),
+    ]);
+    assert_eq!(fit["customers"], 2357);
+    for (key, published) in [
+        ("r", 0.243),
+        ("alpha", 4.414),
+        ("a", 0.793),
+        ("b", 2.426),
+        ("log_likelihood", -9582.4),
+    ] {
+        assert_within(key, &fit["bgnbd"][key], published, 0.01);
+    }
+    for (key, published) in [
+        ("r", 0.553),
+        ("alpha", 10.578),
+        ("s", 0.606),
+        ("beta", 11.669),
+        ("log_likelihood", -9595.0),
+    ] {
+        assert_within(key, &fit["pareto_nbd"][key], published, 0.01);
+    }
+    assert!(fit.get("gamma_gamma").is_none(), "no spend, no Gamma-Gamma");
+}
+
+/// Hand-computed, weekly periods (Monday-based), calibration ends Sunday 1997-03-30:
+/// c1 buys Thu 01-02 ($10), Sat 01-04 ($5: same week, merged to $15), Mon 01-13 ($20),
+/// Tue 03-04 ($40): frequency 2, recency 9 weeks (week of 12-30 → week of 03-03), T 12,
+/// monetary (20 + 40) / 2 = 30. c2 buys once on 03-25: frequency 0, recency 0, T 0.
+#[test]
+fn transactions_are_summarized_by_lifetimes_conventions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("tx.csv");
+    std::fs::write(
+        &csv,
+        "customer,date,amount\nc1,19970102,10\nc1,19970104,5\nc1,19970113,20\nc1,19970304,40\nc2,19970325,12\nc3,19970402,9\n",
+    )
+    .expect("write");
+    let output = run_ok(&[
+        "clv",
+        "predict",
+        "--transactions",
+        path_str(&csv),
+        "--customer-col",
+        "customer",
+        "--date-col",
+        "date",
+        "--date-format",
+        "%Y%m%d",
+        "--amount-col",
+        "amount",
+        "--calibration-end",
+        "1997-03-30",
+        "--penalizer",
+        "0.1",
+    ]);
+    let rows: Vec<Value> = output
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSONL"))
+        .collect();
+    let summary: Vec<(String, f64, f64, f64, f64)> = rows
+        .iter()
+        .map(|r| {
+            let f = |k: &str| r[k].as_f64().expect("number");
+            (
+                r["customer_id"].as_str().expect("id").to_owned(),
+                f("frequency"),
+                f("recency"),
+                f("T"),
+                f("monetary_value"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("c1".to_owned(), 2.0, 9.0, 12.0, 30.0),
+            ("c2".to_owned(), 0.0, 0.0, 0.0, 0.0)
+        ],
+        "c3 first bought after calibration and is not in the cohort"
+    );
+}
+
+#[test]
+fn a_bad_date_format_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("tx.csv");
+    std::fs::write(&csv, "customer,date\nc1,1997-01-02\n").expect("write");
+    let output = recur()
+        .args([
+            "clv",
+            "fit",
+            "--transactions",
+            path_str(&csv),
+            "--customer-col",
+            "customer",
+            "--date-col",
+            "date",
+        ])
+        .args(["--date-format", "%Y%m%d", "--calibration-end", "1997-03-30"])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--date-format"), "{stderr}");
+}
