@@ -134,3 +134,111 @@ fn a_bad_date_format_is_named() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--date-format"), "{stderr}");
 }
+
+/// The generator draws each buyer's λ ~ Gamma(r, α) and p ~ Beta(a, b) (laundry: r 0.7,
+/// α 20 days, a 0.7, b 5; weekday thinning makes the realised α 20 / mean weekday weight).
+/// A daily BG/NBD fit on its purchases must recover them. Tolerance: three standard errors
+/// of the fit (sampling error, ~99.7% per parameter if the model holds) plus 5% of the value
+/// for the generator's known departures from the model: two orders on one day merge into one
+/// period, and the first purchase is not thinned by weekday.
+#[test]
+fn bg_nbd_recovers_the_parameters_that_generated_the_customers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = dir.path().join("events.ndjson");
+    run_ok(&[
+        "generate",
+        "--out",
+        path_str(&events),
+        "--merchants",
+        "3",
+        "--users",
+        "15000",
+        "--days",
+        "365",
+        "--seed",
+        "9",
+    ]);
+    let truth_text = std::fs::read_to_string(dir.path().join("events.truth.jsonl")).expect("truth");
+    let truth: Value =
+        serde_json::from_str(truth_text.lines().next().expect("summary")).expect("JSON");
+    let merchant = &truth["merchants"][2];
+    assert_eq!(merchant["merchant_id"], "m_laundry");
+    let end = truth["end"].as_str().expect("end date").to_owned();
+
+    let mut csv_text = String::from("customer,date\n");
+    let mut seen = std::collections::HashSet::new();
+    for line in std::fs::read_to_string(&events).expect("events").lines() {
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let is_laundry_purchase =
+            event["type"] == "purchase" && event["merchant_id"] == "m_laundry";
+        if !is_laundry_purchase || event["price"].as_f64().is_none_or(|p| p < 0.0) {
+            continue;
+        }
+        if !seen.insert(event["event_id"].as_str().unwrap_or_default().to_owned()) {
+            continue; // a resent duplicate
+        }
+        // The generator writes local (+08:00) RFC 3339 or epoch milliseconds; days are local.
+        let date = match &event["ts"] {
+            Value::String(text) => match chrono::DateTime::parse_from_rfc3339(text) {
+                Ok(t) => t.date_naive().format("%Y-%m-%d").to_string(),
+                Err(_) => continue,
+            },
+            Value::Number(ms) => {
+                chrono::DateTime::from_timestamp_millis(ms.as_i64().expect("ms") + 8 * 3_600_000)
+                    .expect("a valid time")
+                    .format("%Y-%m-%d")
+                    .to_string()
+            }
+            _ => continue,
+        };
+        let Some(user) = event["user_id"].as_str() else {
+            continue;
+        };
+        // A second account of the same person (same unionid) is the same customer here.
+        csv_text.push_str(&format!("{},{date}\n", user.trim_end_matches('b')));
+    }
+    let csv = dir.path().join("purchases.csv");
+    std::fs::write(&csv, csv_text).expect("write");
+
+    let fit = run_json(&[
+        "clv",
+        "fit",
+        "--transactions",
+        path_str(&csv),
+        "--customer-col",
+        "customer",
+        "--date-col",
+        "date",
+        "--calibration-end",
+        &end,
+        "--time-unit",
+        "day",
+        "--no-pareto",
+    ]);
+    let bgnbd = &fit["bgnbd"];
+    let se: Vec<f64> = bgnbd["std_errors"]
+        .as_array()
+        .expect("standard errors")
+        .iter()
+        .map(|v| v.as_f64().expect("n"))
+        .collect();
+    let expected = [
+        ("r", merchant["r"].as_f64().expect("r")),
+        (
+            "alpha",
+            merchant["alpha_days_effective"].as_f64().expect("alpha"),
+        ),
+        ("a", merchant["a"].as_f64().expect("a")),
+        ("b", merchant["b"].as_f64().expect("b")),
+    ];
+    for ((name, generated), se) in expected.iter().zip(se) {
+        let got = bgnbd[*name].as_f64().expect("estimate");
+        let tolerance = 3.0 * se + 0.05 * generated;
+        assert!(
+            (got - generated).abs() <= tolerance,
+            "{name}: fitted {got}, generated {generated}, tolerance {tolerance} ({fit})"
+        );
+    }
+}

@@ -1,8 +1,8 @@
 //! `recur generate`: a realistic, reproducible synthetic event stream with its ground truth.
 //!
 //! Customers follow the BG/NBD story (Fader, Hardie and Lee 2005): while alive, a customer buys
-//! as a Poisson process with rate λ ~ Gamma(r, α); after each purchase they drop out with
-//! probability p ~ Beta(a, b). Purchases are thinned by weekday so weekly seasonality shows,
+//! as a Poisson process with rate λ ~ Gamma(r, α); after each repeat purchase they drop out
+//! with probability p ~ Beta(a, b) (never right after the first, as in the model). Purchases are thinned by weekday so weekly seasonality shows,
 //! item choice prefers consumables due for replenishment, and each order comes with a browse →
 //! cart → purchase funnel, occasional refunds, shares, push opens and subscription consents.
 //! Some users never buy; some appear under a second user_id sharing their unionid.
@@ -525,7 +525,9 @@ pub fn generate(
                     if truth.first_purchase.is_none() {
                         truth.first_purchase = Some(local_date_string(start, t));
                     }
-                    if sim.rng.random_bool(p) {
+                    // BG/NBD's dropout follows repeat purchases only: a customer is alive
+                    // right after the purchase that made them a customer.
+                    if truth.purchases > 1 && sim.rng.random_bool(p) {
                         alive = false;
                         truth.dropped_out_at = Some(local_date_string(start, t));
                     }
