@@ -100,7 +100,10 @@ pub(crate) async fn post_events(
         // Still recorded under rejected/, so nothing sent is lost.
         let store = state.store.clone();
         tokio::task::spawn_blocking(move || {
-            store.lock().expect("store lock not poisoned").append(batch)
+            store
+                .lock()
+                .expect("store lock not poisoned")
+                .append(&batch)
         })
         .await
         .map_err(|e| ApiError::internal(&e))?
@@ -113,7 +116,10 @@ pub(crate) async fn post_events(
     }
     let store = state.store.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        store.lock().expect("store lock not poisoned").append(batch)
+        store
+            .lock()
+            .expect("store lock not poisoned")
+            .append(&batch)
     })
     .await
     .map_err(|e| ApiError::internal(&e))?

@@ -77,9 +77,9 @@ impl<'s> Batcher<'s> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.batch);
+        self.outcome += self.store.append(&self.batch)?;
+        self.batch = IngestBatch::default();
         self.batch_bytes = 0;
-        self.outcome += self.store.append(batch)?;
         Ok(())
     }
 

@@ -252,7 +252,7 @@ impl EmbeddedStore {
 }
 
 impl EventStore for EmbeddedStore {
-    fn append(&mut self, batch: IngestBatch) -> Result<AppendOutcome> {
+    fn append(&mut self, batch: &IngestBatch) -> Result<AppendOutcome> {
         let _lock = self.lock()?;
         self.refresh()?;
         self.load_keys()?;
@@ -460,7 +460,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = EmbeddedStore::open(dir.path()).expect("open");
         let first = store
-            .append(IngestBatch {
+            .append(&IngestBatch {
                 events: vec![
                     event("m1", "e1", T0),
                     event("m1", "e1", T0),
@@ -479,7 +479,7 @@ mod tests {
         );
         let mut reopened = EmbeddedStore::open(dir.path()).expect("reopen");
         let second = reopened
-            .append(IngestBatch {
+            .append(&IngestBatch {
                 events: vec![event("m1", "e1", T0), event("m1", "e2", T0 + 40 * DAY)],
                 rejects: vec![],
             })
@@ -503,7 +503,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = EmbeddedStore::open(dir.path()).expect("open");
         store
-            .append(IngestBatch {
+            .append(&IngestBatch {
                 events: vec![
                     event("m1", "a", T0),
                     event("m1", "b", T0 + 60 * DAY),
@@ -544,7 +544,7 @@ mod tests {
         fs::write(&leftover, b"half a file").expect("write");
         let mut store = EmbeddedStore::open(dir.path()).expect("open");
         let outcome = store
-            .append(IngestBatch {
+            .append(&IngestBatch {
                 events: vec![event("m1", "a", T0)],
                 rejects: vec![],
             })
@@ -565,7 +565,7 @@ mod tests {
         for _ in 0..2 {
             let mut store = EmbeddedStore::open(dir.path()).expect("open");
             let outcome = store
-                .append(IngestBatch {
+                .append(&IngestBatch {
                     events: vec![],
                     rejects: vec![reject.clone()],
                 })

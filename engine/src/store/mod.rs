@@ -102,7 +102,7 @@ pub struct StoreStats {
 /// The one interface to stored events that ingest and jobs use.
 pub trait EventStore: Send {
     /// Stores the batch atomically and durably, dropping events already stored.
-    fn append(&mut self, batch: IngestBatch) -> Result<AppendOutcome>;
+    fn append(&mut self, batch: &IngestBatch) -> Result<AppendOutcome>;
 
     /// Merchants that have at least one stored event, sorted.
     fn merchants(&mut self) -> Result<Vec<String>>;

@@ -331,19 +331,10 @@ fn flush(
             }
         }
     }
-    let mut batch = Some(taken.batch);
     let mut outcome = loop {
-        let attempt = batch
-            .take()
-            .expect("the batch is put back after a failed attempt");
-        let copy = IngestBatch {
-            events: attempt.events.clone(),
-            rejects: attempt.rejects.clone(),
-        };
-        match store.append(attempt) {
+        match store.append(&taken.batch) {
             Ok(outcome) => break outcome,
             Err(e) => {
-                batch = Some(copy);
                 wait_before_retry(consumer, &mut paused, &mut backoff, stop, &Error::Engine(e))?;
             }
         }
