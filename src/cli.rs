@@ -80,6 +80,18 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Clv(ClvCommand),
 
+    /// Customer analytics reports of one merchant, computed now from the stored events.
+    #[command(subcommand)]
+    Report(ReportCommand),
+
+    /// Audiences: named customer segments defined by a JSON rule, re-evaluated on every run.
+    #[command(subcommand)]
+    Audience(AudienceCommand),
+
+    /// A merchant's settings (time zone).
+    #[command(subcommand)]
+    Merchant(MerchantCommand),
+
     /// Generate → ingest → run → show the results → serve, in one go.
     #[command(
         after_help = "Examples:\n  recur demo\n  recur demo --data-dir /tmp/recur-demo --no-serve"
@@ -345,4 +357,211 @@ pub(crate) struct ClvPredictArgs {
     /// Monthly discount rate for CLV.
     #[arg(long, default_value_t = 0.01)]
     pub discount: f64,
+}
+
+/// Table for people, JSON for scripts, CSV for spreadsheets.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) enum Format {
+    #[default]
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct MerchantScope {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// The merchant whose customers are analysed.
+    #[arg(long, value_name = "ID")]
+    pub merchant: String,
+    /// Measure "now" (recency, the current period, forecasts) at the end of this local day
+    /// (YYYY-MM-DD) instead of at the merchant's newest event.
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<String>,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct ReportArgs {
+    #[command(flatten)]
+    pub scope: MerchantScope,
+    /// Calendar period, in the merchant's time zone.
+    #[arg(long, value_parser = ["day", "week", "month"], value_name = "PERIOD")]
+    pub period: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ReportCommand {
+    /// Cohort retention: cohorts by first purchase (or --cohort-event) per week or month,
+    /// and the share active (--return-event) in each later period.
+    #[command(
+        after_help = "Examples:\n  recur report retention --data-dir data --merchant m_bakery --period week\n  \
+                            recur report retention --data-dir data --merchant m_bakery --period month --mode recurring --return-event view --format json"
+    )]
+    Retention {
+        #[command(flatten)]
+        report: ReportArgs,
+        /// first_time: one cohort per customer, at the first cohort event; recurring: a
+        /// cohort for every period with the cohort event.
+        #[arg(long, value_parser = ["first_time", "recurring"], default_value = "first_time")]
+        mode: String,
+        /// The event that puts a customer in a cohort (purchase = kept orders).
+        #[arg(long, default_value = "purchase", value_name = "TYPE")]
+        cohort_event: String,
+        /// The event that counts as coming back.
+        #[arg(long, default_value = "purchase", value_name = "TYPE")]
+        return_event: String,
+    },
+    /// New, returning, resurrecting and dormant customers per period.
+    #[command(
+        after_help = "Example:\n  recur report lifecycle --data-dir data --merchant m_bakery --period month --event view"
+    )]
+    Lifecycle {
+        #[command(flatten)]
+        report: ReportArgs,
+        /// The activity followed (purchase = kept orders).
+        #[arg(long, default_value = "purchase", value_name = "TYPE")]
+        event: String,
+    },
+    /// RFM segments (or, with --scheme value-class, the eight high/low classes), or with
+    /// --customers every customer's scores.
+    #[command(
+        after_help = "Examples:\n  recur report rfm --data-dir data --merchant m_bakery\n  \
+                            recur report rfm --data-dir data --merchant m_bakery --scheme value-class --format csv"
+    )]
+    Rfm {
+        #[command(flatten)]
+        report: ReportArgs,
+        #[arg(long, value_parser = ["segments", "value-class"], default_value = "segments")]
+        scheme: String,
+        /// One row per customer instead of the summary.
+        #[arg(long)]
+        customers: bool,
+    },
+    /// Repeat-purchase rate per cohort of first order: overall and within 30, 60, 90 days.
+    #[command(
+        after_help = "Example:\n  recur report repeat --data-dir data --merchant m_bakery --period month"
+    )]
+    Repeat {
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+    /// Days between orders per category (drives replenishment timing).
+    #[command(
+        after_help = "Example:\n  recur report intervals --data-dir data --merchant m_laundry"
+    )]
+    Intervals {
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+    /// Behavioural clusters (KMeans, k by silhouette), each described in words.
+    #[command(after_help = "Example:\n  recur report clusters --data-dir data --merchant m_bakery")]
+    Clusters {
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+    /// User ids stitched into one customer by WeChat unionid.
+    #[command(
+        after_help = "Example:\n  recur report identities --data-dir data --merchant m_bakery --format csv"
+    )]
+    Identities {
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AudienceCommand {
+    /// Define (or with --replace, redefine) an audience; the rule is checked first.
+    #[command(
+        after_help = "Example:\n  recur audience create --data-dir data --merchant m_bakery --name lapsed-regulars \\\n    \
+                            --rule '{\"and\":[{\"rfm_segment\":[\"at_risk\",\"cant_lose_them\"]},{\"not_performed_since\":{\"event\":\"purchase\",\"days\":30}}]}'\n\
+                            Rules: and, or, not, performed, not_performed_since, rfm_segment, value_class, lifecycle,\n\
+                            cluster, bought_category, used_channel, subscribed, p_alive, clv (see README, Audiences).\n\
+                            --rule @file.json reads the rule from a file."
+    )]
+    Create {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long, value_name = "ID")]
+        merchant: String,
+        /// 1–64 characters of a-z, 0-9, _ and -.
+        #[arg(long)]
+        name: String,
+        /// The rule as JSON, or @FILE.
+        #[arg(long)]
+        rule: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Replace an audience of the same name.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// The merchant's audiences with their size in the current snapshot.
+    #[command(after_help = "Example:\n  recur audience list --data-dir data --merchant m_bakery")]
+    List {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long, value_name = "ID")]
+        merchant: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Evaluate an audience (stored, or a rule not yet saved) now: its size and a sample.
+    #[command(
+        after_help = "Examples:\n  recur audience preview --data-dir data --merchant m_bakery --name lapsed-regulars\n  \
+                            recur audience preview --data-dir data --merchant m_bakery --rule '{\"lifecycle\":\"dormant\"}'"
+    )]
+    Preview {
+        #[command(flatten)]
+        scope: MerchantScope,
+        #[arg(long, required_unless_present = "rule", conflicts_with = "rule")]
+        name: Option<String>,
+        #[arg(long)]
+        rule: Option<String>,
+        /// Customers shown.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Evaluate an audience now and write its customers (ids and openids, for WeChat pushes).
+    #[command(
+        after_help = "Example:\n  recur audience export --data-dir data --merchant m_bakery --name lapsed-regulars --format csv > push.csv"
+    )]
+    Export {
+        #[command(flatten)]
+        scope: MerchantScope,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = ["csv", "jsonl"], default_value = "csv")]
+        format: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum MerchantCommand {
+    /// Set the merchant's time zone (IANA name); reports count days, weeks and months in it.
+    #[command(
+        after_help = "Example:\n  recur merchant set --data-dir data --merchant m_bakery --time-zone Asia/Shanghai"
+    )]
+    Set {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long, value_name = "ID")]
+        merchant: String,
+        #[arg(long, value_name = "TZ")]
+        time_zone: String,
+    },
+    /// Show the merchant's settings as JSON.
+    #[command(after_help = "Example:\n  recur merchant show --data-dir data --merchant m_bakery")]
+    Show {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long, value_name = "ID")]
+        merchant: String,
+    },
 }

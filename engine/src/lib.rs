@@ -2,10 +2,13 @@
 //!
 //! No network servers live here; ingest and the API call into this crate.
 
+pub mod analytics;
 pub mod clv;
 pub mod error;
 pub mod event;
+pub mod frame_json;
 pub mod jobs;
+pub mod settings;
 pub mod snapshot;
 pub mod store;
 pub mod synth;

@@ -29,7 +29,17 @@ const RECOMMENDATIONS: &str = "recommendations.parquet";
 const POPULAR: &str = "popular.parquet";
 /// Snapshots kept on disk after a publish.
 pub const KEEP_SNAPSHOTS: usize = 3;
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
+/// The report tables a snapshot holds beside profiles, recommendations and popular items.
+pub const REPORT_TABLES: [&str; 7] = [
+    "lifecycle",
+    "retention",
+    "repeat",
+    "time_between_orders",
+    "clusters",
+    "identities",
+    "audiences",
+];
 
 /// Headline numbers of one merchant in a snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +57,19 @@ pub struct MerchantSummary {
     pub orders: u64,
     /// Net of refunds, in the merchant's currency.
     pub revenue: f64,
+    /// The time zone periods were counted in.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// User ids folded into another customer by unionid.
+    #[serde(default)]
+    pub stitched_user_ids: u64,
+    /// The repeat-purchase models fitted for this merchant.
+    #[serde(default)]
+    pub models: Option<crate::clv::merchant::MerchantModels>,
+    #[serde(default)]
+    pub clusters: Vec<crate::analytics::cluster::ClusterSummary>,
+    #[serde(default)]
+    pub audiences: Vec<crate::jobs::customers::AudienceSize>,
 }
 
 impl MerchantSummary {
@@ -107,19 +130,41 @@ pub fn publish(
         merchants: outputs.iter().map(|o| o.summary.clone()).collect(),
     };
     let (mut profiles, mut recommendations, mut popular) = (Vec::new(), Vec::new(), Vec::new());
+    let mut reports: Vec<(String, Vec<LazyFrame>)> = REPORT_TABLES
+        .iter()
+        .map(|name| (format!("{name}.parquet"), Vec::new()))
+        .collect();
     for output in outputs {
         profiles.push(output.profiles.lazy());
         recommendations.push(output.recommendations.lazy());
         popular.push(output.popular.lazy());
+        for (name, table) in output.tables {
+            let slot = REPORT_TABLES
+                .iter()
+                .position(|t| *t == name)
+                .expect("jobs only produce the tables REPORT_TABLES lists");
+            reports[slot].1.push(table.lazy());
+        }
     }
-    for (file, frames) in [
-        (PROFILES, profiles),
-        (RECOMMENDATIONS, recommendations),
-        (POPULAR, popular),
-    ] {
-        let mut frame = concat(frames, UnionArgs::default())
-            .and_then(LazyFrame::collect)
-            .map_err(Error::polars(format!("assembling {file}")))?;
+    let mut files = vec![
+        (PROFILES.to_owned(), profiles),
+        (RECOMMENDATIONS.to_owned(), recommendations),
+        (POPULAR.to_owned(), popular),
+    ];
+    files.extend(reports);
+    for (file, frames) in files {
+        let file = file.as_str();
+        // Diagonal: a table a merchant left empty may have typed its columns differently.
+        let mut frame = concat(
+            frames,
+            UnionArgs {
+                diagonal: true,
+                to_supertypes: true,
+                ..UnionArgs::default()
+            },
+        )
+        .and_then(LazyFrame::collect)
+        .map_err(Error::polars(format!("assembling {file}")))?;
         let path = staging.join(file);
         fsutil::write_atomic(&path, |f| {
             ParquetWriter::new(f)
@@ -210,6 +255,16 @@ fn scan_table(data_dir: &Path, name: &str, table: &str) -> Result<LazyFrame> {
 /// Lazily scans the current snapshot's profiles.
 pub fn scan_profiles(data_dir: &Path) -> Result<LazyFrame> {
     scan_table(data_dir, &require_current(data_dir)?, PROFILES)
+}
+
+/// Lazily scans a report table (one of [`REPORT_TABLES`]) of snapshot `name`.
+pub fn scan_report(data_dir: &Path, name: &str, table: &str) -> Result<LazyFrame> {
+    scan_table(data_dir, name, &format!("{table}.parquet"))
+}
+
+/// Lazily scans the profiles of snapshot `name`.
+pub fn scan_profiles_of(data_dir: &Path, name: &str) -> Result<LazyFrame> {
+    scan_table(data_dir, name, PROFILES)
 }
 
 /// Lazily scans the current snapshot's recommendations.

@@ -1,11 +1,14 @@
 //! One module per subcommand; each turns parsed arguments into calls on the library crates.
 
+mod audience;
 mod clv;
 mod demo;
 mod export;
 mod generate;
 mod ingest;
+mod merchant;
 mod produce;
+mod report;
 mod run;
 mod serve;
 mod stats;
@@ -23,6 +26,9 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::generate(&args),
         Command::Clv(ClvCommand::Fit(args)) => clv::fit(&args),
         Command::Clv(ClvCommand::Predict(args)) => clv::predict(&args),
+        Command::Report(command) => report::report(command),
+        Command::Audience(command) => audience::audience(command),
+        Command::Merchant(command) => merchant::merchant(command),
         Command::Demo(args) => demo::demo(&args),
     }
 }

@@ -10,6 +10,7 @@ pub mod data;
 pub mod fit;
 pub mod gamma_gamma;
 pub mod io;
+pub mod merchant;
 pub mod pareto;
 pub mod predict;
 pub mod special;

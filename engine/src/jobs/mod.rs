@@ -1,25 +1,30 @@
 //! The batch jobs `recur run` executes, one merchant at a time, and the snapshot they publish.
 //!
-//! Each merchant's events are read once (only its own files), projected to the columns the
-//! jobs use, and every job is a lazy Polars plan over that frame. Tenancy is structural: a
-//! merchant's outputs are computed from a scan that cannot contain another merchant's rows.
+//! Each merchant's events are read once (only its own files), stitched by unionid, and every
+//! job is a lazy Polars plan over that frame. Tenancy is structural: a merchant's outputs are
+//! computed from a scan that cannot contain another merchant's rows.
 //!
-//! To add a job: write a `fn(LazyFrame, ...) -> LazyFrame` module here, call it in
-//! [`run_merchant`], add its table to [`MerchantOutput`] and to the snapshot writer.
+//! To add a job: write a `fn(LazyFrame, ...) -> LazyFrame` module here or in
+//! [`crate::analytics`], call it in [`run_merchant`] and add its table to
+//! [`MerchantOutput::tables`]; the snapshot writes every table it is given.
 
+pub mod customers;
 pub mod profiles;
 pub mod purchases;
 pub mod recommend;
+pub mod reports;
+
+use std::path::Path;
+use std::time::Instant;
 
 use polars::prelude::*;
-use tracing::info;
+use tracing::{debug, info};
 
+use crate::analytics::MerchantAnalytics;
 use crate::error::{Error, Result};
+use crate::settings::MerchantSettings;
 use crate::snapshot::MerchantSummary;
-use crate::store::{
-    CATEGORY, EVENT_TYPE, EventStore, ITEM_ID, OPENID, ORDER_ID, PRICE, QUANTITY, TS, TimeRange,
-    UNIONID, USER_ID,
-};
+use crate::store::{EventStore, MERCHANT_ID};
 
 /// Options of `recur run`.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +49,8 @@ pub struct MerchantOutput {
     pub profiles: DataFrame,
     pub recommendations: DataFrame,
     pub popular: DataFrame,
+    /// Report tables by snapshot table name, each with `merchant_id` as its first column.
+    pub tables: Vec<(&'static str, DataFrame)>,
     pub summary: MerchantSummary,
 }
 
@@ -51,7 +58,7 @@ pub struct MerchantOutput {
 /// under `data_dir`. `on_merchant` hears of each merchant before its jobs start.
 pub fn run_all(
     store: &mut dyn EventStore,
-    data_dir: &std::path::Path,
+    data_dir: &Path,
     options: RunOptions,
     on_merchant: &mut dyn FnMut(usize, usize, &str),
 ) -> Result<crate::snapshot::SnapshotManifest> {
@@ -63,56 +70,53 @@ pub fn run_all(
     let mut outputs = Vec::with_capacity(merchants.len());
     for (i, merchant_id) in merchants.iter().enumerate() {
         on_merchant(i, merchants.len(), merchant_id);
-        outputs.extend(run_merchant(store, merchant_id, options)?);
+        outputs.extend(run_merchant(store, data_dir, merchant_id, options)?);
     }
     crate::snapshot::publish(data_dir, outputs, version, options.k)
+}
+
+/// Labels each step's time in the debug log, so a slow merchant shows where it spends.
+struct Steps<'a> {
+    merchant_id: &'a str,
+    last: Instant,
+}
+
+impl Steps<'_> {
+    fn done(&mut self, step: &str) {
+        debug!(
+            merchant = self.merchant_id,
+            step,
+            ms = self.last.elapsed().as_millis() as u64,
+            "step done"
+        );
+        self.last = Instant::now();
+    }
 }
 
 /// Runs every job for one merchant; `None` if it has no events.
 pub fn run_merchant(
     store: &mut dyn EventStore,
+    data_dir: &Path,
     merchant_id: &str,
     options: RunOptions,
 ) -> Result<Option<MerchantOutput>> {
-    let Some(scan) = store.scan(merchant_id, TimeRange::ALL)? else {
+    let settings = MerchantSettings::load(data_dir, merchant_id)?;
+    let mut steps = Steps {
+        merchant_id,
+        last: Instant::now(),
+    };
+    let Some(analytics) = MerchantAnalytics::load(store, merchant_id, &settings, options.as_of_ms)?
+    else {
         return Ok(None);
     };
+    steps.done("load");
     let context = |step: &str| format!("{step} for merchant {merchant_id}");
-    let events = scan
-        .select([
-            col(USER_ID),
-            col(EVENT_TYPE),
-            col(TS),
-            col(ITEM_ID),
-            col(CATEGORY),
-            col(ORDER_ID),
-            col(PRICE),
-            col(QUANTITY),
-            col(OPENID),
-            col(UNIONID),
-        ])
-        .collect()
-        .map_err(Error::polars(context("reading events")))?;
-    if events.height() == 0 {
-        return Ok(None);
-    }
-    let as_of_ms = match options.as_of_ms {
-        Some(t) => t,
-        None => {
-            newest_event_ms(&events).map_err(Error::polars(context("finding the newest event")))?
-        }
-    };
-    let events = events.lazy();
-    let lines = purchases::net_order_lines(events.clone())
-        .collect()
-        .map_err(Error::polars(context("netting refunds")))?
-        .lazy();
-    let categories = purchases::item_categories(events.clone())
-        .collect()
-        .map_err(Error::polars(context("finding item categories")))?
-        .lazy();
+    let as_of_ms = analytics.as_of_ms;
+    let events = analytics.events.clone().lazy();
+    let lines = analytics.lines.clone().lazy();
+    let categories = analytics.categories.clone().lazy();
 
-    let profiles = profiles::profiles(
+    let base_profiles = profiles::profiles(
         merchant_id,
         events.clone(),
         lines.clone(),
@@ -120,6 +124,9 @@ pub fn run_merchant(
     )
     .collect()
     .map_err(Error::polars(context("building profiles")))?;
+    steps.done("profiles");
+    let customer_tables =
+        customers::customer_tables(&analytics, base_profiles, &mut |s| steps.done(s))?;
     let popular = recommend::popular_items(lines.clone(), categories, as_of_ms)
         .collect()
         .map_err(Error::polars(context("ranking popular items")))?;
@@ -131,16 +138,30 @@ pub fn run_merchant(
         recommend::recommendations(merchant_id, events, lines, popular.clone().lazy(), params)
             .and_then(LazyFrame::collect)
             .map_err(Error::polars(context("recommending")))?;
-    let popular = popular
-        .lazy()
-        .select([
-            lit(merchant_id).alias(crate::store::MERCHANT_ID),
-            all().as_expr(),
-        ])
-        .collect()
+    steps.done("recommendations");
+    let popular = with_merchant(merchant_id, popular)
         .map_err(Error::polars(context("labelling popular items")))?;
-    let summary = summarize(merchant_id, as_of_ms, &profiles)
+    let audiences = customers::evaluate_audiences(data_dir, &analytics, &customer_tables.profiles)?;
+    steps.done("audiences");
+    let mut tables = reports::report_tables(&analytics)?;
+    steps.done("reports");
+    tables.push(("clusters", customer_tables.clusters));
+    tables.push((
+        "identities",
+        with_merchant(merchant_id, analytics.stitched()?)
+            .map_err(Error::polars(context("labelling identities")))?,
+    ));
+    tables.push(("audiences", audiences.members));
+    let mut summary = summarize(merchant_id, as_of_ms, &customer_tables.profiles)
         .map_err(Error::polars(context("summarizing")))?;
+    summary.time_zone = Some(analytics.zone.to_string());
+    summary.stitched_user_ids = tables
+        .iter()
+        .find(|(name, _)| *name == "identities")
+        .map_or(0, |(_, t)| t.height() as u64);
+    summary.models = Some(customer_tables.models);
+    summary.clusters = customer_tables.cluster_summaries;
+    summary.audiences = audiences.sizes;
     info!(
         merchant = merchant_id,
         users = summary.users,
@@ -149,20 +170,20 @@ pub fn run_merchant(
         "merchant jobs done"
     );
     Ok(Some(MerchantOutput {
-        profiles,
+        profiles: customer_tables.profiles,
         recommendations,
         popular,
+        tables,
         summary,
     }))
 }
 
-fn newest_event_ms(events: &DataFrame) -> PolarsResult<i64> {
-    let newest = events
-        .clone()
+/// Prepends a `merchant_id` column.
+pub(crate) fn with_merchant(merchant_id: &str, frame: DataFrame) -> PolarsResult<DataFrame> {
+    frame
         .lazy()
-        .select([col(TS).cast(DataType::Int64).max()])
-        .collect()?;
-    Ok(newest.column(TS)?.i64()?.get(0).unwrap_or_default())
+        .select([lit(merchant_id).alias(MERCHANT_ID), all().as_expr()])
+        .collect()
 }
 
 fn summarize(
@@ -195,6 +216,11 @@ fn summarize(
     Ok(MerchantSummary {
         merchant_id: merchant_id.to_owned(),
         as_of_ms,
+        time_zone: None,
+        stitched_user_ids: 0,
+        models: None,
+        clusters: Vec::new(),
+        audiences: Vec::new(),
         users: get_u64("users")?,
         customers: get_u64("customers")?,
         repeat_customers: get_u64("repeat_customers")?,

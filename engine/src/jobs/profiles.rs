@@ -6,7 +6,7 @@
 use polars::prelude::*;
 
 use super::purchases::{NET_AMOUNT, NET_QUANTITY, ORDERED_AT};
-use crate::store::{CATEGORY, ITEM_ID, MERCHANT_ID, OPENID, ORDER_ID, TS, UNIONID, USER_ID};
+use crate::store::{CATEGORY, ITEM_ID, MERCHANT_ID, OPENID, TS, UNIONID, USER_ID};
 
 /// How many favourite categories a profile lists.
 pub const FAVOURITE_CATEGORIES: usize = 3;
@@ -18,11 +18,7 @@ pub fn profiles(
     lines: LazyFrame,
     categories: LazyFrame,
 ) -> LazyFrame {
-    let orders = lines
-        .clone()
-        .group_by([col(USER_ID), col(ORDER_ID)])
-        .agg([col(NET_AMOUNT).sum(), col(ORDERED_AT).min()])
-        .filter(col(NET_AMOUNT).gt(lit(0.0)))
+    let orders = super::purchases::kept_orders(lines.clone())
         .group_by([col(USER_ID)])
         .agg([
             col(ORDERED_AT).min().alias("first_purchase_ms"),

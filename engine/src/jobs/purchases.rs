@@ -54,3 +54,13 @@ pub fn item_categories(events: LazyFrame) -> LazyFrame {
             .sort_by([col(TS)], SortMultipleOptions::default())
             .last()])
 }
+
+/// One row per kept order: `user_id`, `order_id`, `ordered_at` (epoch ms) and `net_amount`.
+/// An order is kept when its net amount after refunds is positive; a fully refunded order is
+/// not a purchase anywhere in Recur.
+pub fn kept_orders(lines: LazyFrame) -> LazyFrame {
+    lines
+        .group_by([col(USER_ID), col(ORDER_ID)])
+        .agg([col(NET_AMOUNT).sum(), col(ORDERED_AT).min()])
+        .filter(col(NET_AMOUNT).gt(lit(0.0)))
+}

@@ -34,7 +34,7 @@ const LOCK_FILE: &str = ".writer.lock";
 const PATH_SAFE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_');
 
 /// The directory name of a merchant's partition.
-pub(super) fn merchant_dir(merchant_id: &str) -> String {
+pub(crate) fn merchant_dir(merchant_id: &str) -> String {
     format!("merchant={}", utf8_percent_encode(merchant_id, PATH_SAFE))
 }
 

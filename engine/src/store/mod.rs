@@ -18,6 +18,7 @@ use serde::Serialize;
 
 pub use columns::*;
 pub use embedded::EmbeddedStore;
+pub(crate) use embedded::merchant_dir;
 
 use crate::error::Result;
 use crate::event::Event;

@@ -1,0 +1,103 @@
+//! Audience definitions on disk: one JSON file per merchant, replaced atomically.
+
+use std::fs;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::rule::Rule;
+use crate::error::{Error, Result};
+use crate::settings::merchant_config_dir;
+use crate::store::fsutil;
+
+const AUDIENCES_FILE: &str = "audiences.json";
+
+/// A named audience of one merchant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceDefinition {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub rule: Rule,
+    pub created_at_ms: i64,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AudienceFile {
+    audiences: Vec<AudienceDefinition>,
+}
+
+/// Audience names: 1–64 of `a-z`, `0-9`, `_` and `-`, so they are safe in paths and URLs.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "bad audience name {name:?}: use 1 to 64 characters of a-z, 0-9, _ and -"
+        )))
+    }
+}
+
+/// The merchant's audiences, oldest first.
+pub fn load_definitions(data_dir: &Path, merchant_id: &str) -> Result<Vec<AudienceDefinition>> {
+    let path = merchant_config_dir(data_dir, merchant_id).join(AUDIENCES_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<AudienceFile>(&bytes)
+            .map(|f| f.audiences)
+            .map_err(|e| Error::CorruptStore {
+                path,
+                reason: format!("audience definitions are not valid: {e}"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io("read", &path)(e)),
+    }
+}
+
+fn write(data_dir: &Path, merchant_id: &str, audiences: Vec<AudienceDefinition>) -> Result<()> {
+    let dir = merchant_config_dir(data_dir, merchant_id);
+    fs::create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
+    let json =
+        serde_json::to_vec_pretty(&AudienceFile { audiences }).expect("definitions serialize");
+    fsutil::write_bytes_atomic(&dir.join(AUDIENCES_FILE), &json)
+}
+
+/// Adds an audience, or replaces the one of the same name when `replace`.
+pub fn save_definition(
+    data_dir: &Path,
+    merchant_id: &str,
+    definition: AudienceDefinition,
+    replace: bool,
+) -> Result<()> {
+    check_name(&definition.name)?;
+    let mut audiences = load_definitions(data_dir, merchant_id)?;
+    match audiences.iter().position(|a| a.name == definition.name) {
+        Some(_) if !replace => {
+            return Err(Error::InvalidArgument(format!(
+                "merchant {merchant_id} already has an audience named {:?}; pick another name or pass --replace",
+                definition.name
+            )));
+        }
+        Some(i) => audiences[i] = definition,
+        None => audiences.push(definition),
+    }
+    write(data_dir, merchant_id, audiences)
+}
+
+/// Removes an audience; false if there was none of that name.
+pub fn remove_definition(data_dir: &Path, merchant_id: &str, name: &str) -> Result<bool> {
+    let mut audiences = load_definitions(data_dir, merchant_id)?;
+    let before = audiences.len();
+    audiences.retain(|a| a.name != name);
+    if audiences.len() == before {
+        return Ok(false);
+    }
+    write(data_dir, merchant_id, audiences)?;
+    Ok(true)
+}

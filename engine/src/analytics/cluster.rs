@@ -1,0 +1,413 @@
+//! Behavioural clusters: KMeans (linfa) on standardised per-customer features, k chosen by
+//! silhouette, each cluster described in words from its members' averages.
+//!
+//! Features per customer with a kept order: recency (days), log orders, log spend, the share
+//! of spend in each of the merchant's top categories (and "other"), the share of events per
+//! channel, and the refunded share of purchased value. Each is z-scored so no unit dominates.
+//!
+//! KMeans is fitted on a fixed-seed sample of at most [`FIT_SAMPLE`] customers for each k in
+//! [`K_RANGE`]; the silhouette (O(n²)) is measured on at most [`SILHOUETTE_SAMPLE`] of them,
+//! the best k wins, and every customer is then assigned to the nearest centroid. The same
+//! data and seed give the same clusters, run after run.
+
+use std::ops::RangeInclusive;
+
+use linfa::DatasetBase;
+use linfa::metrics::SilhouetteScore;
+use linfa::prelude::{Fit, Predict};
+use linfa_clustering::KMeans;
+use ndarray::{Array1, Array2, Axis};
+use polars::prelude::*;
+use rand::SeedableRng;
+use rand::seq::index::sample;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::event::{Channel, EventType};
+use crate::jobs::purchases::{NET_AMOUNT, NET_QUANTITY};
+use crate::store::{CATEGORY, CHANNEL, EVENT_TYPE, ITEM_ID, PRICE, QUANTITY, USER_ID};
+
+use super::rfm::{FREQUENCY, MONETARY, RECENCY_DAYS};
+
+pub const CLUSTER: &str = "cluster";
+pub const K_RANGE: RangeInclusive<usize> = 2..=6;
+pub const FIT_SAMPLE: usize = 20_000;
+pub const SILHOUETTE_SAMPLE: usize = 2_000;
+/// Categories with their own share feature; the rest are summed into "other".
+pub const TOP_CATEGORIES: usize = 6;
+const SEED: u64 = 0x5EED_C1A5;
+const REFUND_SHARE: &str = "refund_share";
+
+/// One cluster: its id, size and the words that describe it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterSummary {
+    pub cluster: u32,
+    pub customers: u64,
+    pub description: String,
+    pub mean_orders: f64,
+    pub mean_spend: f64,
+    pub mean_recency_days: f64,
+    /// The category with the largest mean spend share, and that share.
+    pub top_category: Option<(String, f64)>,
+    /// The channel with the largest mean event share, and that share.
+    pub top_channel: Option<(String, f64)>,
+    pub mean_refund_share: f64,
+}
+
+/// The outcome of clustering one merchant's customers.
+pub struct Clustering {
+    /// `user_id`, `cluster` (UInt32).
+    pub assignments: DataFrame,
+    pub k: usize,
+    /// Silhouette of every k tried, in order.
+    pub silhouettes: Vec<(usize, f64)>,
+    pub clusters: Vec<ClusterSummary>,
+}
+
+fn category_column(name: &str) -> String {
+    format!("cat:{name}")
+}
+
+fn channel_column(channel: Channel) -> String {
+    format!("ch:{}", channel.as_str())
+}
+
+/// Per-customer features: `rfm` columns plus category, channel and refund shares, for the
+/// customers in `rfm`. `events` are the stitched events, `lines` net order lines.
+pub fn features(
+    rfm: LazyFrame,
+    events: LazyFrame,
+    lines: LazyFrame,
+    categories: LazyFrame,
+) -> PolarsResult<(DataFrame, Vec<String>)> {
+    let spend = lines
+        .filter(col(NET_QUANTITY).gt(lit(0i64)))
+        .join(
+            categories,
+            [col(ITEM_ID)],
+            [col(ITEM_ID)],
+            JoinArgs::new(JoinType::Left),
+        )
+        .collect()?;
+    let top: Vec<String> = spend
+        .clone()
+        .lazy()
+        .filter(col(CATEGORY).is_not_null())
+        .group_by([col(CATEGORY)])
+        .agg([col(NET_AMOUNT).sum()])
+        .sort(
+            [NET_AMOUNT, CATEGORY],
+            SortMultipleOptions::default().with_order_descending_multi([true, false]),
+        )
+        .limit(TOP_CATEGORIES as u32)
+        .collect()?
+        .column(CATEGORY)?
+        .str()?
+        .iter()
+        .flatten()
+        .map(str::to_owned)
+        .collect();
+    let total = col(NET_AMOUNT).sum();
+    let mut category_shares: Vec<Expr> = top
+        .iter()
+        .map(|c| {
+            (col(NET_AMOUNT)
+                .filter(col(CATEGORY).eq(lit(c.as_str())))
+                .sum()
+                / total.clone())
+            .alias(category_column(c))
+        })
+        .collect();
+    let listed = top.iter().fold(lit(false), |any, c| {
+        any.or(col(CATEGORY).eq(lit(c.as_str())))
+    });
+    category_shares.push(
+        (col(NET_AMOUNT)
+            .filter(listed.not().fill_null(lit(true)))
+            .sum()
+            / total)
+            .alias(category_column("other")),
+    );
+    let categories = spend.lazy().group_by([col(USER_ID)]).agg(category_shares);
+
+    let events_total = len().cast(DataType::Float64);
+    let mut per_user: Vec<Expr> = Channel::ALL
+        .iter()
+        .map(|ch| {
+            (col(CHANNEL)
+                .eq(lit(ch.as_str()))
+                .sum()
+                .cast(DataType::Float64)
+                / events_total.clone())
+            .alias(channel_column(*ch))
+        })
+        .collect();
+    let value = col(PRICE).fill_null(lit(0.0)) * col(QUANTITY).cast(DataType::Float64);
+    let refunded = value
+        .clone()
+        .filter(col(EVENT_TYPE).eq(lit(EventType::Refund.as_str())))
+        .sum();
+    let purchased = value
+        .filter(col(EVENT_TYPE).eq(lit(EventType::Purchase.as_str())))
+        .sum();
+    per_user.push(
+        when(purchased.clone().gt(lit(0.0)))
+            .then((refunded / purchased).clip_max(lit(1.0)))
+            .otherwise(lit(0.0))
+            .alias(REFUND_SHARE),
+    );
+    let behaviour = events.group_by([col(USER_ID)]).agg(per_user);
+
+    let mut names = vec![
+        RECENCY_DAYS.to_owned(),
+        "log_orders".to_owned(),
+        "log_spend".to_owned(),
+    ];
+    names.extend(top.iter().map(|c| category_column(c)));
+    names.push(category_column("other"));
+    names.extend(Channel::ALL.iter().map(|c| channel_column(*c)));
+    names.push(REFUND_SHARE.to_owned());
+
+    let frame = rfm
+        .select([
+            col(USER_ID),
+            col(RECENCY_DAYS),
+            col(FREQUENCY),
+            col(MONETARY),
+        ])
+        .join(
+            categories,
+            [col(USER_ID)],
+            [col(USER_ID)],
+            JoinArgs::new(JoinType::Left),
+        )
+        .join(
+            behaviour,
+            [col(USER_ID)],
+            [col(USER_ID)],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_columns([
+            col(FREQUENCY)
+                .cast(DataType::Float64)
+                .log1p()
+                .alias("log_orders"),
+            col(MONETARY).clip_min(lit(0.0)).log1p().alias("log_spend"),
+            col(RECENCY_DAYS).cast(DataType::Float64),
+        ])
+        .with_columns(
+            names
+                .iter()
+                .map(|n| {
+                    col(n.as_str())
+                        .cast(DataType::Float64)
+                        .fill_null(lit(0.0))
+                        .fill_nan(lit(0.0))
+                })
+                .collect::<Vec<_>>(),
+        )
+        .sort([USER_ID], SortMultipleOptions::default())
+        .collect()?;
+    Ok((frame, names))
+}
+
+/// The z-scored feature matrix, one row per row of `frame`.
+fn standardized(frame: &DataFrame, names: &[String]) -> PolarsResult<Array2<f64>> {
+    let mut matrix = Array2::<f64>::zeros((frame.height(), names.len()));
+    for (j, name) in names.iter().enumerate() {
+        let values = frame.column(name)?.f64()?;
+        let mean = values.mean().unwrap_or(0.0);
+        let std = values.std(1).unwrap_or(0.0);
+        let scale = if std > 1e-12 { 1.0 / std } else { 0.0 };
+        for (target, value) in matrix
+            .column_mut(j)
+            .iter_mut()
+            .zip(values.into_no_null_iter())
+        {
+            *target = (value - mean) * scale;
+        }
+    }
+    Ok(matrix)
+}
+
+fn fit_error(reason: impl std::fmt::Display) -> Error {
+    Error::FitFailed {
+        model: "KMeans",
+        reason: reason.to_string(),
+    }
+}
+
+/// Clusters the customers of `features` (see [`features`]). `None` when there are too few
+/// customers to split (fewer than 3 per cluster at the smallest k).
+pub fn cluster(frame: &DataFrame, names: &[String]) -> Result<Option<Clustering>> {
+    let n = frame.height();
+    if n < 3 * K_RANGE.start() {
+        return Ok(None);
+    }
+    let matrix = standardized(frame, names).map_err(Error::polars("standardising features"))?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(SEED);
+    let fit_rows = if n > FIT_SAMPLE {
+        let mut rows = sample(&mut rng, n, FIT_SAMPLE).into_vec();
+        rows.sort_unstable();
+        matrix.select(Axis(0), &rows)
+    } else {
+        matrix.clone()
+    };
+    let silhouette_rows: Vec<usize> = if fit_rows.nrows() > SILHOUETTE_SAMPLE {
+        let mut rows = sample(&mut rng, fit_rows.nrows(), SILHOUETTE_SAMPLE).into_vec();
+        rows.sort_unstable();
+        rows
+    } else {
+        (0..fit_rows.nrows()).collect()
+    };
+    let silhouette_points = fit_rows.select(Axis(0), &silhouette_rows);
+    let mut best: Option<(usize, f64, KMeans<f64, _>)> = None;
+    let mut silhouettes = Vec::new();
+    let fit_data = DatasetBase::from(fit_rows);
+    for k in K_RANGE.clone().filter(|k| *k * 3 <= n) {
+        let model = KMeans::params(k)
+            .n_runs(3)
+            .max_n_iterations(100)
+            .tolerance(1e-4)
+            .fit(&fit_data)
+            .map_err(fit_error)?;
+        let labels: Array1<usize> = model.predict(&silhouette_points);
+        let score = DatasetBase::new(silhouette_points.view(), labels)
+            .silhouette_score()
+            .map_err(fit_error)?;
+        silhouettes.push((k, score));
+        if best.as_ref().is_none_or(|(_, s, _)| score > *s + 1e-9) {
+            best = Some((k, score, model));
+        }
+    }
+    let Some((k, _, model)) = best else {
+        return Ok(None);
+    };
+    let labels: Array1<usize> = model.predict(&matrix);
+    let cluster_ids: UInt32Chunked = labels.iter().map(|l| Some(*l as u32)).collect();
+    let mut assigned = frame.clone();
+    assigned
+        .with_column(cluster_ids.with_name(CLUSTER.into()).into_column())
+        .map_err(Error::polars("labelling clusters"))?;
+    let clusters = describe(&assigned, names).map_err(Error::polars("describing clusters"))?;
+    let assignments = assigned
+        .select([USER_ID, CLUSTER])
+        .map_err(Error::polars("selecting cluster labels"))?;
+    Ok(Some(Clustering {
+        assignments,
+        k,
+        silhouettes,
+        clusters,
+    }))
+}
+
+/// Means of the raw features per cluster, turned into a sentence.
+fn describe(assigned: &DataFrame, names: &[String]) -> PolarsResult<Vec<ClusterSummary>> {
+    let mut means: Vec<Expr> = names.iter().map(|n| col(n.as_str()).mean()).collect();
+    means.push(
+        col(FREQUENCY)
+            .cast(DataType::Float64)
+            .mean()
+            .alias("mean_orders"),
+    );
+    means.push(col(MONETARY).mean().alias("mean_spend"));
+    means.push(len().cast(DataType::UInt64).alias("customers"));
+    let overall = assigned.clone().lazy().select(means.clone()).collect()?;
+    let per_cluster = assigned
+        .clone()
+        .lazy()
+        .group_by([col(CLUSTER)])
+        .agg(means)
+        .sort([CLUSTER], SortMultipleOptions::default())
+        .collect()?;
+    let get = |frame: &DataFrame, name: &str, row: usize| -> PolarsResult<f64> {
+        Ok(frame
+            .column(name)?
+            .cast(&DataType::Float64)?
+            .f64()?
+            .get(row)
+            .unwrap_or(0.0))
+    };
+    let argmax = |prefix: &str, row: usize| -> PolarsResult<Option<(String, f64)>> {
+        let mut best: Option<(String, f64)> = None;
+        for name in names.iter().filter(|n| n.starts_with(prefix)) {
+            let value = get(&per_cluster, name, row)?;
+            if best.as_ref().is_none_or(|(_, b)| value > *b) {
+                best = Some((name[prefix.len()..].to_owned(), value));
+            }
+        }
+        Ok(best)
+    };
+    let overall_orders = get(&overall, "mean_orders", 0)?;
+    let overall_spend = get(&overall, "mean_spend", 0)?;
+    let overall_recency = get(&overall, RECENCY_DAYS, 0)?;
+    let mut out = Vec::with_capacity(per_cluster.height());
+    for row in 0..per_cluster.height() {
+        let summary = ClusterSummary {
+            cluster: per_cluster
+                .column(CLUSTER)?
+                .u32()?
+                .get(row)
+                .unwrap_or_default(),
+            customers: per_cluster
+                .column("customers")?
+                .u64()?
+                .get(row)
+                .unwrap_or_default(),
+            description: String::new(),
+            mean_orders: get(&per_cluster, "mean_orders", row)?,
+            mean_spend: get(&per_cluster, "mean_spend", row)?,
+            mean_recency_days: get(&per_cluster, RECENCY_DAYS, row)?,
+            top_category: argmax("cat:", row)?,
+            top_channel: argmax("ch:", row)?,
+            mean_refund_share: get(&per_cluster, REFUND_SHARE, row)?,
+        };
+        let description = sentence(&summary, overall_orders, overall_spend, overall_recency);
+        out.push(ClusterSummary {
+            description,
+            ..summary
+        });
+    }
+    Ok(out)
+}
+
+/// "frequent, recent bakery buyers, mostly micro-store": adjectives only where the cluster
+/// differs clearly (×1.5 or ×0.67) from the merchant's average customer.
+pub fn sentence(c: &ClusterSummary, orders: f64, spend: f64, recency: f64) -> String {
+    let mut adjectives = Vec::new();
+    if c.mean_orders >= 1.5 * orders {
+        adjectives.push("frequent");
+    } else if c.mean_orders <= 0.67 * orders {
+        adjectives.push("occasional");
+    }
+    if c.mean_spend >= 1.5 * spend {
+        adjectives.push("high-spending");
+    } else if c.mean_spend <= 0.67 * spend {
+        adjectives.push("low-spending");
+    }
+    if c.mean_recency_days <= 0.67 * recency {
+        adjectives.push("recent");
+    } else if c.mean_recency_days >= 1.5 * recency {
+        adjectives.push("lapsed");
+    }
+    let noun = match &c.top_category {
+        Some((category, share)) if *share >= 0.4 && category != "other" => {
+            format!("{category} buyers")
+        }
+        _ => "mixed-basket buyers".to_owned(),
+    };
+    let mut text = if adjectives.is_empty() {
+        format!("average {noun}")
+    } else {
+        format!("{} {noun}", adjectives.join(", "))
+    };
+    if let Some((channel, share)) = &c.top_channel {
+        if *share >= 0.5 {
+            text.push_str(&format!(", mostly {}", channel.replace('_', "-")));
+        }
+    }
+    if c.mean_refund_share >= 0.2 {
+        text.push_str(", often refund");
+    }
+    text
+}

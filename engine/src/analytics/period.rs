@@ -1,0 +1,243 @@
+//! Calendar periods (day, week, month) in a merchant's time zone, as integer indexes.
+//!
+//! Every period-based report (lifecycle, cohorts, repeat rates) buckets instants through
+//! [`period_index`], so an order at 23:30 in Shanghai lands in the Shanghai day, not the UTC
+//! one. Indexes are consecutive integers (day number, Monday-based week number, month
+//! number), so "the previous period" is always `index - 1`, across month and year ends.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{Datelike, NaiveDate};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The time zone merchants get unless they set their own.
+pub const DEFAULT_TIME_ZONE: &str = "Asia/Shanghai";
+pub const DAY_MS: i64 = 86_400_000;
+
+/// A calendar period length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    Day,
+    Week,
+    Month,
+}
+
+impl Period {
+    pub const ALL: [Self; 3] = [Self::Day, Self::Week, Self::Month];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Day => "day",
+            Self::Week => "week",
+            Self::Month => "month",
+        }
+    }
+
+    /// The first day of period `index`.
+    pub fn start_date(self, index: i32) -> NaiveDate {
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+        match self {
+            Self::Day => epoch + chrono::Duration::days(i64::from(index)),
+            // Week 0 starts on Monday 1969-12-29.
+            Self::Week => epoch + chrono::Duration::days(i64::from(index) * 7 - 3),
+            Self::Month => {
+                NaiveDate::from_ymd_opt(index.div_euclid(12), index.rem_euclid(12) as u32 + 1, 1)
+                    .expect("valid month")
+            }
+        }
+    }
+
+    /// A label for period `index`: `2026-03-09` for days and weeks (the Monday), `2026-03`
+    /// for months.
+    pub fn label(self, index: i32) -> String {
+        match self {
+            Self::Day | Self::Week => self.start_date(index).format("%Y-%m-%d").to_string(),
+            Self::Month => self.start_date(index).format("%Y-%m").to_string(),
+        }
+    }
+
+    /// The index of the period containing `date`.
+    pub fn index_of_date(self, date: NaiveDate) -> i32 {
+        let day =
+            (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")).num_days() as i32;
+        match self {
+            Self::Day => day,
+            Self::Week => (day + 3).div_euclid(7),
+            Self::Month => date.year() * 12 + date.month0() as i32,
+        }
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Period {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == text)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("unknown period {text:?}: use day, week or month"))
+            })
+    }
+}
+
+/// A validated IANA time zone name such as `Asia/Shanghai`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TimeZoneName(String);
+
+impl TimeZoneName {
+    pub fn new(name: &str) -> Result<Self> {
+        name.parse::<chrono_tz::Tz>().map_err(|_| {
+            Error::InvalidArgument(format!(
+                "unknown time zone {name:?}: use an IANA name such as Asia/Shanghai or Europe/Paris"
+            ))
+        })?;
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The local calendar date of a UTC instant in this zone.
+    pub fn local_date(&self, ts_ms: i64) -> NaiveDate {
+        let tz: chrono_tz::Tz = self.0.parse().expect("validated on construction");
+        chrono::DateTime::from_timestamp_millis(ts_ms)
+            .unwrap_or_default()
+            .with_timezone(&tz)
+            .date_naive()
+    }
+}
+
+impl Default for TimeZoneName {
+    fn default() -> Self {
+        Self(DEFAULT_TIME_ZONE.to_owned())
+    }
+}
+
+impl TryFrom<String> for TimeZoneName {
+    type Error = Error;
+
+    fn try_from(name: String) -> Result<Self> {
+        Self::new(&name)
+    }
+}
+
+impl From<TimeZoneName> for String {
+    fn from(name: TimeZoneName) -> Self {
+        name.0
+    }
+}
+
+impl fmt::Display for TimeZoneName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The local calendar date (a `Date` column) of `instant_ms`, an expression of epoch
+/// milliseconds in UTC.
+pub fn local_date(instant_ms: Expr, zone: &TimeZoneName) -> Expr {
+    let zone = TimeZone::opt_try_new(Some(zone.as_str()))
+        .ok()
+        .flatten()
+        .unwrap_or(TimeZone::UTC);
+    instant_ms
+        .cast(DataType::Datetime(
+            TimeUnit::Milliseconds,
+            Some(TimeZone::UTC),
+        ))
+        .dt()
+        .convert_time_zone(zone)
+        .dt()
+        .date()
+}
+
+/// The period index (Int32) of `instant_ms`, epoch milliseconds in UTC, in `zone`.
+pub fn period_index(instant_ms: Expr, period: Period, zone: &TimeZoneName) -> Expr {
+    let date = local_date(instant_ms, zone);
+    match period {
+        Period::Day => date.cast(DataType::Int32),
+        Period::Week => (date.cast(DataType::Int32) + lit(3i32)).floor_div(lit(7i32)),
+        Period::Month => {
+            date.clone().dt().year() * lit(12i32) + date.dt().month().cast(DataType::Int32)
+                - lit(1i32)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn week_indexes_start_on_monday_and_labels_name_the_monday() {
+        let monday = NaiveDate::from_ymd_opt(2026, 3, 9).expect("date");
+        let sunday = NaiveDate::from_ymd_opt(2026, 3, 15).expect("date");
+        let week = Period::Week.index_of_date(monday);
+        assert_eq!(Period::Week.index_of_date(sunday), week);
+        assert_eq!(
+            Period::Week.index_of_date(monday.pred_opt().expect("d")),
+            week - 1
+        );
+        assert_eq!(Period::Week.label(week), "2026-03-09");
+        assert_eq!(
+            Period::Month.label(Period::Month.index_of_date(sunday)),
+            "2026-03"
+        );
+        assert_eq!(
+            Period::Month.index_of_date(NaiveDate::from_ymd_opt(2027, 1, 1).expect("d")),
+            Period::Month.index_of_date(NaiveDate::from_ymd_opt(2026, 12, 31).expect("d")) + 1
+        );
+    }
+
+    #[test]
+    fn the_expression_buckets_in_the_merchant_time_zone_not_utc() {
+        // 2026-03-31T16:30Z is 2026-04-01 00:30 in Shanghai: April there, March in UTC.
+        let ts = chrono::DateTime::parse_from_rfc3339("2026-03-31T16:30:00Z")
+            .expect("ts")
+            .timestamp_millis();
+        let frame = df!("ts" => [ts]).expect("frame");
+        let index = |zone: &str, period: Period| -> i32 {
+            let zone = TimeZoneName::new(zone).expect("zone");
+            let out = frame
+                .clone()
+                .lazy()
+                .select([period_index(col("ts"), period, &zone).alias("p")])
+                .collect()
+                .expect("collect");
+            out.column("p")
+                .expect("p")
+                .i32()
+                .expect("i32")
+                .get(0)
+                .expect("value")
+        };
+        assert_eq!(
+            Period::Month.label(index("Asia/Shanghai", Period::Month)),
+            "2026-04"
+        );
+        assert_eq!(Period::Month.label(index("UTC", Period::Month)), "2026-03");
+        assert_eq!(
+            Period::Day.label(index("Asia/Shanghai", Period::Day)),
+            "2026-04-01"
+        );
+        assert_eq!(
+            Period::Week.label(index("Asia/Shanghai", Period::Week)),
+            "2026-03-30"
+        );
+        assert!(TimeZoneName::new("Mars/Olympus").is_err());
+    }
+}

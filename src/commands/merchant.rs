@@ -1,0 +1,27 @@
+//! `recur merchant`: per-merchant settings.
+
+use recur_engine::analytics::period::TimeZoneName;
+use recur_engine::settings::MerchantSettings;
+
+use crate::cli::MerchantCommand;
+
+pub(crate) fn merchant(command: MerchantCommand) -> anyhow::Result<()> {
+    match command {
+        MerchantCommand::Set {
+            data,
+            merchant,
+            time_zone,
+        } => {
+            let mut settings = MerchantSettings::load(&data.data_dir, &merchant)?;
+            settings.time_zone = TimeZoneName::new(&time_zone)?;
+            settings.save(&data.data_dir, &merchant)?;
+            eprintln!("merchant {merchant}: time zone {time_zone}; the next `recur run` uses it");
+            Ok(())
+        }
+        MerchantCommand::Show { data, merchant } => {
+            let settings = MerchantSettings::load(&data.data_dir, &merchant)?;
+            println!("{}", serde_json::to_string_pretty(&settings)?);
+            Ok(())
+        }
+    }
+}
