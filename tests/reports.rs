@@ -370,3 +370,73 @@ fn audiences_are_validated_previewed_exported_and_stored_by_run() {
     assert_eq!(m1["customers"], 4, "alice and alice_store are one customer");
     drop(dir);
 }
+
+#[test]
+fn the_api_serves_reports_profiles_and_audiences_from_the_snapshot() {
+    let (_dir, data) = store();
+    let d = path_str(&data);
+    // 2026-03-31T16:00Z is 04-01 00:00 in Shanghai; one ms before ends March there.
+    run_ok(&["run", "--data-dir", d]);
+    let server = common::Server::start(&data, &[]);
+
+    let (status, lifecycle) = server.get("/v1/merchants/m1/reports/lifecycle?period=month");
+    assert_eq!(status, 200, "{lifecycle}");
+    assert_eq!(column(&lifecycle, "new"), ints(&[3, 0, 1]));
+    assert_eq!(column(&lifecycle, "dormant"), ints(&[0, 1, 1]));
+    let (_, retention) =
+        server.get("/v1/merchants/m1/reports/retention?period=month&mode=recurring");
+    assert_eq!(column(&retention, "retained"), ints(&[3, 2, 2, 2, 1, 3]));
+    let (_, rfm) = server.get("/v1/merchants/m1/reports/rfm");
+    let loyal = rfm["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["segment"] == "loyal")
+        .expect("loyal");
+    assert_eq!(loyal["customers"], 2);
+    assert_eq!(loyal["name_zh"], "忠诚客户");
+    let (_, repeat) = server.get("/v1/merchants/m1/reports/repeat");
+    assert_eq!(repeat["rows"][0]["buyers"], 4);
+    let (status, error) = server.get("/v1/merchants/m1/reports/retention?period=day");
+    assert_eq!(status, 400, "{error}");
+    let (status, _) = server.get("/v1/merchants/m9/reports/rfm");
+    assert_eq!(status, 404);
+
+    // Either of alice's ids finds her one profile, with her orders from both.
+    let (status, body) = server.get("/v1/merchants/m1/users/alice_store/profile");
+    assert_eq!(status, 200, "{body}");
+    let profile = &body["profile"];
+    assert_eq!(profile["user_id"], "alice");
+    assert_eq!(profile["orders"], 3);
+    assert_eq!(profile["rfm_segment"], "loyal");
+    assert_eq!(profile["lifecycle_stage"], "returning");
+    let orders: Vec<Value> = profile["recent_orders"]
+        .as_array()
+        .expect("orders")
+        .iter()
+        .map(|o| o["order_id"].clone())
+        .collect();
+    assert_eq!(orders, strings(&["o9", "o2", "o1"]));
+    let (status, _) = server.get("/v1/merchants/m1/users/zed/profile");
+    assert_eq!(status, 404, "m2's user is not m1's");
+
+    let rule = br#"{"name":"dormant","rule":{"lifecycle":"dormant"}}"#;
+    let (status, created) = server.post("/v1/merchants/m1/audiences", "application/json", rule);
+    assert_eq!(status, 201, "{created}");
+    let (status, again) = server.post("/v1/merchants/m1/audiences", "application/json", rule);
+    assert_eq!(status, 409, "{again}");
+    let (status, bad) = server.post(
+        "/v1/merchants/m1/audiences",
+        "application/json",
+        br#"{"name":"x","rule":{"and":[{"cluster":"two"}]}}"#,
+    );
+    assert_eq!(status, 400);
+    assert!(bad.to_string().contains("and[0].cluster"), "{bad}");
+    let (_, list) = server.get("/v1/merchants/m1/audiences");
+    assert_eq!(list["audiences"][0]["name"], "dormant");
+    assert_eq!(
+        list["audiences"][0]["customers"],
+        Value::Null,
+        "not evaluated before a run"
+    );
+}

@@ -3,6 +3,7 @@
 //! [`router`] builds the whole app, so tests drive it with `tower::ServiceExt::oneshot`
 //! without a socket. To add an endpoint: a handler in `routes.rs`, a line in [`router`].
 
+mod analytics;
 mod error;
 mod routes;
 mod state;
@@ -21,6 +22,18 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/merchants/{merchant_id}/users/{user_id}/recommendations",
             get(routes::recommendations),
+        )
+        .route(
+            "/v1/merchants/{merchant_id}/reports/{report}",
+            get(analytics::report),
+        )
+        .route(
+            "/v1/merchants/{merchant_id}/users/{user_id}/profile",
+            get(analytics::profile),
+        )
+        .route(
+            "/v1/merchants/{merchant_id}/audiences",
+            get(analytics::list_audiences).post(analytics::create_audience),
         )
         .route(
             "/v1/events",

@@ -1,0 +1,322 @@
+//! Analytics endpoints: reports, audiences and customer profiles of one merchant.
+//!
+//! Reports and profiles come from the current snapshot (what the last `recur run` computed);
+//! reading its Parquet files happens on the blocking pool. Audience definitions are stored
+//! beside the store and evaluated on the next run.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use recur_engine::analytics::audience::{self, AudienceDefinition};
+use recur_engine::serving;
+use recur_engine::snapshot::ServingSnapshot;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+fn current(state: &AppState, merchant_id: &str) -> Result<Arc<ServingSnapshot>, ApiError> {
+    let snapshot = state.snapshot.load_full().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_snapshot",
+            "no analytics yet: run `recur run --data-dir DIR` and the server picks them up",
+        )
+    })?;
+    if !snapshot
+        .manifest
+        .merchants
+        .iter()
+        .any(|m| m.merchant_id == merchant_id)
+    {
+        return Err(ApiError::not_found(
+            "unknown_merchant",
+            format!(
+                "no data for merchant {merchant_id:?} in snapshot {}",
+                snapshot.manifest.name
+            ),
+        ));
+    }
+    Ok(snapshot)
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> recur_engine::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(|e| ApiError::internal(&e))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReportQuery {
+    period: Option<String>,
+    mode: Option<String>,
+    scheme: Option<String>,
+}
+
+fn choose<'a>(
+    name: &str,
+    given: Option<&'a str>,
+    allowed: &[&'a str],
+    default: &'a str,
+) -> Result<&'a str, ApiError> {
+    match given {
+        None => Ok(default),
+        Some(value) => allowed
+            .iter()
+            .find(|a| **a == value)
+            .copied()
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad_query",
+                    format!(
+                        "{name} must be one of {}, got {value:?}",
+                        allowed.join(", ")
+                    ),
+                )
+            }),
+    }
+}
+
+pub(crate) async fn report(
+    State(state): State<AppState>,
+    Path((merchant_id, kind)): Path<(String, String)>,
+    query: Result<Query<ReportQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let snapshot = current(&state, &merchant_id)?;
+    let name = snapshot.manifest.name.clone();
+    let data_dir = state.data_dir.clone();
+    let period = query.period.as_deref();
+    let (params, rows) = match kind.as_str() {
+        "retention" => {
+            let period = choose("period", period, &["week", "month"], "week")?.to_owned();
+            let mode = choose(
+                "mode",
+                query.mode.as_deref(),
+                &["first_time", "recurring"],
+                "first_time",
+            )?
+            .to_owned();
+            let params = json!({"period": period, "mode": mode, "cohort_event": "purchase", "return_event": "purchase"});
+            let m = merchant_id.clone();
+            (
+                params,
+                blocking(move || {
+                    serving::report_rows(
+                        &data_dir,
+                        &name,
+                        &m,
+                        "retention",
+                        Some(&period),
+                        Some(&mode),
+                    )
+                })
+                .await?,
+            )
+        }
+        "lifecycle" => {
+            let period = choose("period", period, &["day", "week", "month"], "week")?.to_owned();
+            let params = json!({"period": period, "event": "purchase"});
+            let m = merchant_id.clone();
+            (
+                params,
+                blocking(move || {
+                    serving::report_rows(&data_dir, &name, &m, "lifecycle", Some(&period), None)
+                })
+                .await?,
+            )
+        }
+        "repeat" => {
+            let period = choose("period", period, &["week", "month"], "month")?.to_owned();
+            let params = json!({"period": period});
+            let m = merchant_id.clone();
+            (
+                params,
+                blocking(move || {
+                    serving::report_rows(&data_dir, &name, &m, "repeat", Some(&period), None)
+                })
+                .await?,
+            )
+        }
+        "rfm" => {
+            let scheme = choose(
+                "scheme",
+                query.scheme.as_deref(),
+                &["segments", "value-class"],
+                "segments",
+            )?
+            .to_owned();
+            let params = json!({"scheme": scheme});
+            let m = merchant_id.clone();
+            (
+                params,
+                blocking(move || serving::rfm_rows(&data_dir, &name, &m, scheme == "value-class"))
+                    .await?,
+            )
+        }
+        "intervals" | "clusters" | "identities" => {
+            let table = if kind == "intervals" {
+                "time_between_orders"
+            } else {
+                kind.as_str()
+            }
+            .to_owned();
+            let m = merchant_id.clone();
+            (
+                json!({}),
+                blocking(move || serving::report_rows(&data_dir, &name, &m, &table, None, None))
+                    .await?,
+            )
+        }
+        other => {
+            return Err(ApiError::not_found(
+                "unknown_report",
+                format!(
+                    "no report {other:?}: use retention, lifecycle, rfm, repeat, intervals, clusters or identities"
+                ),
+            ));
+        }
+    };
+    let summary = snapshot
+        .manifest
+        .merchants
+        .iter()
+        .find(|m| m.merchant_id == merchant_id);
+    let mut body = json!({
+        "merchant_id": merchant_id,
+        "report": kind,
+        "snapshot": snapshot.manifest.name,
+        "as_of_ms": summary.map(|s| s.as_of_ms),
+        "time_zone": summary.and_then(|s| s.time_zone.clone()),
+    });
+    if let (Some(body), Value::Object(params)) = (body.as_object_mut(), params) {
+        body.extend(params);
+        body.insert("rows".to_owned(), Value::Array(rows));
+    }
+    Ok(Json(body))
+}
+
+pub(crate) async fn profile(
+    State(state): State<AppState>,
+    Path((merchant_id, user_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let snapshot = current(&state, &merchant_id)?;
+    let name = snapshot.manifest.name.clone();
+    let data_dir = state.data_dir.clone();
+    let store = state.store.clone();
+    let (m, u) = (merchant_id.clone(), user_id.clone());
+    let profile = blocking(move || {
+        // Reads cannot leave the store half-changed: carry on after another request panicked.
+        let mut store = store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        store.refresh()?;
+        serving::customer_profile(&data_dir, &name, &mut *store, &m, &u)
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_user",
+            format!("merchant {merchant_id:?} has no user {user_id:?}"),
+        )
+    })?;
+    Ok(Json(
+        json!({"snapshot": snapshot.manifest.name, "profile": profile}),
+    ))
+}
+
+pub(crate) async fn list_audiences(
+    State(state): State<AppState>,
+    Path(merchant_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let data_dir = state.data_dir.clone();
+    let m = merchant_id.clone();
+    let definitions = blocking(move || audience::load_definitions(&data_dir, &m)).await?;
+    let snapshot = state.snapshot.load_full();
+    let sizes = snapshot
+        .as_ref()
+        .and_then(|s| {
+            s.manifest
+                .merchants
+                .iter()
+                .find(|m| m.merchant_id == merchant_id)
+        })
+        .map(|s| s.audiences.clone())
+        .unwrap_or_default();
+    let audiences: Vec<Value> = definitions
+        .into_iter()
+        .map(|d| {
+            let customers = sizes.iter().find(|s| s.name == d.name).map(|s| s.customers);
+            json!({"name": d.name, "description": d.description, "rule": d.rule, "created_at_ms": d.created_at_ms, "customers": customers})
+        })
+        .collect();
+    Ok(Json(
+        json!({"merchant_id": merchant_id, "audiences": audiences}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAudience {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    rule: Box<serde_json::value::RawValue>,
+    #[serde(default)]
+    replace: bool,
+}
+
+pub(crate) async fn create_audience(
+    State(state): State<AppState>,
+    Path(merchant_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body.map_err(|e| ApiError::bad_request("bad_body", e.body_text()))?;
+    let new: NewAudience = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("bad_audience", format!("the body must be {{\"name\", \"rule\", optional \"description\", \"replace\"}}: {e}"))
+    })?;
+    let rule = audience::parse(new.rule.get())
+        .map_err(|e| ApiError::bad_request("bad_rule", e.to_string()))?;
+    audience::store::check_name(&new.name)
+        .map_err(|e| ApiError::bad_request("bad_name", e.to_string()))?;
+    let definition = AudienceDefinition {
+        name: new.name,
+        description: new.description,
+        rule,
+        created_at_ms: chrono_now_ms(),
+    };
+    let data_dir = state.data_dir.clone();
+    let saved = definition.clone();
+    let replace = new.replace;
+    tokio::task::spawn_blocking(move || {
+        audience::save_definition(&data_dir, &merchant_id, saved, replace)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?
+    .map_err(|e| match e {
+        recur_engine::Error::InvalidArgument(message) => {
+            ApiError::new(StatusCode::CONFLICT, "audience_exists", message)
+        }
+        other => ApiError::internal(&other),
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"audience": definition, "customers": null, "note": "members are computed by the next `recur run`"}),
+        ),
+    ))
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
