@@ -294,6 +294,13 @@ pub(crate) enum ClvCommand {
         after_help = "Example:\n  recur clv predict --summary summary.csv --horizon 30 --clv-months 12 > forecasts.jsonl"
     )]
     Predict(ClvPredictArgs),
+    /// Model check: fit on the calibration period, then predicted vs actual repeat purchases
+    /// in the holdout per frequency bucket, and cumulated over time (the papers' tracking plot).
+    #[command(
+        after_help = "Example:\n  recur clv check --transactions CDNOW_master.csv --customer-col customer_id --date-col date \\\n    \
+                            --date-format %Y%m%d --calibration-end 1997-09-30 --observation-end 1998-06-30 --time-unit week"
+    )]
+    Check(ClvCheckArgs),
 }
 
 #[derive(Args)]
@@ -357,6 +364,23 @@ pub(crate) struct ClvPredictArgs {
     /// Monthly discount rate for CLV.
     #[arg(long, default_value_t = 0.01)]
     pub discount: f64,
+    /// The purchase-count model behind P(alive), expected purchases and CLV.
+    #[arg(long, value_parser = ["bgnbd", "pareto"], default_value = "bgnbd")]
+    pub model: String,
+}
+
+#[derive(Args)]
+pub(crate) struct ClvCheckArgs {
+    #[command(flatten)]
+    pub input: ClvInput,
+    /// Frequencies from this one up share the last bucket.
+    #[arg(long, default_value_t = 7)]
+    pub max_frequency: u32,
+    /// Skip Pareto/NBD (the slowest fit).
+    #[arg(long)]
+    pub no_pareto: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 /// Table for people, JSON for scripts, CSV for spreadsheets.

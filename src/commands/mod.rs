@@ -26,6 +26,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::generate(&args),
         Command::Clv(ClvCommand::Fit(args)) => clv::fit(&args),
         Command::Clv(ClvCommand::Predict(args)) => clv::predict(&args),
+        Command::Clv(ClvCommand::Check(args)) => clv::check(&args),
         Command::Report(command) => report::report(command),
         Command::Audience(command) => audience::audience(command),
         Command::Merchant(command) => merchant::merchant(command),

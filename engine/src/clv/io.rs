@@ -118,12 +118,9 @@ pub struct TransactionColumns {
     pub amount: Option<String>,
 }
 
-/// Reads transactions from CSV and summarizes them (lazily, in one Polars plan).
-pub fn summarize_transactions_csv(
-    path: &Path,
-    columns: &TransactionColumns,
-    options: SummaryOptions,
-) -> Result<DataFrame> {
+/// Reads transactions from CSV as a lazy frame of the customer column (as named), `day`
+/// (Int64 days since 1970-01-01) and, when an amount column is named, `amount`.
+pub fn read_transactions_csv(path: &Path, columns: &TransactionColumns) -> Result<LazyFrame> {
     let mut frame = scan_csv(path)?;
     let mut needed = vec![columns.customer.as_str(), columns.date.as_str()];
     needed.extend(columns.amount.as_deref());
@@ -148,8 +145,18 @@ pub fn summarize_transactions_csv(
     if let Some(amount) = &columns.amount {
         selected.push(col(amount).cast(DataType::Float64).alias("amount"));
     }
+    Ok(frame.select(selected))
+}
+
+/// Reads transactions from CSV and summarizes them (lazily, in one Polars plan).
+pub fn summarize_transactions_csv(
+    path: &Path,
+    columns: &TransactionColumns,
+    options: SummaryOptions,
+) -> Result<DataFrame> {
+    let transactions = read_transactions_csv(path, columns)?;
     let plan = summarize(
-        frame.select(selected),
+        transactions,
         &columns.customer,
         columns.amount.is_some(),
         options,

@@ -15,6 +15,7 @@ pub mod pareto;
 pub mod predict;
 pub mod special;
 pub mod summary;
+pub mod tracking;
 
 pub use data::{GroupedSpend, GroupedSummary};
 

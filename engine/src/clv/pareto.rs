@@ -87,6 +87,16 @@ impl ParetoNbdParams {
         alive * rate * (beta + t) / (s - 1.0)
             * (1.0 - ((beta + t) / (beta + t + horizon)).powf(s - 1.0))
     }
+
+    /// E[X(t)] for a customer just acquired (Schmittlein et al. 1987, equation 17):
+    /// r β / (α (s − 1)) · [1 − (β / (β + t))^(s−1)].
+    pub fn expected_purchases(&self, t: f64) -> f64 {
+        let Self { r, alpha, s, beta } = *self;
+        if (s - 1.0).abs() < 1e-9 {
+            return r * beta / alpha * ((beta + t) / beta).ln();
+        }
+        r * beta / (alpha * (s - 1.0)) * (1.0 - (beta / (beta + t)).powf(s - 1.0))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

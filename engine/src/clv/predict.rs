@@ -5,6 +5,33 @@ use serde::Serialize;
 
 use super::bgnbd::BgNbdParams;
 use super::gamma_gamma::GammaGammaParams;
+use super::pareto::ParetoNbdParams;
+
+/// What a purchase-count model (BG/NBD or Pareto/NBD) predicts for one customer from
+/// (x, t_x, T); forecasts and CLV work with either.
+pub trait CountModel {
+    fn probability_alive(&self, x: f64, tx: f64, t: f64) -> f64;
+    /// Expected purchases in the next `horizon` periods.
+    fn conditional_expected_purchases(&self, horizon: f64, x: f64, tx: f64, t: f64) -> f64;
+}
+
+impl CountModel for BgNbdParams {
+    fn probability_alive(&self, x: f64, tx: f64, t: f64) -> f64 {
+        BgNbdParams::probability_alive(self, x, tx, t)
+    }
+    fn conditional_expected_purchases(&self, horizon: f64, x: f64, tx: f64, t: f64) -> f64 {
+        BgNbdParams::conditional_expected_purchases(self, horizon, x, tx, t)
+    }
+}
+
+impl CountModel for ParetoNbdParams {
+    fn probability_alive(&self, x: f64, tx: f64, t: f64) -> f64 {
+        ParetoNbdParams::probability_alive(self, x, tx, t)
+    }
+    fn conditional_expected_purchases(&self, horizon: f64, x: f64, tx: f64, t: f64) -> f64 {
+        ParetoNbdParams::conditional_expected_purchases(self, horizon, x, tx, t)
+    }
+}
 
 /// How far ahead to look and how to value it.
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +61,7 @@ pub struct CustomerForecast {
 /// month by month, the expected purchases in that month times the expected spend, discounted
 /// (lifetimes' `customer_lifetime_value` with the same convention).
 pub fn forecast(
-    counts: &BgNbdParams,
+    counts: &dyn CountModel,
     spend: Option<&GammaGammaParams>,
     horizon: Horizon,
     x: f64,

@@ -23,14 +23,14 @@ pub enum TimeUnit {
 impl TimeUnit {
     /// Period index of a day number (days since 1970-01-01, a Thursday). Weeks start on
     /// Monday, as pandas' weekly periods do.
-    fn period(self, day: Expr) -> Expr {
+    pub(crate) fn period(self, day: Expr) -> Expr {
         match self {
             Self::Day => day,
             Self::Week => (day + lit(3i64)).floor_div(lit(7i64)),
         }
     }
 
-    fn period_of(self, date: NaiveDate) -> i64 {
+    pub(crate) fn period_of(self, date: NaiveDate) -> i64 {
         let day = i64::from(
             (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32,
         );
