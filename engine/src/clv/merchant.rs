@@ -44,6 +44,10 @@ pub struct MerchantModels {
     pub gamma_gamma: Option<[f64; 3]>,
     /// Why a model was not fitted, if one was not.
     pub note: Option<String>,
+    /// Logistic regression vs BG/NBD at "buys again within 30 days", when there was enough
+    /// history to compare them.
+    #[serde(default)]
+    pub repurchase: Option<super::repurchase::RepurchaseComparison>,
 }
 
 /// Forecasts for each customer with a kept order: `user_id`, `p_alive`,
@@ -80,6 +84,7 @@ pub fn forecasts(
         bgnbd: None,
         gamma_gamma: None,
         note: None,
+        repurchase: None,
     };
     if repeaters < MIN_REPEAT_CUSTOMERS {
         models.note = Some(format!(

@@ -13,6 +13,7 @@ pub mod io;
 pub mod merchant;
 pub mod pareto;
 pub mod predict;
+pub mod repurchase;
 pub mod special;
 pub mod summary;
 pub mod tracking;

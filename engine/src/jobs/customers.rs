@@ -20,6 +20,7 @@ use crate::analytics::rfm::{F_SCORE, M_SCORE, R_SCORE, RECENCY_DAYS, RFM_SEGMENT
 use crate::clv::merchant::{
     CLV_12M, EXPECTED_ORDER_VALUE, EXPECTED_PURCHASES_30D, MerchantModels, P_ALIVE, forecasts,
 };
+use crate::clv::repurchase::{self, REPURCHASE_SCORE};
 use crate::error::{Error, Result};
 use crate::store::{MERCHANT_ID, USER_ID};
 
@@ -74,11 +75,26 @@ pub fn customer_tables(
     on_step("lifecycle stages");
     let clustering = analytics.clusters(&rfm)?;
     on_step("clusters");
-    let (forecast, models) = forecasts(
+    let (forecast, mut models) = forecasts(
         analytics.orders.clone().lazy(),
         &analytics.zone,
         analytics.as_of_ms,
     )?;
+    let repurchase_scores = match repurchase::compare(
+        analytics.orders.clone().lazy(),
+        &analytics.zone,
+        analytics.as_of_ms,
+    ) {
+        Ok(Some((comparison, scores))) => {
+            models.repurchase = Some(comparison);
+            scores
+        }
+        Ok(None) => empty_scores().map_err(Error::polars(context("assembling empty scores")))?,
+        Err(e) => {
+            warn!(merchant = merchant_id, error = %e, "repurchase comparison skipped");
+            empty_scores().map_err(Error::polars(context("assembling empty scores")))?
+        }
+    };
     if let Some(note) = &models.note {
         warn!(
             merchant = merchant_id,
@@ -135,7 +151,14 @@ pub fn customer_tables(
         col(VALUE_CLASS),
     ]);
     let mut profiles = base_profiles.lazy();
-    for table in [rfm, stages.lazy(), assignments.lazy(), forecast, linked] {
+    for table in [
+        rfm,
+        stages.lazy(),
+        assignments.lazy(),
+        forecast,
+        repurchase_scores.lazy(),
+        linked,
+    ] {
         profiles = left_join(profiles, table);
     }
     let orders = col("orders").cast(DataType::Float64);
@@ -172,6 +195,10 @@ pub fn customer_tables(
         cluster_summaries: summaries,
         models,
     })
+}
+
+fn empty_scores() -> PolarsResult<DataFrame> {
+    df!(USER_ID => Vec::<String>::new(), REPURCHASE_SCORE => Vec::<f64>::new())
 }
 
 /// Evaluates the merchant's stored audiences over this run's customers.
