@@ -11,6 +11,7 @@
 
 use std::time::Instant;
 
+use polars::prelude::IntoLazy;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use recur_engine::analytics::MerchantAnalytics;
@@ -192,7 +193,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..RetentionSpec::default()
     })?;
     time("retention_week", &mut timings);
-    let clusters = analytics.clusters(&rfm)?.ok_or("too few customers")?;
+    let (features, names) = recur_engine::analytics::cluster::features(
+        rfm.clone().lazy(),
+        analytics.events.clone().lazy(),
+        analytics.lines.clone().lazy(),
+        analytics.categories.clone().lazy(),
+    )?;
+    time("cluster_features", &mut timings);
+    let clusters =
+        recur_engine::analytics::cluster::cluster(&features, &names)?.ok_or("too few customers")?;
     time("clusters", &mut timings);
     let total = started.elapsed().as_secs_f64();
     let cohorts = retention.column("cohort")?.n_unique()?;

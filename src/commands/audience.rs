@@ -27,13 +27,7 @@ fn rule_text(rule: &str) -> anyhow::Result<String> {
 /// Evaluates a rule now: the members joined to their profiles.
 fn evaluate(scope: &MerchantScope, rule: &audience::Rule) -> anyhow::Result<DataFrame> {
     let (_store, analytics) = load(scope)?;
-    let base = recur_engine::jobs::profiles::profiles(
-        &analytics.merchant_id,
-        analytics.events.clone().lazy(),
-        analytics.lines.clone().lazy(),
-        analytics.categories.clone().lazy(),
-    )
-    .collect()?;
+    let base = analytics.base_profiles()?;
     let profiles = customer_tables(&analytics, base, &mut |_| {})?.profiles;
     let inputs = audience_inputs(&analytics, &profiles);
     let members = audience::evaluate(rule, &inputs)

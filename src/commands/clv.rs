@@ -39,6 +39,9 @@ fn load(input: &ClvInput) -> anyhow::Result<SummaryColumns> {
     if input.amount_col.is_none() {
         summary.monetary_value = None;
     }
+    if input.observation_end.is_none() {
+        summary.holdout = None;
+    }
     Ok(summary)
 }
 
@@ -142,7 +145,7 @@ pub(crate) fn predict(args: &ClvPredictArgs) -> anyhow::Result<()> {
             columns.age[i],
             monetary,
         );
-        let line = json!({
+        let mut line = json!({
             "customer_id": columns.customer_ids[i],
             "model": args.model,
             "frequency": columns.frequency[i],
@@ -154,6 +157,17 @@ pub(crate) fn predict(args: &ClvPredictArgs) -> anyhow::Result<()> {
             "expected_spend": f.expected_spend,
             "clv": f.clv,
         });
+        // With --observation-end: what the model expected in the holdout, next to what happened.
+        if let Some((actual, duration)) = &columns.holdout {
+            line["holdout_periods"] = json!(duration[i]);
+            line["holdout_purchases"] = json!(actual[i]);
+            line["expected_holdout_purchases"] = json!(counts.conditional_expected_purchases(
+                duration[i],
+                columns.frequency[i],
+                columns.recency[i],
+                columns.age[i]
+            ));
+        }
         writeln!(out, "{line}")?;
     }
     out.flush()?;

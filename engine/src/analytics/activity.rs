@@ -9,7 +9,7 @@ use std::str::FromStr;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::period::{Period, TimeZoneName, period_index};
+use super::period::{Period, TimeZoneName, local_day, period_of_day};
 use crate::error::{Error, Result};
 use crate::event::EventType;
 use crate::jobs::purchases::ORDERED_AT;
@@ -17,6 +17,8 @@ use crate::store::{EVENT_TYPE, TS, USER_ID};
 
 pub const PERIOD: &str = "period";
 pub const AT_MS: &str = "at_ms";
+/// Local day number (Int32) of an order, in the merchant's zone; computed once on load.
+pub const LOCAL_DAY: &str = "local_day";
 
 /// The activity a report follows: kept purchases (refunds netted, the default) or any
 /// stored event type.
@@ -81,37 +83,35 @@ impl fmt::Display for Activity {
 pub struct ActivitySources {
     /// Stitched events with `user_id`, `type`, `ts`.
     pub events: LazyFrame,
-    /// [`crate::jobs::purchases::kept_orders`] of the stitched events.
+    /// [`crate::jobs::purchases::kept_orders`] of the stitched events, with [`LOCAL_DAY`].
     pub orders: LazyFrame,
+    pub zone: TimeZoneName,
 }
 
 impl ActivitySources {
-    /// `user_id` and `at_ms` (epoch ms, UTC) of each occurrence of `activity`.
+    /// `user_id`, `at_ms` (epoch ms, UTC) and `local_day` of each occurrence of `activity`.
     pub fn occurrences(&self, activity: Activity) -> LazyFrame {
         match activity {
-            Activity::Purchase => self
-                .orders
-                .clone()
-                .select([col(USER_ID), col(ORDERED_AT).alias(AT_MS)]),
+            Activity::Purchase => self.orders.clone().select([
+                col(USER_ID),
+                col(ORDERED_AT).alias(AT_MS),
+                col(LOCAL_DAY),
+            ]),
             Activity::Event(kind) => self
                 .events
                 .clone()
                 .filter(col(EVENT_TYPE).eq(lit(kind.as_str())))
-                .select([col(USER_ID), col(TS).cast(DataType::Int64).alias(AT_MS)]),
+                .select([col(USER_ID), col(TS).cast(DataType::Int64).alias(AT_MS)])
+                .with_column(local_day(col(AT_MS), &self.zone).alias(LOCAL_DAY)),
         }
     }
 
     /// Distinct `user_id`, `period` (Int32) pairs of `activity`.
-    pub fn active_periods(
-        &self,
-        activity: Activity,
-        period: Period,
-        zone: &TimeZoneName,
-    ) -> LazyFrame {
+    pub fn active_periods(&self, activity: Activity, period: Period) -> LazyFrame {
         self.occurrences(activity)
             .select([
                 col(USER_ID),
-                period_index(col(AT_MS), period, zone).alias(PERIOD),
+                period_of_day(col(LOCAL_DAY), period).alias(PERIOD),
             ])
             .unique(None, UniqueKeepStrategy::Any)
     }

@@ -19,8 +19,8 @@ use std::str::FromStr;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::activity::{AT_MS, Activity, ActivitySources, PERIOD};
-use super::period::{DAY_MS, Period, TimeZoneName, period_index};
+use super::activity::{AT_MS, Activity, ActivitySources, LOCAL_DAY, PERIOD};
+use super::period::{DAY_MS, Period, period_of_day};
 use crate::error::{Error, Result};
 use crate::store::USER_ID;
 
@@ -93,16 +93,15 @@ impl Default for RetentionSpec {
 }
 
 /// Retention, long form: `cohort` (period index), `offset`, `cohort_size`, `retained`,
-/// `rate`, for every cohort and every offset from 0 to `current − cohort`.
+/// `rate`, for every cohort and every offset from 0 to `current − cohort`. `active` gives
+/// the distinct (user_id, period) pairs of an activity (see
+/// [`ActivitySources::active_periods`]).
 pub fn retention(
-    sources: &ActivitySources,
+    active: &dyn Fn(Activity) -> PolarsResult<LazyFrame>,
     spec: &RetentionSpec,
-    zone: &TimeZoneName,
     current: i32,
 ) -> PolarsResult<DataFrame> {
-    let cohort_periods = sources
-        .active_periods(spec.cohort_activity, spec.period, zone)
-        .filter(col(PERIOD).lt_eq(lit(current)));
+    let cohort_periods = active(spec.cohort_activity)?.filter(col(PERIOD).lt_eq(lit(current)));
     let members = match spec.mode {
         RetentionMode::FirstTime => cohort_periods
             .group_by([col(USER_ID)])
@@ -111,9 +110,7 @@ pub fn retention(
             cohort_periods.select([col(USER_ID), col(PERIOD).alias(COHORT)])
         }
     };
-    let returns = sources
-        .active_periods(spec.return_activity, spec.period, zone)
-        .filter(col(PERIOD).lt_eq(lit(current)));
+    let returns = active(spec.return_activity)?.filter(col(PERIOD).lt_eq(lit(current)));
     let sizes = members
         .clone()
         .group_by([col(COHORT)])
@@ -167,7 +164,6 @@ pub fn retention(
 pub fn repeat_rates(
     sources: &ActivitySources,
     period: Period,
-    zone: &TimeZoneName,
     as_of_ms: i64,
 ) -> PolarsResult<DataFrame> {
     let firsts = sources
@@ -177,13 +173,14 @@ pub fn repeat_rates(
         .group_by([col(USER_ID)])
         .agg([
             col(AT_MS).first().alias("first_ms"),
+            col(LOCAL_DAY).first().alias("first_day"),
             col(AT_MS)
                 .slice(lit(1i64), lit(1u32))
                 .first()
                 .alias("second_ms"),
             len().cast(DataType::UInt32).alias("orders"),
         ])
-        .with_column(period_index(col("first_ms"), period, zone).alias(COHORT));
+        .with_column(period_of_day(col("first_day"), period).alias(COHORT));
     let mut aggregates = vec![
         len().cast(DataType::UInt32).alias("buyers"),
         col("orders")

@@ -5,7 +5,8 @@
 //! them once, under a canonical customer id: the user_id of that unionid first seen (ties
 //! broken by the smaller id). The rule depends only on the oldest events, so the id stays
 //! the same run after run as new events arrive. A user_id whose events carry several
-//! unionids is linked by the most recent one.
+//! unionids is linked by the most recent one. Only events that carry a unionid are read, so
+//! the map lists the user ids that have one; every other user id is its own customer.
 
 use polars::prelude::*;
 
@@ -15,39 +16,32 @@ use crate::store::{TS, UNIONID, USER_ID};
 pub const CUSTOMER_ID: &str = "customer_id";
 pub const FIRST_SEEN_MS: &str = "first_seen_ms";
 
-/// One row per user_id: `user_id`, `unionid` (nullable), `first_seen_ms`, `customer_id`.
+/// One row per user_id with a unionid: `user_id`, `unionid`, `first_seen_ms` (its first
+/// event carrying a unionid), `customer_id`.
 pub fn identity_map(events: LazyFrame) -> LazyFrame {
-    let users = events.group_by([col(USER_ID)]).agg([
-        col(TS).cast(DataType::Int64).min().alias(FIRST_SEEN_MS),
-        col(UNIONID)
-            .sort_by([col(TS)], SortMultipleOptions::default())
-            .drop_nulls()
-            .last()
-            .alias(UNIONID),
-    ]);
-    let canonical = users
-        .clone()
+    let users = events
         .filter(col(UNIONID).is_not_null())
-        .group_by([col(UNIONID)])
-        .agg([col(USER_ID)
-            .sort_by(
-                [col(FIRST_SEEN_MS), col(USER_ID)],
-                SortMultipleOptions::default(),
-            )
-            .first()
-            .alias(CUSTOMER_ID)]);
+        .group_by([col(USER_ID)])
+        .agg([
+            col(TS).cast(DataType::Int64).min().alias(FIRST_SEEN_MS),
+            col(UNIONID)
+                .sort_by([col(TS)], SortMultipleOptions::default())
+                .last()
+                .alias(UNIONID),
+        ]);
+    let canonical = users.clone().group_by([col(UNIONID)]).agg([col(USER_ID)
+        .sort_by(
+            [col(FIRST_SEEN_MS), col(USER_ID)],
+            SortMultipleOptions::default(),
+        )
+        .first()
+        .alias(CUSTOMER_ID)]);
     users
         .join(
             canonical,
             [col(UNIONID)],
             [col(UNIONID)],
             JoinArgs::new(JoinType::Left),
-        )
-        .with_column(
-            when(col(CUSTOMER_ID).is_null())
-                .then(col(USER_ID))
-                .otherwise(col(CUSTOMER_ID))
-                .alias(CUSTOMER_ID),
         )
         .sort([USER_ID], SortMultipleOptions::default())
 }

@@ -29,15 +29,19 @@ pub(crate) fn shift_within(value: Expr, keys: &[&str], n: i64) -> Expr {
     when(same).then(value.shift(lit(n))).otherwise(lit(NULL))
 }
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use crate::error::{Error, Result};
-use crate::jobs::purchases;
+use crate::event::EventType;
+use crate::jobs::purchases::{self, ORDERED_AT};
 use crate::settings::MerchantSettings;
 use crate::store::{
     CATEGORY, CHANNEL, EVENT_TYPE, EventStore, ITEM_ID, OPENID, ORDER_ID, PRICE, PROPERTIES,
     QUANTITY, TS, TimeRange, UNIONID, USER_ID,
 };
-use activity::ActivitySources;
-use period::{Period, TimeZoneName};
+use activity::{Activity, ActivitySources, LOCAL_DAY};
+use period::{Period, TimeZoneName, local_day};
 
 /// One merchant's events, stitched, with the tables every report derives from, computed
 /// once. Frames are materialized so each report re-reads memory, not Parquet.
@@ -46,14 +50,22 @@ pub struct MerchantAnalytics {
     pub zone: TimeZoneName,
     /// The "now" of every report: recency, the current period, forecasts.
     pub as_of_ms: i64,
-    /// [`identity::identity_map`]: every user_id and its customer id.
+    /// [`identity::identity_map`]: every user_id with a unionid and its customer id.
     pub identities: DataFrame,
-    /// Events with `user_id` rewritten to the customer id (see [`identity::stitch`]).
+    /// Events with `user_id` rewritten to the customer id (see [`identity::stitch`]), without
+    /// the wide text columns (openid, properties) that only profiles and one audience rule
+    /// read: those come from [`Self::openids`] and [`Self::subscriptions`].
     pub events: DataFrame,
-    /// Net order lines, kept orders and item categories of the stitched events.
+    /// Net order lines, kept orders (with their local day) and item categories of the
+    /// stitched events.
     pub lines: DataFrame,
     pub orders: DataFrame,
     pub categories: DataFrame,
+    scan: LazyFrame,
+    stitched: DataFrame,
+    /// Distinct (customer, period) pairs per activity and period, computed on first use:
+    /// lifecycle, retention and stages share them.
+    active: Mutex<HashMap<(Activity, Period), DataFrame>>,
 }
 
 impl MerchantAnalytics {
@@ -70,6 +82,7 @@ impl MerchantAnalytics {
         };
         let context = |step: &str| format!("{step} for merchant {merchant_id}");
         let raw = scan
+            .clone()
             .select([
                 col(USER_ID),
                 col(EVENT_TYPE),
@@ -80,9 +93,7 @@ impl MerchantAnalytics {
                 col(ORDER_ID),
                 col(PRICE),
                 col(QUANTITY),
-                col(OPENID),
                 col(UNIONID),
-                col(PROPERTIES),
             ])
             .collect()
             .map_err(Error::polars(context("reading events")))?;
@@ -113,6 +124,7 @@ impl MerchantAnalytics {
             .collect()
             .map_err(Error::polars(context("netting refunds")))?;
         let orders = purchases::kept_orders(lines.clone().lazy())
+            .with_column(local_day(col(ORDERED_AT), &settings.time_zone).alias(LOCAL_DAY))
             .collect()
             .map_err(Error::polars(context("finding kept orders")))?;
         let categories = purchases::item_categories(events.clone().lazy())
@@ -127,7 +139,61 @@ impl MerchantAnalytics {
             lines,
             orders,
             categories,
+            scan,
+            stitched,
+            active: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// `user_id` (stitched) and its most recent openid, for customers that have one.
+    pub fn openids(&self) -> LazyFrame {
+        let events = self
+            .scan
+            .clone()
+            .select([col(USER_ID), col(TS), col(OPENID)])
+            .filter(col(OPENID).is_not_null());
+        identity::stitch(events, &self.stitched)
+            .group_by([col(USER_ID)])
+            .agg([col(OPENID)
+                .sort_by([col(TS)], SortMultipleOptions::default())
+                .last()])
+    }
+
+    /// Subscribe events (stitched `user_id`, `ts`, `properties`): the consents audiences test.
+    pub fn subscriptions(&self) -> LazyFrame {
+        let events = self
+            .scan
+            .clone()
+            .filter(col(EVENT_TYPE).eq(lit(EventType::Subscribe.as_str())))
+            .select([col(USER_ID), col(TS), col(PROPERTIES)]);
+        identity::stitch(events, &self.stitched)
+    }
+
+    /// [`crate::jobs::profiles::profiles`] of the stitched events.
+    pub fn base_profiles(&self) -> Result<DataFrame> {
+        crate::jobs::profiles::profiles(
+            &self.merchant_id,
+            self.events.clone().lazy(),
+            self.lines.clone().lazy(),
+            self.categories.clone().lazy(),
+            self.openids(),
+        )
+        .collect()
+        .map_err(Error::polars(self.context("building profiles")))
+    }
+
+    /// Distinct `user_id`, `period` pairs of `activity`, cached.
+    pub fn active_periods(&self, activity: Activity, period: Period) -> PolarsResult<LazyFrame> {
+        let mut cache = self
+            .active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(frame) = cache.get(&(activity, period)) {
+            return Ok(frame.clone().lazy());
+        }
+        let frame = self.sources().active_periods(activity, period).collect()?;
+        cache.insert((activity, period), frame.clone());
+        Ok(frame.lazy())
     }
 
     fn context(&self, step: &str) -> String {
@@ -138,6 +204,7 @@ impl MerchantAnalytics {
         ActivitySources {
             events: self.events.clone().lazy(),
             orders: self.orders.clone().lazy(),
+            zone: self.zone.clone(),
         }
     }
 
@@ -159,29 +226,32 @@ impl MerchantAnalytics {
             .map_err(Error::polars(self.context("scoring RFM")))
     }
 
-    pub fn lifecycle(&self, period: Period, activity: activity::Activity) -> Result<DataFrame> {
-        let active = self.sources().active_periods(activity, period, &self.zone);
+    pub fn lifecycle(&self, period: Period, activity: Activity) -> Result<DataFrame> {
+        let active = self
+            .active_periods(activity, period)
+            .map_err(Error::polars(self.context("finding active periods")))?;
         lifecycle::lifecycle_counts(active, self.current(period))
             .map_err(Error::polars(self.context("counting lifecycle stages")))
     }
 
     /// Each customer's purchase lifecycle stage in the current `period`.
     pub fn customer_stages(&self, period: Period) -> Result<DataFrame> {
-        let active =
-            self.sources()
-                .active_periods(activity::Activity::Purchase, period, &self.zone);
+        let active = self
+            .active_periods(Activity::Purchase, period)
+            .map_err(Error::polars(self.context("finding active periods")))?;
         lifecycle::customer_stages(active, self.current(period))
             .and_then(LazyFrame::collect)
             .map_err(Error::polars(self.context("finding lifecycle stages")))
     }
 
     pub fn retention(&self, spec: &cohort::RetentionSpec) -> Result<DataFrame> {
-        cohort::retention(&self.sources(), spec, &self.zone, self.current(spec.period))
+        let active = |activity: Activity| self.active_periods(activity, spec.period);
+        cohort::retention(&active, spec, self.current(spec.period))
             .map_err(Error::polars(self.context("computing retention")))
     }
 
     pub fn repeat_rates(&self, period: Period) -> Result<DataFrame> {
-        cohort::repeat_rates(&self.sources(), period, &self.zone, self.as_of_ms)
+        cohort::repeat_rates(&self.sources(), period, self.as_of_ms)
             .map_err(Error::polars(self.context("computing repeat rates")))
     }
 

@@ -165,17 +165,28 @@ pub fn local_date(instant_ms: Expr, zone: &TimeZoneName) -> Expr {
         .date()
 }
 
-/// The period index (Int32) of `instant_ms`, epoch milliseconds in UTC, in `zone`.
-pub fn period_index(instant_ms: Expr, period: Period, zone: &TimeZoneName) -> Expr {
-    let date = local_date(instant_ms, zone);
+/// The local day number (Int32 days since 1970-01-01) of `instant_ms` in `zone`.
+pub fn local_day(instant_ms: Expr, zone: &TimeZoneName) -> Expr {
+    local_date(instant_ms, zone).cast(DataType::Int32)
+}
+
+/// The period index (Int32) of a local day number: the time zone work is done once per
+/// instant by [`local_day`], periods are arithmetic on its result.
+pub fn period_of_day(day: Expr, period: Period) -> Expr {
     match period {
-        Period::Day => date.cast(DataType::Int32),
-        Period::Week => (date.cast(DataType::Int32) + lit(3i32)).floor_div(lit(7i32)),
+        Period::Day => day,
+        Period::Week => (day + lit(3i32)).floor_div(lit(7i32)),
         Period::Month => {
+            let date = day.cast(DataType::Date);
             date.clone().dt().year() * lit(12i32) + date.dt().month().cast(DataType::Int32)
                 - lit(1i32)
         }
     }
+}
+
+/// The period index (Int32) of `instant_ms`, epoch milliseconds in UTC, in `zone`.
+pub fn period_index(instant_ms: Expr, period: Period, zone: &TimeZoneName) -> Expr {
+    period_of_day(local_day(instant_ms, zone), period)
 }
 
 #[cfg(test)]

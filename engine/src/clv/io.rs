@@ -5,7 +5,10 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use super::summary::{AGE, FREQUENCY, MONETARY, RECENCY, SummaryOptions, summarize};
+use super::summary::{
+    AGE, DURATION_HOLDOUT, FREQUENCY, FREQUENCY_HOLDOUT, MONETARY, RECENCY, SummaryOptions,
+    summarize,
+};
 use crate::error::{Error, Result};
 
 fn scan_csv(path: &Path) -> Result<LazyFrame> {
@@ -44,6 +47,8 @@ pub struct SummaryColumns {
     pub monetary_value: Option<Vec<f64>>,
     /// Customer ids when the input names them (`customer_id` or `ID`), else row numbers.
     pub customer_ids: Vec<String>,
+    /// Repeat purchases in the holdout and its length, when the summary has a holdout.
+    pub holdout: Option<(Vec<f64>, Vec<f64>)>,
 }
 
 fn floats(frame: &DataFrame, name: &str) -> Result<Vec<f64>> {
@@ -93,6 +98,16 @@ impl SummaryColumns {
                 Some(floats(frame, MONETARY)?)
             } else {
                 None
+            },
+            holdout: match (
+                frame.column(FREQUENCY_HOLDOUT).is_ok(),
+                frame.column(DURATION_HOLDOUT).is_ok(),
+            ) {
+                (true, true) => Some((
+                    floats(frame, FREQUENCY_HOLDOUT)?,
+                    floats(frame, DURATION_HOLDOUT)?,
+                )),
+                _ => None,
             },
         })
     }

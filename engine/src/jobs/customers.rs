@@ -151,6 +151,11 @@ pub fn customer_tables(
         col(VALUE_CLASS),
     ]);
     let mut profiles = base_profiles.lazy();
+    // Customers without a unionid are not in the identity map: their only id is their own.
+    let linked_or_self = when(col(LINKED_USER_IDS).is_null())
+        .then(concat_list([col(USER_ID)]).map_err(Error::polars(context("listing linked ids")))?)
+        .otherwise(col(LINKED_USER_IDS))
+        .alias(LINKED_USER_IDS);
     for table in [
         rfm,
         stages.lazy(),
@@ -167,6 +172,7 @@ pub fn customer_tables(
         / (orders.clone() - lit(1.0));
     let profiles = profiles
         .with_columns([
+            linked_or_self,
             col("revenue").alias("historic_clv"),
             when(orders.clone().gt(lit(0.0)))
                 .then(col("revenue") / orders.clone())
@@ -248,6 +254,7 @@ pub fn audience_inputs(analytics: &MerchantAnalytics, profiles: &DataFrame) -> A
         sources: analytics.sources(),
         lines: analytics.lines.clone().lazy(),
         categories: analytics.categories.clone().lazy(),
+        subscriptions: analytics.subscriptions(),
         customers: profiles.clone().lazy().select([
             col(USER_ID),
             col(RFM_SEGMENT),
@@ -273,16 +280,6 @@ pub fn live_customers(
     let Some(analytics) = MerchantAnalytics::load(store, merchant_id, &settings, as_of_ms)? else {
         return Ok(None);
     };
-    let base = super::profiles::profiles(
-        merchant_id,
-        analytics.events.clone().lazy(),
-        analytics.lines.clone().lazy(),
-        analytics.categories.clone().lazy(),
-    )
-    .collect()
-    .map_err(Error::polars(format!(
-        "building profiles for merchant {merchant_id}"
-    )))?;
-    let tables = customer_tables(&analytics, base, &mut |_| {})?;
+    let tables = customer_tables(&analytics, analytics.base_profiles()?, &mut |_| {})?;
     Ok(Some((analytics, tables.profiles)))
 }

@@ -116,14 +116,7 @@ pub fn run_merchant(
     let lines = analytics.lines.clone().lazy();
     let categories = analytics.categories.clone().lazy();
 
-    let base_profiles = profiles::profiles(
-        merchant_id,
-        events.clone(),
-        lines.clone(),
-        categories.clone(),
-    )
-    .collect()
-    .map_err(Error::polars(context("building profiles")))?;
+    let base_profiles = analytics.base_profiles()?;
     steps.done("profiles");
     let customer_tables =
         customers::customer_tables(&analytics, base_profiles, &mut |s| steps.done(s))?;
@@ -404,7 +397,11 @@ mod tests {
     fn a_fully_refunded_order_is_not_a_purchase_in_profiles() {
         let events = known_events();
         let (lines, categories) = base_tables(&events);
-        let profiles = profiles::profiles("m1", events, lines, categories)
+        let openids = events
+            .clone()
+            .group_by([col("user_id")])
+            .agg([col("openid").drop_nulls().last()]);
+        let profiles = profiles::profiles("m1", events, lines, categories, openids)
             .collect()
             .expect("profiles");
         let orders: Vec<u32> = profiles

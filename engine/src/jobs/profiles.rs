@@ -12,11 +12,13 @@ use crate::store::{CATEGORY, ITEM_ID, MERCHANT_ID, OPENID, TS, UNIONID, USER_ID}
 pub const FAVOURITE_CATEGORIES: usize = 3;
 
 /// Builds the profile table of one merchant. `lines` are [`super::purchases::net_order_lines`].
+/// `openids` holds each user's most recent openid (`user_id`, `openid`).
 pub fn profiles(
     merchant_id: &str,
     events: LazyFrame,
     lines: LazyFrame,
     categories: LazyFrame,
+    openids: LazyFrame,
 ) -> LazyFrame {
     let orders = super::purchases::kept_orders(lines.clone())
         .group_by([col(USER_ID)])
@@ -48,11 +50,6 @@ pub fn profiles(
         col(TS).cast(DataType::Int64).min().alias("first_seen_ms"),
         col(TS).cast(DataType::Int64).max().alias("last_seen_ms"),
         len().cast(DataType::UInt32).alias("events"),
-        col(OPENID)
-            .sort_by([col(TS)], SortMultipleOptions::default())
-            .drop_nulls()
-            .last()
-            .alias(OPENID),
         col(UNIONID)
             .sort_by([col(TS)], SortMultipleOptions::default())
             .drop_nulls()
@@ -60,6 +57,12 @@ pub fn profiles(
             .alias(UNIONID),
     ]);
     activity
+        .join(
+            openids,
+            [col(USER_ID)],
+            [col(USER_ID)],
+            JoinArgs::new(JoinType::Left),
+        )
         .join(
             orders,
             [col(USER_ID)],

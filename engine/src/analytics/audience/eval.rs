@@ -14,9 +14,8 @@ use crate::analytics::lifecycle::LIFECYCLE_STAGE;
 use crate::analytics::period::DAY_MS;
 use crate::analytics::rfm::{RFM_SEGMENT, VALUE_CLASS};
 use crate::clv::merchant::{CLV_12M, P_ALIVE};
-use crate::event::EventType;
 use crate::jobs::purchases::{NET_QUANTITY, ORDERED_AT};
-use crate::store::{CATEGORY, CHANNEL, EVENT_TYPE, ITEM_ID, PROPERTIES, TS, USER_ID};
+use crate::store::{CATEGORY, CHANNEL, ITEM_ID, PROPERTIES, TS, USER_ID};
 
 /// What rules are evaluated against.
 pub struct AudienceInputs {
@@ -24,6 +23,8 @@ pub struct AudienceInputs {
     /// Net order lines and the item → category table.
     pub lines: LazyFrame,
     pub categories: LazyFrame,
+    /// Subscribe events: `user_id`, `ts`, `properties`.
+    pub subscriptions: LazyFrame,
     /// Every customer (the universe), with `rfm_segment`, `value_class`, `lifecycle_stage`,
     /// `cluster`, `p_alive`, `clv_12m` (nullable).
     pub customers: LazyFrame,
@@ -136,9 +137,11 @@ impl Compiler<'_> {
                     "\"template_id\":{}",
                     serde_json::to_string(&s.template_id).expect("a string serializes")
                 );
-                let members = self.events_since(s.in_last_days).filter(
-                    col(EVENT_TYPE)
-                        .eq(lit(EventType::Subscribe.as_str()))
+                let since = s.in_last_days.map_or(i64::MIN, |d| self.since(d));
+                let members = self.inputs.subscriptions.clone().filter(
+                    col(TS)
+                        .cast(DataType::Int64)
+                        .gt(lit(since))
                         .and(col(PROPERTIES).str().contains_literal(lit(needle))),
                 );
                 self.set(members)
