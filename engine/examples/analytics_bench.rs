@@ -195,7 +195,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     time("retention_week", &mut timings);
     let (features, names) = recur_engine::analytics::cluster::features(
         rfm.clone().lazy(),
-        analytics.events.clone().lazy(),
         analytics.lines.clone().lazy(),
         analytics.categories.clone().lazy(),
     )?;

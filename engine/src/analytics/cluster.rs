@@ -20,19 +20,20 @@ use ndarray::{Array1, Array2, Axis};
 use polars::prelude::*;
 use rand::SeedableRng;
 use rand::seq::index::sample;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::event::{Channel, EventType};
-use crate::jobs::purchases::{NET_AMOUNT, NET_QUANTITY};
-use crate::store::{CATEGORY, CHANNEL, EVENT_TYPE, ITEM_ID, PRICE, QUANTITY, USER_ID};
+use crate::event::Channel;
+use crate::jobs::purchases::{NET_AMOUNT, NET_QUANTITY, ORDER_CHANNEL, REFUNDED_AMOUNT};
+use crate::store::{CATEGORY, ITEM_ID, USER_ID};
 
 use super::rfm::{FREQUENCY, MONETARY, RECENCY_DAYS};
 
 pub const CLUSTER: &str = "cluster";
 pub const K_RANGE: RangeInclusive<usize> = 2..=6;
-pub const FIT_SAMPLE: usize = 20_000;
-pub const SILHOUETTE_SAMPLE: usize = 2_000;
+pub const FIT_SAMPLE: usize = 10_000;
+pub const SILHOUETTE_SAMPLE: usize = 1_000;
 /// Categories with their own share feature; the rest are summed into "other".
 pub const TOP_CATEGORIES: usize = 6;
 const SEED: u64 = 0x5EED_C1A5;
@@ -73,15 +74,14 @@ fn channel_column(channel: Channel) -> String {
 }
 
 /// Per-customer features: `rfm` columns plus category, channel and refund shares, for the
-/// customers in `rfm`. `events` are the stitched events, `lines` net order lines.
+/// customers in `rfm`, all from net order `lines` (one pass): category shares of kept spend,
+/// channel shares of order lines, and refunded / gross value.
 pub fn features(
     rfm: LazyFrame,
-    events: LazyFrame,
     lines: LazyFrame,
     categories: LazyFrame,
 ) -> PolarsResult<(DataFrame, Vec<String>)> {
-    let spend = lines
-        .filter(col(NET_QUANTITY).gt(lit(0i64)))
+    let lines = lines
         .join(
             categories,
             [col(ITEM_ID)],
@@ -89,10 +89,11 @@ pub fn features(
             JoinArgs::new(JoinType::Left),
         )
         .collect()?;
-    let top: Vec<String> = spend
+    let kept = col(NET_QUANTITY).gt(lit(0i64));
+    let top: Vec<String> = lines
         .clone()
         .lazy()
-        .filter(col(CATEGORY).is_not_null())
+        .filter(kept.clone().and(col(CATEGORY).is_not_null()))
         .group_by([col(CATEGORY)])
         .agg([col(NET_AMOUNT).sum()])
         .sort(
@@ -107,11 +108,13 @@ pub fn features(
         .flatten()
         .map(str::to_owned)
         .collect();
-    let total = col(NET_AMOUNT).sum();
-    let mut category_shares: Vec<Expr> = top
+    let spend = col(NET_AMOUNT).filter(kept.clone());
+    let total = spend.clone().sum();
+    let mut per_user: Vec<Expr> = top
         .iter()
         .map(|c| {
-            (col(NET_AMOUNT)
+            (spend
+                .clone()
                 .filter(col(CATEGORY).eq(lit(c.as_str())))
                 .sum()
                 / total.clone())
@@ -121,42 +124,27 @@ pub fn features(
     let listed = top.iter().fold(lit(false), |any, c| {
         any.or(col(CATEGORY).eq(lit(c.as_str())))
     });
-    category_shares.push(
-        (col(NET_AMOUNT)
-            .filter(listed.not().fill_null(lit(true)))
-            .sum()
-            / total)
+    per_user.push(
+        (spend.filter(listed.not().fill_null(lit(true))).sum() / total)
             .alias(category_column("other")),
     );
-    let categories = spend.lazy().group_by([col(USER_ID)]).agg(category_shares);
-
-    let events_total = len().cast(DataType::Float64);
-    let mut per_user: Vec<Expr> = Channel::ALL
-        .iter()
-        .map(|ch| {
-            (col(CHANNEL)
-                .eq(lit(ch.as_str()))
-                .sum()
-                .cast(DataType::Float64)
-                / events_total.clone())
-            .alias(channel_column(*ch))
-        })
-        .collect();
-    let value = col(PRICE).fill_null(lit(0.0)) * col(QUANTITY).cast(DataType::Float64);
-    let refunded = value
-        .clone()
-        .filter(col(EVENT_TYPE).eq(lit(EventType::Refund.as_str())))
-        .sum();
-    let purchased = value
-        .filter(col(EVENT_TYPE).eq(lit(EventType::Purchase.as_str())))
-        .sum();
+    let lines_total = len().cast(DataType::Float64);
+    per_user.extend(Channel::ALL.iter().map(|ch| {
+        (col(ORDER_CHANNEL)
+            .eq(lit(ch.as_str()))
+            .sum()
+            .cast(DataType::Float64)
+            / lines_total.clone())
+        .alias(channel_column(*ch))
+    }));
+    let gross = col(NET_AMOUNT).sum() + col(REFUNDED_AMOUNT).sum();
     per_user.push(
-        when(purchased.clone().gt(lit(0.0)))
-            .then((refunded / purchased).clip_max(lit(1.0)))
+        when(gross.clone().gt(lit(0.0)))
+            .then((col(REFUNDED_AMOUNT).sum() / gross).clip(lit(0.0), lit(1.0)))
             .otherwise(lit(0.0))
             .alias(REFUND_SHARE),
     );
-    let behaviour = events.group_by([col(USER_ID)]).agg(per_user);
+    let behaviour = lines.lazy().group_by([col(USER_ID)]).agg(per_user);
 
     let mut names = vec![
         RECENCY_DAYS.to_owned(),
@@ -175,12 +163,6 @@ pub fn features(
             col(FREQUENCY),
             col(MONETARY),
         ])
-        .join(
-            categories,
-            [col(USER_ID)],
-            [col(USER_ID)],
-            JoinArgs::new(JoinType::Left),
-        )
         .join(
             behaviour,
             [col(USER_ID)],
@@ -261,21 +243,29 @@ pub fn cluster(frame: &DataFrame, names: &[String]) -> Result<Option<Clustering>
         (0..fit_rows.nrows()).collect()
     };
     let silhouette_points = fit_rows.select(Axis(0), &silhouette_rows);
-    let mut best: Option<(usize, f64, KMeans<f64, _>)> = None;
-    let mut silhouettes = Vec::new();
     let fit_data = DatasetBase::from(fit_rows);
-    for k in K_RANGE.clone().filter(|k| *k * 3 <= n) {
-        let model = KMeans::params(k)
-            .n_runs(3)
-            .max_n_iterations(100)
-            .tolerance(1e-4)
-            .fit(&fit_data)
-            .map_err(fit_error)?;
-        let labels: Array1<usize> = model.predict(&silhouette_points);
-        let score = DatasetBase::new(silhouette_points.view(), labels)
-            .silhouette_score()
-            .map_err(fit_error)?;
-        silhouettes.push((k, score));
+    // Each k is independent: fit them on all cores (CPU-bound, so rayon, not async).
+    let ks: Vec<usize> = K_RANGE.clone().filter(|k| *k * 3 <= n).collect();
+    let fits = ks
+        .into_par_iter()
+        .map(|k| -> Result<_> {
+            let model = KMeans::params(k)
+                .n_runs(3)
+                .max_n_iterations(100)
+                .tolerance(1e-4)
+                .fit(&fit_data)
+                .map_err(fit_error)?;
+            let labels: Array1<usize> = model.predict(&silhouette_points);
+            let score = DatasetBase::new(silhouette_points.view(), labels)
+                .silhouette_score()
+                .map_err(fit_error)?;
+            Ok((k, score, model))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let silhouettes: Vec<(usize, f64)> = fits.iter().map(|(k, s, _)| (*k, *s)).collect();
+    // The smallest k among the best scores, so ties resolve the same way every run.
+    let mut best: Option<(usize, f64, KMeans<f64, _>)> = None;
+    for (k, score, model) in fits {
         if best.as_ref().is_none_or(|(_, s, _)| score > *s + 1e-9) {
             best = Some((k, score, model));
         }
@@ -410,4 +400,87 @@ pub fn sentence(c: &ClusterSummary, orders: f64, spend: f64, recency: f64) -> St
         text.push_str(", often refund");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::purchases::{NET_AMOUNT, ORDERED_AT};
+    use crate::store::ORDER_ID;
+
+    /// 20 regulars who buy bread in the micro-store every few days, 20 one-off cake buyers in
+    /// the mini program: two clusters, described by category, frequency and channel.
+    #[test]
+    fn two_obvious_groups_become_two_described_clusters() {
+        let (mut users, mut orders, mut items, mut channels, mut amounts) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut rfm_rows: Vec<(String, i64, u32, f64)> = Vec::new();
+        for i in 0..20 {
+            let user = format!("r{i:02}");
+            for o in 0..(8 + i % 3) {
+                users.push(user.clone());
+                orders.push(format!("{user}-{o}"));
+                items.push("baguette".to_owned());
+                channels.push("micro_store");
+                amounts.push(12.0);
+            }
+            rfm_rows.push((
+                user,
+                2 + i64::from(i % 4),
+                8 + i % 3,
+                12.0 * f64::from(8 + i % 3),
+            ));
+        }
+        for i in 0..20 {
+            let user = format!("s{i:02}");
+            users.push(user.clone());
+            orders.push(format!("{user}-0"));
+            items.push("cheesecake".to_owned());
+            channels.push("mini_program");
+            amounts.push(40.0 + f64::from(i % 5));
+            rfm_rows.push((user, 60 + i64::from(i), 1, 40.0 + f64::from(i % 5)));
+        }
+        let n = users.len();
+        let lines = df!(
+            USER_ID => users,
+            ORDER_ID => orders,
+            ITEM_ID => items,
+            NET_QUANTITY => vec![1i64; n],
+            NET_AMOUNT => amounts,
+            REFUNDED_AMOUNT => vec![0.0; n],
+            ORDERED_AT => vec![0i64; n],
+            ORDER_CHANNEL => channels,
+        )
+        .expect("lines");
+        let categories = df!(ITEM_ID => ["baguette", "cheesecake"], CATEGORY => ["bread", "cake"])
+            .expect("categories");
+        let rfm = df!(
+            USER_ID => rfm_rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            RECENCY_DAYS => rfm_rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            FREQUENCY => rfm_rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            MONETARY => rfm_rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+        )
+        .expect("rfm");
+        let (frame, names) =
+            features(rfm.lazy(), lines.lazy(), categories.lazy()).expect("features");
+        let clustering = cluster(&frame, &names)
+            .expect("fit")
+            .expect("enough customers");
+        assert_eq!(clustering.k, 2, "{:?}", clustering.silhouettes);
+        let mut descriptions: Vec<(u64, String)> = clustering
+            .clusters
+            .iter()
+            .map(|c| (c.customers, c.description.clone()))
+            .collect();
+        descriptions.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(descriptions[0].0, 20);
+        assert_eq!(
+            descriptions[0].1,
+            "frequent, recent bread buyers, mostly micro-store"
+        );
+        assert_eq!(
+            descriptions[1].1,
+            "occasional, low-spending, lapsed cake buyers, mostly mini-program"
+        );
+    }
 }

@@ -265,7 +265,6 @@ impl MerchantAnalytics {
     pub fn clusters(&self, rfm: &DataFrame) -> Result<Option<cluster::Clustering>> {
         let (frame, names) = cluster::features(
             rfm.clone().lazy(),
-            self.events.clone().lazy(),
             self.lines.clone().lazy(),
             self.categories.clone().lazy(),
         )

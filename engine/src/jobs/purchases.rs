@@ -7,14 +7,18 @@
 use polars::prelude::*;
 
 use crate::event::EventType;
-use crate::store::{EVENT_TYPE, ITEM_ID, ORDER_ID, PRICE, QUANTITY, TS, USER_ID};
+use crate::store::{CHANNEL, EVENT_TYPE, ITEM_ID, ORDER_ID, PRICE, QUANTITY, TS, USER_ID};
 
 pub const NET_QUANTITY: &str = "net_quantity";
 pub const NET_AMOUNT: &str = "net_amount";
 pub const ORDERED_AT: &str = "ordered_at";
+/// Value refunded on the line (≥ 0); gross = net + refunded.
+pub const REFUNDED_AMOUNT: &str = "refunded_amount";
+/// The channel the line was bought through.
+pub const ORDER_CHANNEL: &str = "order_channel";
 
-/// One row per (user, order, item): what was bought and kept, and when it was ordered.
-/// `ordered_at` is in epoch milliseconds.
+/// One row per (user, order, item): what was bought and kept, what was refunded, when and
+/// through which channel it was ordered. `ordered_at` is in epoch milliseconds.
 pub fn net_order_lines(events: LazyFrame) -> LazyFrame {
     let is_purchase = col(EVENT_TYPE).eq(lit(EventType::Purchase.as_str()));
     let sign = when(is_purchase.clone())
@@ -34,11 +38,19 @@ pub fn net_order_lines(events: LazyFrame) -> LazyFrame {
             (col(PRICE) * col(QUANTITY).cast(DataType::Float64) * sign.cast(DataType::Float64))
                 .sum()
                 .alias(NET_AMOUNT),
+            (col(PRICE) * col(QUANTITY).cast(DataType::Float64))
+                .filter(is_purchase.clone().not())
+                .sum()
+                .alias(REFUNDED_AMOUNT),
             col(TS)
                 .cast(DataType::Int64)
-                .filter(is_purchase)
+                .filter(is_purchase.clone())
                 .min()
                 .alias(ORDERED_AT),
+            col(CHANNEL)
+                .filter(is_purchase)
+                .first()
+                .alias(ORDER_CHANNEL),
         ])
         // A refund without its purchase in the data (bought before the window) has no order time.
         .filter(col(ORDERED_AT).is_not_null())
