@@ -108,14 +108,13 @@ pub fn features(
         .flatten()
         .map(str::to_owned)
         .collect();
-    let spend = col(NET_AMOUNT).filter(kept.clone());
-    let total = spend.clone().sum();
+    // One combined predicate per filter: chained filters would see different lengths.
+    let total = col(NET_AMOUNT).filter(kept.clone()).sum();
     let mut per_user: Vec<Expr> = top
         .iter()
         .map(|c| {
-            (spend
-                .clone()
-                .filter(col(CATEGORY).eq(lit(c.as_str())))
+            (col(NET_AMOUNT)
+                .filter(kept.clone().and(col(CATEGORY).eq(lit(c.as_str()))))
                 .sum()
                 / total.clone())
             .alias(category_column(c))
@@ -125,7 +124,10 @@ pub fn features(
         any.or(col(CATEGORY).eq(lit(c.as_str())))
     });
     per_user.push(
-        (spend.filter(listed.not().fill_null(lit(true))).sum() / total)
+        (col(NET_AMOUNT)
+            .filter(kept.clone().and(listed.not().fill_null(lit(true))))
+            .sum()
+            / total)
             .alias(category_column("other")),
     );
     let lines_total = len().cast(DataType::Float64);
@@ -431,6 +433,14 @@ mod tests {
                 12.0 * f64::from(8 + i % 3),
             ));
         }
+        // Each regular also had a line fully refunded: not kept, but in the refund share.
+        for i in 0..20 {
+            users.push(format!("r{i:02}"));
+            orders.push(format!("r{i:02}-refunded"));
+            items.push("cheesecake".to_owned());
+            channels.push("micro_store");
+            amounts.push(0.0);
+        }
         for i in 0..20 {
             let user = format!("s{i:02}");
             users.push(user.clone());
@@ -445,9 +455,9 @@ mod tests {
             USER_ID => users,
             ORDER_ID => orders,
             ITEM_ID => items,
-            NET_QUANTITY => vec![1i64; n],
+            NET_QUANTITY => amounts.iter().map(|a| i64::from(*a > 0.0)).collect::<Vec<_>>(),
+            REFUNDED_AMOUNT => amounts.iter().map(|a| if *a > 0.0 { 0.0 } else { 5.0 }).collect::<Vec<_>>(),
             NET_AMOUNT => amounts,
-            REFUNDED_AMOUNT => vec![0.0; n],
             ORDERED_AT => vec![0i64; n],
             ORDER_CHANNEL => channels,
         )
