@@ -108,45 +108,68 @@ pub fn features(
         .flatten()
         .map(str::to_owned)
         .collect();
-    // One combined predicate per filter: chained filters would see different lengths.
-    let total = col(NET_AMOUNT).filter(kept.clone()).sum();
-    let mut per_user: Vec<Expr> = top
+    // Per-line contributions as plain columns, then plain per-customer sums: filters inside
+    // `agg` are much slower over a million groups.
+    let kept_spend = when(kept.clone()).then(col(NET_AMOUNT)).otherwise(lit(0.0));
+    let mut contributions = vec![col(USER_ID), kept_spend.clone().alias("__spend")];
+    for c in &top {
+        contributions.push(
+            when(col(CATEGORY).eq(lit(c.as_str())).fill_null(lit(false)))
+                .then(kept_spend.clone())
+                .otherwise(lit(0.0))
+                .alias(category_column(c)),
+        );
+    }
+    for ch in Channel::ALL {
+        contributions.push(
+            col(ORDER_CHANNEL)
+                .eq(lit(ch.as_str()))
+                .fill_null(lit(false))
+                .cast(DataType::Float64)
+                .alias(channel_column(ch)),
+        );
+    }
+    contributions.push(col(NET_AMOUNT));
+    contributions.push(col(REFUNDED_AMOUNT));
+    let mut per_user: Vec<Expr> = vec![
+        col("__spend").sum(),
+        len().cast(DataType::Float64).alias("__lines"),
+        col(NET_AMOUNT).sum(),
+        col(REFUNDED_AMOUNT).sum(),
+    ];
+    per_user.extend(top.iter().map(|c| col(category_column(c)).sum()));
+    per_user.extend(Channel::ALL.iter().map(|ch| col(channel_column(*ch)).sum()));
+    let mut shares: Vec<Expr> = top
         .iter()
-        .map(|c| {
-            (col(NET_AMOUNT)
-                .filter(kept.clone().and(col(CATEGORY).eq(lit(c.as_str()))))
-                .sum()
-                / total.clone())
-            .alias(category_column(c))
-        })
+        .map(|c| (col(category_column(c)) / col("__spend")).alias(category_column(c)))
         .collect();
-    let listed = top.iter().fold(lit(false), |any, c| {
-        any.or(col(CATEGORY).eq(lit(c.as_str())))
-    });
-    per_user.push(
-        (col(NET_AMOUNT)
-            .filter(kept.clone().and(listed.not().fill_null(lit(true))))
-            .sum()
-            / total)
-            .alias(category_column("other")),
+    let listed = top
+        .iter()
+        .fold(lit(0.0), |sum, c| sum + col(category_column(c)));
+    shares.push(((col("__spend") - listed) / col("__spend")).alias(category_column("other")));
+    shares.extend(
+        Channel::ALL
+            .iter()
+            .map(|ch| (col(channel_column(*ch)) / col("__lines")).alias(channel_column(*ch))),
     );
-    let lines_total = len().cast(DataType::Float64);
-    per_user.extend(Channel::ALL.iter().map(|ch| {
-        (col(ORDER_CHANNEL)
-            .eq(lit(ch.as_str()))
-            .sum()
-            .cast(DataType::Float64)
-            / lines_total.clone())
-        .alias(channel_column(*ch))
-    }));
-    let gross = col(NET_AMOUNT).sum() + col(REFUNDED_AMOUNT).sum();
-    per_user.push(
+    let gross = col(NET_AMOUNT) + col(REFUNDED_AMOUNT);
+    shares.push(
         when(gross.clone().gt(lit(0.0)))
-            .then((col(REFUNDED_AMOUNT).sum() / gross).clip(lit(0.0), lit(1.0)))
+            .then((col(REFUNDED_AMOUNT) / gross).clip(lit(0.0), lit(1.0)))
             .otherwise(lit(0.0))
             .alias(REFUND_SHARE),
     );
-    let behaviour = lines.lazy().group_by([col(USER_ID)]).agg(per_user);
+    let behaviour = lines
+        .lazy()
+        .select(contributions)
+        .group_by([col(USER_ID)])
+        .agg(per_user)
+        .with_columns(shares)
+        .drop(by_name(
+            ["__spend", "__lines", NET_AMOUNT, REFUNDED_AMOUNT],
+            true,
+            false,
+        ));
 
     let mut names = vec![
         RECENCY_DAYS.to_owned(),

@@ -21,36 +21,48 @@ pub const ORDER_CHANNEL: &str = "order_channel";
 /// through which channel it was ordered. `ordered_at` is in epoch milliseconds.
 pub fn net_order_lines(events: LazyFrame) -> LazyFrame {
     let is_purchase = col(EVENT_TYPE).eq(lit(EventType::Purchase.as_str()));
-    let sign = when(is_purchase.clone())
-        .then(lit(1i64))
-        .otherwise(lit(-1i64));
+    let value = col(PRICE) * col(QUANTITY).cast(DataType::Float64);
+    // Signed and masked values as plain columns first: plain sums and mins are the fast
+    // aggregations; filters inside `agg` are much slower over millions of groups.
     events
         .filter(
             col(EVENT_TYPE)
                 .eq(lit(EventType::Purchase.as_str()))
                 .or(col(EVENT_TYPE).eq(lit(EventType::Refund.as_str()))),
         )
+        .select([
+            col(USER_ID),
+            col(ORDER_ID),
+            col(ITEM_ID),
+            when(is_purchase.clone())
+                .then(col(QUANTITY).cast(DataType::Int64))
+                .otherwise(-col(QUANTITY).cast(DataType::Int64))
+                .alias(NET_QUANTITY),
+            when(is_purchase.clone())
+                .then(value.clone())
+                .otherwise(-value.clone())
+                .alias(NET_AMOUNT),
+            when(is_purchase.clone())
+                .then(lit(0.0))
+                .otherwise(value)
+                .alias(REFUNDED_AMOUNT),
+            when(is_purchase.clone())
+                .then(col(TS).cast(DataType::Int64))
+                .otherwise(lit(NULL).cast(DataType::Int64))
+                .alias(ORDERED_AT),
+            when(is_purchase)
+                .then(col(CHANNEL))
+                .otherwise(lit(NULL).cast(DataType::String))
+                .alias(ORDER_CHANNEL),
+        ])
         .group_by([col(USER_ID), col(ORDER_ID), col(ITEM_ID)])
         .agg([
-            (col(QUANTITY).cast(DataType::Int64) * sign.clone())
-                .sum()
-                .alias(NET_QUANTITY),
-            (col(PRICE) * col(QUANTITY).cast(DataType::Float64) * sign.cast(DataType::Float64))
-                .sum()
-                .alias(NET_AMOUNT),
-            (col(PRICE) * col(QUANTITY).cast(DataType::Float64))
-                .filter(is_purchase.clone().not())
-                .sum()
-                .alias(REFUNDED_AMOUNT),
-            col(TS)
-                .cast(DataType::Int64)
-                .filter(is_purchase.clone())
-                .min()
-                .alias(ORDERED_AT),
-            col(CHANNEL)
-                .filter(is_purchase)
-                .first()
-                .alias(ORDER_CHANNEL),
+            col(NET_QUANTITY).sum(),
+            col(NET_AMOUNT).sum(),
+            col(REFUNDED_AMOUNT).sum(),
+            col(ORDERED_AT).min(),
+            // One line is bought in one channel; min picks it and skips refunds' nulls.
+            col(ORDER_CHANNEL).min(),
         ])
         // A refund without its purchase in the data (bought before the window) has no order time.
         .filter(col(ORDERED_AT).is_not_null())
@@ -62,9 +74,7 @@ pub fn item_categories(events: LazyFrame) -> LazyFrame {
     events
         .filter(col(ITEM_ID).is_not_null().and(col(CATEGORY).is_not_null()))
         .group_by([col(ITEM_ID)])
-        .agg([col(CATEGORY)
-            .sort_by([col(TS)], SortMultipleOptions::default())
-            .last()])
+        .agg([col(CATEGORY).get(col(TS).arg_max(), false)])
 }
 
 /// One row per kept order: `user_id`, `order_id`, `ordered_at` (epoch ms) and `net_amount`.
