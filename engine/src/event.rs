@@ -568,13 +568,16 @@ mod tests {
     #[test]
     fn negative_price_names_the_value() {
         let line = PURCHASE.replace("12.5", "-3");
-        assert_eq!(check(&line).unwrap_err(), "price must be >= 0, got -3");
+        assert_eq!(
+            check(&line).expect_err("must fail"),
+            "price must be >= 0, got -3"
+        );
     }
 
     #[test]
     fn unknown_field_is_rejected_so_typos_surface() {
         let line = PURCHASE.replace("\"price\"", "\"prise\"");
-        let reason = check(&line).unwrap_err();
+        let reason = check(&line).expect_err("must fail");
         assert!(
             reason.starts_with("unknown field `prise`, expected one of"),
             "{reason}"
@@ -583,7 +586,8 @@ mod tests {
 
     #[test]
     fn missing_fields_are_all_listed() {
-        let reason = check(r#"{"event_id":"e","type":"purchase","ts":1777600800000}"#).unwrap_err();
+        let reason = check(r#"{"event_id":"e","type":"purchase","ts":1777600800000}"#)
+            .expect_err("must fail");
         assert_eq!(
             reason,
             "missing required field `merchant_id`; missing required field `user_id`; a purchase event needs item_id; a purchase event needs price; a purchase event needs order_id"
@@ -594,7 +598,7 @@ mod tests {
     fn per_type_requirements() {
         let base = r#"{"event_id":"e","merchant_id":"m","user_id":"u","ts":1777600800000,"type":"#;
         assert_eq!(
-            check(&format!("{base}\"search\"}}")).unwrap_err(),
+            check(&format!("{base}\"search\"}}")).expect_err("must fail"),
             "a search event needs properties.query (a non-empty string)"
         );
         assert!(
@@ -604,15 +608,15 @@ mod tests {
             .is_ok()
         );
         assert_eq!(
-            check(&format!("{base}\"subscribe\"}}")).unwrap_err(),
+            check(&format!("{base}\"subscribe\"}}")).expect_err("must fail"),
             "a subscribe event needs properties.template_id (the consented subscription message template)"
         );
         assert_eq!(
-            check(&format!("{base}\"view\"}}")).unwrap_err(),
+            check(&format!("{base}\"view\"}}")).expect_err("must fail"),
             "a view event needs item_id"
         );
         assert_eq!(
-            check(&format!("{base}\"buy\"}}")).unwrap_err(),
+            check(&format!("{base}\"buy\"}}")).expect_err("must fail"),
             "type must be one of view, search, add_to_cart, favorite, purchase, refund, share, push_open, subscribe; got \"buy\""
         );
     }
@@ -622,44 +626,44 @@ mod tests {
         let long_id = "x".repeat(129);
         let line = PURCHASE.replace("\"u1\"", &format!("\"{long_id}\""));
         assert_eq!(
-            check(&line).unwrap_err(),
+            check(&line).expect_err("must fail"),
             "user_id is 129 bytes; ids are at most 128"
         );
         let big = format!("{}{}", PURCHASE, " ".repeat(MAX_EVENT_BYTES));
         assert_eq!(
-            check(&big).unwrap_err(),
+            check(&big).expect_err("must fail"),
             format!("event is {} bytes; the limit is 32768", big.len())
         );
         let future = PURCHASE.replace("2026-05-01T10:00:00+08:00", "2026-06-01T10:00:00+08:00");
         assert_eq!(
-            check(&future).unwrap_err(),
+            check(&future).expect_err("must fail"),
             "ts 2026-06-01T02:00:00+00:00 is more than 24 h in the future"
         );
         let seconds = PURCHASE.replace("\"2026-05-01T10:00:00+08:00\"", "1777600800");
         assert_eq!(
-            check(&seconds).unwrap_err(),
+            check(&seconds).expect_err("must fail"),
             "ts 1777600800 is before 2000-01-01; epoch timestamps must be in milliseconds, not seconds"
         );
         let zero_qty = PURCHASE.replace("\"quantity\":2", "\"quantity\":0");
         assert_eq!(
-            check(&zero_qty).unwrap_err(),
+            check(&zero_qty).expect_err("must fail"),
             "quantity must be an integer >= 1, got 0"
         );
     }
 
     #[test]
     fn broken_json_says_so() {
-        let reason = check(r#"{"event_id":"e1","merchant_id""#).unwrap_err();
+        let reason = check(r#"{"event_id":"e1","merchant_id""#).expect_err("must fail");
         assert!(reason.starts_with("not valid JSON:"), "{reason}");
         let reason = check(
             r#"{"event_id":"e","merchant_id":"m","user_id":"u","type":"share","ts":"yesterday"}"#,
         )
-        .unwrap_err();
+        .expect_err("must fail");
         assert!(
             reason.starts_with("ts must be RFC 3339 with an offset"),
             "{reason}"
         );
-        let reason = check(r#"{"event_id":"e","merchant_id":"m","user_id":"u","type":"share","ts":1777600800000,"properties":[1]}"#).unwrap_err();
+        let reason = check(r#"{"event_id":"e","merchant_id":"m","user_id":"u","type":"share","ts":1777600800000,"properties":[1]}"#).expect_err("must fail");
         assert_eq!(reason, "properties must be a JSON object, got [1]");
     }
 }

@@ -416,10 +416,10 @@ pub fn sentence(c: &ClusterSummary, orders: f64, spend: f64, recency: f64) -> St
     } else {
         format!("{} {noun}", adjectives.join(", "))
     };
-    if let Some((channel, share)) = &c.top_channel {
-        if *share >= 0.5 {
-            text.push_str(&format!(", mostly {}", channel.replace('_', "-")));
-        }
+    if let Some((channel, share)) = &c.top_channel
+        && *share >= 0.5
+    {
+        text.push_str(&format!(", mostly {}", channel.replace('_', "-")));
     }
     if c.mean_refund_share >= 0.2 {
         text.push_str(", often refund");

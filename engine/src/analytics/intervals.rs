@@ -9,8 +9,8 @@ use polars::prelude::*;
 
 use super::period::DAY_MS;
 use super::shift_within;
-use crate::jobs::purchases::{NET_QUANTITY, ORDERED_AT};
-use crate::store::{CATEGORY, ITEM_ID, ORDER_ID, USER_ID};
+use crate::jobs::purchases::{ORDERED_AT, kept_lines_with_category};
+use crate::store::{CATEGORY, ORDER_ID, USER_ID};
 
 pub const GAP_DAYS: &str = "gap_days";
 
@@ -18,14 +18,7 @@ pub const GAP_DAYS: &str = "gap_days";
 /// `p75_days`, sorted by gaps (most evidence first). `lines` are net order lines,
 /// `categories` the item → category table.
 pub fn time_between_orders(lines: LazyFrame, categories: LazyFrame) -> LazyFrame {
-    let gaps = lines
-        .filter(col(NET_QUANTITY).gt(lit(0i64)))
-        .join(
-            categories,
-            [col(ITEM_ID)],
-            [col(ITEM_ID)],
-            JoinArgs::new(JoinType::Inner),
-        )
+    let gaps = kept_lines_with_category(lines, categories)
         .group_by([col(USER_ID), col(CATEGORY), col(ORDER_ID)])
         .agg([col(ORDERED_AT).min()])
         .sort(

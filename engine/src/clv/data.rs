@@ -150,12 +150,13 @@ mod tests {
 
     #[test]
     fn bad_rows_say_which_and_why() {
-        let e = GroupedSummary::from_columns(&[1.0, 1.0], &[3.0, 12.0], &[10.0, 10.0]).unwrap_err();
+        let e = GroupedSummary::from_columns(&[1.0, 1.0], &[3.0, 12.0], &[10.0, 10.0])
+            .expect_err("must fail");
         assert_eq!(
             e.to_string(),
             "invalid argument: summary row 2: recency must be between 0 and T (10), got 12"
         );
-        let e = GroupedSummary::from_columns(&[1.5], &[1.0], &[2.0]).unwrap_err();
+        let e = GroupedSummary::from_columns(&[1.5], &[1.0], &[2.0]).expect_err("must fail");
         assert!(e.to_string().contains("whole number"), "{e}");
     }
 }

@@ -50,6 +50,36 @@ pub struct MerchantModels {
     pub repurchase: Option<super::repurchase::RepurchaseComparison>,
 }
 
+/// The lifetimes-style daily summary of kept `orders` (local days in `zone`) with the
+/// calibration ending on the local day of `cutoff_ms`; orders after it are ignored.
+pub fn daily_summary(
+    orders: LazyFrame,
+    zone: &TimeZoneName,
+    cutoff_ms: i64,
+    with_amount: bool,
+) -> Result<DataFrame> {
+    let transactions = orders
+        .filter(col(ORDERED_AT).lt_eq(lit(cutoff_ms)))
+        .select([
+            col(USER_ID),
+            local_date(col(ORDERED_AT), zone)
+                .cast(DataType::Int32)
+                .cast(DataType::Int64)
+                .alias("day"),
+            col(NET_AMOUNT).alias("amount"),
+        ]);
+    let options = SummaryOptions {
+        calibration_end: zone.local_date(cutoff_ms),
+        observation_end: None,
+        unit: TimeUnit::Day,
+    };
+    summarize(transactions, USER_ID, with_amount, options)?
+        .collect()
+        .map_err(Error::polars(
+            "summarizing orders for the repeat-purchase models",
+        ))
+}
+
 /// Forecasts for each customer with a kept order: `user_id`, `p_alive`,
 /// `expected_purchases_30d`, `expected_order_value`, `clv_12m` (the last two null without a
 /// spend model), and what was fitted.
@@ -58,24 +88,7 @@ pub fn forecasts(
     zone: &TimeZoneName,
     as_of_ms: i64,
 ) -> Result<(Option<DataFrame>, MerchantModels)> {
-    let transactions = orders.select([
-        col(USER_ID),
-        local_date(col(ORDERED_AT), zone)
-            .cast(DataType::Int32)
-            .cast(DataType::Int64)
-            .alias("day"),
-        col(NET_AMOUNT).alias("amount"),
-    ]);
-    let options = SummaryOptions {
-        calibration_end: zone.local_date(as_of_ms),
-        observation_end: None,
-        unit: TimeUnit::Day,
-    };
-    let summary = summarize(transactions, USER_ID, true, options)?
-        .collect()
-        .map_err(Error::polars(
-            "summarizing orders for the repeat-purchase models",
-        ))?;
+    let summary = daily_summary(orders, zone, as_of_ms, true)?;
     let columns = SummaryColumns::from_frame(&summary)?;
     let customers = columns.frequency.len() as u64;
     let repeaters = columns.frequency.iter().filter(|f| **f > 0.0).count() as u64;

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use super::bgnbd;
 use super::data::GroupedSummary;
 use super::io::SummaryColumns;
-use super::summary::{SummaryOptions, TimeUnit, summarize};
-use crate::analytics::period::{DAY_MS, TimeZoneName, local_date};
+
+use crate::analytics::period::{DAY_MS, TimeZoneName};
 use crate::error::{Error, Result};
 use crate::jobs::purchases::{NET_AMOUNT, ORDERED_AT};
 use crate::store::USER_ID;
@@ -187,24 +187,7 @@ fn bgnbd_scores(
     cutoff: i64,
     customers: &DataFrame,
 ) -> Result<Vec<f64>> {
-    let transactions = orders
-        .clone()
-        .filter(col(ORDERED_AT).lt_eq(lit(cutoff)))
-        .select([
-            col(USER_ID),
-            local_date(col(ORDERED_AT), zone)
-                .cast(DataType::Int32)
-                .cast(DataType::Int64)
-                .alias("day"),
-        ]);
-    let options = SummaryOptions {
-        calibration_end: zone.local_date(cutoff),
-        observation_end: None,
-        unit: TimeUnit::Day,
-    };
-    let summary = summarize(transactions, USER_ID, false, options)?
-        .collect()
-        .map_err(Error::polars("summarizing for BG/NBD"))?;
+    let summary = super::merchant::daily_summary(orders.clone(), zone, cutoff, false)?;
     let columns = SummaryColumns::from_frame(&summary)?;
     let grouped = GroupedSummary::from_columns(&columns.frequency, &columns.recency, &columns.age)?;
     let params = bgnbd::fit(&grouped, 0.001)?.params;

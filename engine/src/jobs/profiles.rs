@@ -5,8 +5,8 @@
 
 use polars::prelude::*;
 
-use super::purchases::{NET_AMOUNT, NET_QUANTITY, ORDERED_AT};
-use crate::store::{CATEGORY, ITEM_ID, MERCHANT_ID, OPENID, TS, UNIONID, USER_ID};
+use super::purchases::{NET_AMOUNT, ORDERED_AT};
+use crate::store::{CATEGORY, MERCHANT_ID, OPENID, TS, UNIONID, USER_ID};
 
 /// How many favourite categories a profile lists.
 pub const FAVOURITE_CATEGORIES: usize = 3;
@@ -28,14 +28,7 @@ pub fn profiles(
             len().cast(DataType::UInt32).alias("orders"),
             col(NET_AMOUNT).sum().alias("revenue"),
         ]);
-    let favourites = lines
-        .filter(col(NET_QUANTITY).gt(lit(0i64)))
-        .join(
-            categories,
-            [col(ITEM_ID)],
-            [col(ITEM_ID)],
-            JoinArgs::new(JoinType::Inner),
-        )
+    let favourites = super::purchases::kept_lines_with_category(lines, categories)
         .group_by([col(USER_ID), col(CATEGORY)])
         .agg([col(NET_AMOUNT).sum().alias("spend")])
         .sort(

@@ -86,3 +86,14 @@ pub fn kept_orders(lines: LazyFrame) -> LazyFrame {
         .agg([col(NET_AMOUNT).sum(), col(ORDERED_AT).min()])
         .filter(col(NET_AMOUNT).gt(lit(0.0)))
 }
+
+/// Kept order lines (net quantity > 0) with their item's category; lines of items without a
+/// known category are left out.
+pub fn kept_lines_with_category(lines: LazyFrame, categories: LazyFrame) -> LazyFrame {
+    lines.filter(col(NET_QUANTITY).gt(lit(0i64))).join(
+        categories,
+        [col(ITEM_ID)],
+        [col(ITEM_ID)],
+        JoinArgs::new(JoinType::Inner),
+    )
+}
