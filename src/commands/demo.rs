@@ -108,18 +108,29 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
             c.merchant_id, c.user_id
         );
     }
-    if let Some(m) = manifest.merchants.first() {
+    if let Some(c) = highlights.first() {
         println!(
-            "  {base}/v1/merchants/{}/users/someone-new/recommendations   (an unknown user gets popular items)",
-            m.merchant_id
+            "  {base}/v1/merchants/{}/users/{}/profile   (RFM, lifecycle, cluster, P(alive), CLV)",
+            c.merchant_id, c.user_id
         );
     }
+    if let Some(m) = manifest.merchants.first() {
+        let id = &m.merchant_id;
+        println!(
+            "  {base}/v1/merchants/{id}/users/someone-new/recommendations   (an unknown user gets popular items)"
+        );
+        println!("  {base}/v1/merchants/{id}/reports/retention?period=month");
+        println!("  {base}/v1/merchants/{id}/reports/rfm");
+    }
     println!("  {base}/healthz");
+    let first = manifest
+        .merchants
+        .first()
+        .map_or("m_bakery", |m| m.merchant_id.as_str());
+    let shown = dir.display();
     println!(
-        "\nData: {}   Next: `recur stats --data-dir {}`, `recur export recommendations --data-dir {} --k 10`",
-        dir.display(),
-        dir.display(),
-        dir.display()
+        "\nData: {shown}   Next: `recur report retention --data-dir {shown} --merchant {first} --period month`, \
+         `recur report rfm --data-dir {shown} --merchant {first}`, `recur export recommendations --data-dir {shown} --k 10`"
     );
 
     if args.no_serve {
