@@ -19,7 +19,7 @@ pub struct BgNbdParams {
 }
 
 impl BgNbdParams {
-    fn from_slice(p: &[f64]) -> Self {
+    pub(crate) fn from_slice(p: &[f64]) -> Self {
         Self {
             r: p[0],
             alpha: p[1],
@@ -106,7 +106,12 @@ pub fn fit(data: &GroupedSummary, penalizer: f64) -> Result<BgNbdFit> {
         log_likelihood,
         std_errors,
         ..
-    } = maximize("BG/NBD", &[1.0, 1.0, 1.0, 1.0], penalizer, &ll)?;
+    } = maximize(
+        "BG/NBD",
+        &[1.0, data.initial_alpha(), 1.0, 1.0],
+        penalizer,
+        &ll,
+    )?;
     Ok(BgNbdFit {
         params: BgNbdParams::from_slice(&params),
         log_likelihood,

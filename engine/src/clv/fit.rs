@@ -57,6 +57,18 @@ pub(crate) fn maximize(
     let mut best_cost = f64::INFINITY;
     let mut iterations = 0u64;
     const MAX_ROUNDS: usize = 8;
+    // Tolerances relative to the size of the likelihood: with a million customers it is
+    // ~1e6, and an absolute 1e-12 would sit below its rounding noise, so the simplex would
+    // never meet it and every round would run to the iteration cap.
+    let scale = {
+        let start: Vec<f64> = initial.to_vec();
+        let ll = log_likelihood(&start);
+        if ll.is_finite() {
+            ll.abs().max(1.0)
+        } else {
+            1.0
+        }
+    };
     for round in 0..MAX_ROUNDS {
         let step = if round == 0 { 0.5 } else { 0.1 };
         let mut simplex = vec![best.clone()];
@@ -66,7 +78,7 @@ pub(crate) fn maximize(
             simplex.push(vertex);
         }
         let solver = NelderMead::new(simplex)
-            .with_sd_tolerance(1e-12)
+            .with_sd_tolerance(1e-14 * scale)
             .map_err(|e| fail(e.to_string()))?;
         let problem = NegativeLogLikelihood {
             log_likelihood,
@@ -88,7 +100,7 @@ pub(crate) fn maximize(
             best = param;
             best_cost = cost;
         }
-        if round > 0 && improved.abs() < 1e-9 {
+        if round > 0 && improved.abs() < 1e-12 * scale {
             break;
         }
         if round == MAX_ROUNDS - 1 {

@@ -16,7 +16,7 @@ use ndarray::{Array1, Array2};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::bgnbd;
+use super::bgnbd::{self, BgNbdParams};
 use super::data::GroupedSummary;
 use super::io::SummaryColumns;
 
@@ -181,16 +181,22 @@ pub fn auc(scores: &[f64], labels: &[bool]) -> PolarsResult<f64> {
     Ok((rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg))
 }
 
+/// BG/NBD expected purchases in the next 30 days at `cutoff`, fitted there unless `fitted`
+/// already holds that fit.
 fn bgnbd_scores(
     orders: &LazyFrame,
     zone: &TimeZoneName,
     cutoff: i64,
     customers: &DataFrame,
+    fitted: Option<BgNbdParams>,
 ) -> Result<Vec<f64>> {
     let summary = super::merchant::daily_summary(orders.clone(), zone, cutoff, false)?;
     let columns = SummaryColumns::from_frame(&summary)?;
     let grouped = GroupedSummary::from_columns(&columns.frequency, &columns.recency, &columns.age)?;
-    let params = bgnbd::fit(&grouped, 0.001)?.params;
+    let params = match fitted {
+        Some(params) => params,
+        None => bgnbd::fit(&grouped, 0.001)?.params,
+    };
     let expected: Vec<f64> = (0..columns.frequency.len())
         .map(|i| {
             params.conditional_expected_purchases(
@@ -228,10 +234,12 @@ fn bgnbd_scores(
 
 /// Compares the two models on the merchant's kept `orders` and scores every customer at
 /// `as_of_ms` with the better one. `None` when a split has too few customers of a label.
+/// `at_as_of` is the merchant's BG/NBD fit at `as_of_ms`, when already made.
 pub fn compare(
     orders: LazyFrame,
     zone: &TimeZoneName,
     as_of_ms: i64,
+    at_as_of: Option<BgNbdParams>,
 ) -> Result<Option<(RepurchaseComparison, DataFrame)>> {
     let window = WINDOW_DAYS * DAY_MS;
     let (train_cut, test_cut) = (as_of_ms - 2 * window, as_of_ms - window);
@@ -248,7 +256,7 @@ pub fn compare(
     }
     let truth = labels(&test).map_err(Error::polars("reading labels"))?;
     let auc_logistic = auc(&logistic(&train)?(&test)?, &truth).map_err(Error::polars("AUC"))?;
-    let auc_bgnbd = auc(&bgnbd_scores(&orders, zone, test_cut, &test)?, &truth)
+    let auc_bgnbd = auc(&bgnbd_scores(&orders, zone, test_cut, &test, None)?, &truth)
         .map_err(Error::polars("AUC"))?;
     let chosen = if auc_logistic > auc_bgnbd {
         "logistic"
@@ -259,7 +267,7 @@ pub fn compare(
     let scores = if chosen == "logistic" {
         logistic(&test)?(&now)?
     } else {
-        bgnbd_scores(&orders, zone, as_of_ms, &now)?
+        bgnbd_scores(&orders, zone, as_of_ms, &now, at_as_of)?
     };
     let scored = DataFrame::new(
         now.height(),

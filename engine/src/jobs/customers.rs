@@ -80,10 +80,15 @@ pub fn customer_tables(
         &analytics.zone,
         analytics.as_of_ms,
     )?;
+    on_step("forecasts");
+    let fitted = models
+        .bgnbd
+        .map(|p| crate::clv::bgnbd::BgNbdParams::from_slice(&p));
     let repurchase_scores = match repurchase::compare(
         analytics.orders.clone().lazy(),
         &analytics.zone,
         analytics.as_of_ms,
+        fitted,
     ) {
         Ok(Some((comparison, scores))) => {
             models.repurchase = Some(comparison);
@@ -102,7 +107,7 @@ pub fn customer_tables(
             "repeat-purchase models incomplete"
         );
     }
-    on_step("forecasts");
+    on_step("repurchase comparison");
     let forecast = match forecast {
         Some(f) => f.lazy(),
         None => df!(
