@@ -301,3 +301,37 @@ fn the_model_check_tracks_cdnow_through_calibration_and_holdout() {
     assert_eq!(end["period_start"], "1998-06-30");
     assert!(relative(end) < 0.05, "{end}");
 }
+
+/// Integer dates (CDNOW's 19970101 form) take the arithmetic path; an impossible one is
+/// refused with its row, not turned into some other day.
+#[test]
+fn an_impossible_integer_date_is_refused_with_its_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("tx.csv");
+    std::fs::write(&csv, "customer,date\nc1,19970102\nc1,19970229\n").expect("write");
+    let output = recur()
+        .args([
+            "clv",
+            "fit",
+            "--transactions",
+            path_str(&csv),
+            "--customer-col",
+            "customer",
+        ])
+        .args([
+            "--date-col",
+            "date",
+            "--date-format",
+            "%Y%m%d",
+            "--calibration-end",
+            "1997-03-30",
+        ])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("row 3: date is not a date in %Y%m%d"),
+        "{stderr}"
+    );
+}

@@ -82,51 +82,53 @@ pub fn summarize(
     } else {
         lit(0.0)
     };
+    // Customer ids keep their type until the end: casting millions of integer ids to text
+    // before grouping costs more than the grouping.
     let periods = transactions
         .select([
-            col(customer).cast(DataType::String).alias(CUSTOMER),
+            col(customer).alias(CUSTOMER),
             unit.period(col("day").cast(DataType::Int64))
                 .alias("period"),
             amount.alias("amount"),
         ])
         .filter(col("period").lt_eq(lit(obs_end)))
         .group_by([col(CUSTOMER), col("period")])
-        .agg([col("amount").sum()])
-        // Groups keep row order, so "first" below is the first purchase period.
-        .sort([CUSTOMER, "period"], SortMultipleOptions::default());
+        .agg([col("amount").sum()]);
+    // Calibration values as masked plain columns, then plain aggregations (no sort, no
+    // filters inside `agg`).
     let in_calibration = col("period").lt_eq(lit(cal_end));
     let summary = periods
+        .with_columns([
+            when(in_calibration.clone())
+                .then(col("period"))
+                .otherwise(lit(NULL).cast(DataType::Int64))
+                .alias("cal_period"),
+            when(in_calibration.clone())
+                .then(col("amount"))
+                .otherwise(lit(0.0))
+                .alias("cal_amount"),
+            in_calibration
+                .not()
+                .cast(DataType::UInt32)
+                .alias("in_holdout"),
+        ])
         .group_by([col(CUSTOMER)])
         .agg([
-            col("period")
-                .filter(in_calibration.clone())
-                .min()
-                .alias("first"),
-            col("period")
-                .filter(in_calibration.clone())
-                .max()
-                .alias("last"),
-            col("period")
-                .filter(in_calibration.clone())
-                .count()
-                .alias("periods"),
+            col("cal_period").min().alias("first"),
+            col("cal_period").max().alias("last"),
+            col("cal_period").count().alias("periods"),
+            col("cal_amount").sum().alias("total"),
             col("amount")
-                .filter(in_calibration.clone())
-                .sum()
-                .alias("total"),
-            col("amount")
-                .filter(in_calibration.clone())
-                .first()
+                .get(col("cal_period").arg_min(), true)
                 .alias("first_amount"),
-            col("period")
-                .filter(in_calibration.not())
-                .count()
-                .alias("holdout_periods"),
+            col("in_holdout").sum().alias("holdout_periods"),
         ])
         // Customers whose first purchase falls after calibration are not part of the cohort.
         .filter(col("first").is_not_null())
+        // In the ids' own order (numeric ids numerically), before they become text.
+        .sort([CUSTOMER], SortMultipleOptions::default())
         .select([
-            col(CUSTOMER),
+            col(CUSTOMER).cast(DataType::String),
             (col("periods").cast(DataType::Float64) - lit(1.0)).alias(FREQUENCY),
             (col("last") - col("first"))
                 .cast(DataType::Float64)
@@ -145,8 +147,7 @@ pub fn summarize(
                 .cast(DataType::Float64)
                 .alias(FREQUENCY_HOLDOUT),
             lit((obs_end - cal_end) as f64).alias(DURATION_HOLDOUT),
-        ])
-        .sort([CUSTOMER], SortMultipleOptions::default());
+        ]);
     Ok(summary)
 }
 
