@@ -95,56 +95,29 @@ pub(crate) async fn report(
     let name = snapshot.manifest.name.clone();
     let data_dir = state.data_dir.clone();
     let period = query.period.as_deref();
-    let (params, rows) = match kind.as_str() {
+    // Which stored table answers, narrowed how; the read itself is one blocking call below.
+    let (params, table, period_kind, mode): (Value, &str, Option<&str>, Option<&str>) = match kind
+        .as_str()
+    {
         "retention" => {
-            let period = choose("period", period, &["week", "month"], "week")?.to_owned();
+            let period = choose("period", period, &["week", "month"], "week")?;
             let mode = choose(
                 "mode",
                 query.mode.as_deref(),
                 &["first_time", "recurring"],
                 "first_time",
-            )?
-            .to_owned();
+            )?;
             let params = json!({"period": period, "mode": mode, "cohort_event": "purchase", "return_event": "purchase"});
-            let m = merchant_id.clone();
-            (
-                params,
-                blocking(move || {
-                    serving::report_rows(
-                        &data_dir,
-                        &name,
-                        &m,
-                        "retention",
-                        Some(&period),
-                        Some(&mode),
-                    )
-                })
-                .await?,
-            )
+            (params, "retention", Some(period), Some(mode))
         }
         "lifecycle" => {
-            let period = choose("period", period, &["day", "week", "month"], "week")?.to_owned();
+            let period = choose("period", period, &["day", "week", "month"], "week")?;
             let params = json!({"period": period, "event": "purchase"});
-            let m = merchant_id.clone();
-            (
-                params,
-                blocking(move || {
-                    serving::report_rows(&data_dir, &name, &m, "lifecycle", Some(&period), None)
-                })
-                .await?,
-            )
+            (params, "lifecycle", Some(period), None)
         }
         "repeat" => {
-            let period = choose("period", period, &["week", "month"], "month")?.to_owned();
-            let params = json!({"period": period});
-            let m = merchant_id.clone();
-            (
-                params,
-                blocking(move || {
-                    serving::report_rows(&data_dir, &name, &m, "repeat", Some(&period), None)
-                })
-                .await?,
-            )
+            let period = choose("period", period, &["week", "month"], "month")?;
+            (json!({"period": period}), "repeat", Some(period), None)
         }
         "rfm" => {
             let scheme = choose(
@@ -152,30 +125,12 @@ pub(crate) async fn report(
                 query.scheme.as_deref(),
                 &["segments", "value-class"],
                 "segments",
-            )?
-            .to_owned();
-            let params = json!({"scheme": scheme});
-            let m = merchant_id.clone();
-            (
-                params,
-                blocking(move || serving::rfm_rows(&data_dir, &name, &m, scheme == "value-class"))
-                    .await?,
-            )
+            )?;
+            (json!({"scheme": scheme}), "rfm", None, None)
         }
-        "intervals" | "clusters" | "identities" => {
-            let table = if kind == "intervals" {
-                "time_between_orders"
-            } else {
-                kind.as_str()
-            }
-            .to_owned();
-            let m = merchant_id.clone();
-            (
-                json!({}),
-                blocking(move || serving::report_rows(&data_dir, &name, &m, &table, None, None))
-                    .await?,
-            )
-        }
+        "intervals" => (json!({}), "time_between_orders", None, None),
+        "clusters" => (json!({}), "clusters", None, None),
+        "identities" => (json!({}), "identities", None, None),
         other => {
             return Err(ApiError::not_found(
                 "unknown_report",
@@ -185,6 +140,28 @@ pub(crate) async fn report(
             ));
         }
     };
+    let by_value_class = params["scheme"] == "value-class";
+    let (table, period_kind, mode) = (
+        table.to_owned(),
+        period_kind.map(str::to_owned),
+        mode.map(str::to_owned),
+    );
+    let m = merchant_id.clone();
+    let rows = blocking(move || {
+        if table == "rfm" {
+            serving::rfm_rows(&data_dir, &name, &m, by_value_class)
+        } else {
+            serving::report_rows(
+                &data_dir,
+                &name,
+                &m,
+                &table,
+                period_kind.as_deref(),
+                mode.as_deref(),
+            )
+        }
+    })
+    .await?;
     let summary = snapshot
         .manifest
         .merchants

@@ -51,7 +51,8 @@ pub struct SummaryColumns {
     pub holdout: Option<(Vec<f64>, Vec<f64>)>,
 }
 
-fn floats(frame: &DataFrame, name: &str) -> Result<Vec<f64>> {
+/// A column as `f64`s; a null is an error naming its row.
+pub(crate) fn floats(frame: &DataFrame, name: &str) -> Result<Vec<f64>> {
     let column = frame
         .column(name)
         .and_then(|c| c.cast(&DataType::Float64))

@@ -192,10 +192,13 @@ fn bgnbd_scores(
 ) -> Result<Vec<f64>> {
     let summary = super::merchant::daily_summary(orders.clone(), zone, cutoff, false)?;
     let columns = SummaryColumns::from_frame(&summary)?;
-    let grouped = GroupedSummary::from_columns(&columns.frequency, &columns.recency, &columns.age)?;
     let params = match fitted {
         Some(params) => params,
-        None => bgnbd::fit(&grouped, 0.001)?.params,
+        None => {
+            let grouped =
+                GroupedSummary::from_columns(&columns.frequency, &columns.recency, &columns.age)?;
+            bgnbd::fit(&grouped, 0.001)?.params
+        }
     };
     let expected: Vec<f64> = (0..columns.frequency.len())
         .map(|i| {

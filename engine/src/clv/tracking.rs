@@ -10,6 +10,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use super::bgnbd::BgNbdParams;
+use super::io::floats;
 use super::pareto::ParetoNbdParams;
 use super::summary::{
     AGE, CUSTOMER, DURATION_HOLDOUT, FREQUENCY, FREQUENCY_HOLDOUT, RECENCY, SummaryOptions,
@@ -46,16 +47,7 @@ pub fn frequency_buckets(
     pareto: Option<&ParetoNbdParams>,
     max_frequency: u32,
 ) -> Result<Vec<BucketRow>> {
-    let read = |name: &str| -> Result<Vec<f64>> {
-        Ok(summary
-            .column(name)
-            .and_then(|c| c.cast(&DataType::Float64))
-            .map_err(Error::polars(format!("reading {name}")))?
-            .f64()
-            .map_err(Error::polars(format!("reading {name}")))?
-            .into_no_null_iter()
-            .collect())
-    };
+    let read = |name: &str| floats(summary, name);
     let (x, tx, t) = (read(FREQUENCY)?, read(RECENCY)?, read(AGE)?);
     let holdout = read(DURATION_HOLDOUT)?;
     // Model math per customer (closed forms); the grouping is Polars.
@@ -88,17 +80,7 @@ pub fn frequency_buckets(
     .sort(["bucket"], SortMultipleOptions::default())
     .collect()
     .map_err(Error::polars("grouping frequency buckets"))?;
-    let get = |name: &str| -> Result<Vec<f64>> {
-        Ok(frame
-            .column(name)
-            .and_then(|c| c.cast(&DataType::Float64))
-            .map_err(Error::polars(format!("reading {name}")))?
-            .f64()
-            .map_err(Error::polars(format!("reading {name}")))?
-            .iter()
-            .map(|v| v.unwrap_or(f64::NAN))
-            .collect())
-    };
+    let get = |name: &str| floats(&frame, name);
     let (buckets, customers) = (get("bucket")?, get("customers")?);
     let (actual, bg, pa) = (get("actual")?, get("bgnbd")?, get("pareto")?);
     Ok((0..buckets.len())
@@ -167,15 +149,6 @@ pub fn tracking(
             .column(name)
             .map_err(Error::polars(name.to_owned()))?
             .i64()
-            .map_err(Error::polars(name.to_owned()))?
-            .into_no_null_iter()
-            .collect())
-    };
-    let floats = |frame: &DataFrame, name: &str| -> Result<Vec<f64>> {
-        Ok(frame
-            .column(name)
-            .map_err(Error::polars(name.to_owned()))?
-            .f64()
             .map_err(Error::polars(name.to_owned()))?
             .into_no_null_iter()
             .collect())

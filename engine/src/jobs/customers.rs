@@ -272,19 +272,3 @@ pub fn audience_inputs(analytics: &MerchantAnalytics, profiles: &DataFrame) -> A
         as_of_ms: analytics.as_of_ms,
     }
 }
-
-/// A merchant's analytics and full customer table computed now from the store, as `recur
-/// run` would: for live reports, audience previews and exports. `None` without events.
-pub fn live_customers(
-    store: &mut dyn crate::store::EventStore,
-    data_dir: &Path,
-    merchant_id: &str,
-    as_of_ms: Option<i64>,
-) -> Result<Option<(MerchantAnalytics, DataFrame)>> {
-    let settings = crate::settings::MerchantSettings::load(data_dir, merchant_id)?;
-    let Some(analytics) = MerchantAnalytics::load(store, merchant_id, &settings, as_of_ms)? else {
-        return Ok(None);
-    };
-    let tables = customer_tables(&analytics, analytics.base_profiles()?, &mut |_| {})?;
-    Ok(Some((analytics, tables.profiles)))
-}

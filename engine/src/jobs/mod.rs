@@ -24,7 +24,7 @@ use crate::analytics::MerchantAnalytics;
 use crate::error::{Error, Result};
 use crate::settings::MerchantSettings;
 use crate::snapshot::MerchantSummary;
-use crate::store::{EventStore, MERCHANT_ID};
+use crate::store::EventStore;
 
 /// Options of `recur run`.
 #[derive(Debug, Clone, Copy)]
@@ -173,10 +173,7 @@ pub fn run_merchant(
 
 /// Prepends a `merchant_id` column.
 pub(crate) fn with_merchant(merchant_id: &str, frame: DataFrame) -> PolarsResult<DataFrame> {
-    frame
-        .lazy()
-        .select([lit(merchant_id).alias(MERCHANT_ID), all().as_expr()])
-        .collect()
+    reports::tagged(frame, &[], merchant_id)
 }
 
 fn summarize(

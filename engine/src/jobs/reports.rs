@@ -34,7 +34,12 @@ pub fn with_period_label(
     Ok(frame)
 }
 
-fn tagged(frame: DataFrame, tags: &[(&str, &str)], merchant_id: &str) -> PolarsResult<DataFrame> {
+/// Prepends `merchant_id` and the constant `tags` columns.
+pub(crate) fn tagged(
+    frame: DataFrame,
+    tags: &[(&str, &str)],
+    merchant_id: &str,
+) -> PolarsResult<DataFrame> {
     let mut columns = vec![lit(merchant_id).alias(crate::store::MERCHANT_ID)];
     columns.extend(tags.iter().map(|(name, value)| lit(*value).alias(*name)));
     columns.push(all().as_expr());
