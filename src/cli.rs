@@ -99,6 +99,27 @@ pub(crate) enum Command {
     Demo(DemoArgs),
 }
 
+/// How incoming events are judged, beyond the fixed contract.
+#[derive(Args, Clone)]
+pub(crate) struct ValidationArgs {
+    /// Highest accepted unit price; a higher one is rejected as a likely unit mistake.
+    #[arg(long, env = "RECUR_MAX_PRICE", default_value_t = recur_engine::event::DEFAULT_MAX_PRICE, value_name = "PRICE")]
+    pub max_price: f64,
+}
+
+impl ValidationArgs {
+    /// The validator for these settings, on the wall clock (read for every event).
+    pub(crate) fn validator(&self) -> anyhow::Result<recur_engine::event::EventValidator> {
+        if !(self.max_price.is_finite() && self.max_price > 0.0) {
+            anyhow::bail!(
+                "--max-price must be a positive number, got {}",
+                self.max_price
+            );
+        }
+        Ok(recur_engine::event::EventValidator::system().with_max_price(self.max_price))
+    }
+}
+
 /// How to reach Kafka; plain Kafka protocol (Apache Kafka, Redpanda, managed Kafka, tansu).
 #[derive(Args, Clone, Default)]
 pub(crate) struct KafkaArgs {
@@ -145,6 +166,8 @@ pub(crate) struct IngestArgs {
     /// Lines per atomic commit.
     #[arg(long, default_value_t = 200_000, value_name = "N")]
     pub batch_events: usize,
+    #[command(flatten)]
+    pub validation: ValidationArgs,
 }
 
 #[derive(Args)]
@@ -221,6 +244,8 @@ pub(crate) struct ServeArgs {
     /// acked) instead of writing the store; `recur ingest --kafka` stores them.
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub validation: ValidationArgs,
 }
 
 #[derive(Args)]

@@ -2,6 +2,16 @@
 
 use std::io::IsTerminal;
 
+/// `println!` that returns the write error instead of panicking, so `recur ... | head -1`
+/// ends quietly when the reader goes away (main treats a broken pipe as success).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+pub(crate) use outln;
+
 use comfy_table::presets::NOTHING;
 use comfy_table::{CellAlignment, Table};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};

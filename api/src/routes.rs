@@ -86,9 +86,9 @@ pub(crate) async fn post_events(
         }
     })?;
     if let Some(publisher) = &state.publisher {
-        return publish_events(publisher, &body).await;
+        return publish_events(publisher, &state.validator, &body).await;
     }
-    let batch = recur_ingest::body::parse_body(&body, "http", &EventValidator::now())
+    let batch = recur_ingest::body::parse_body(&body, "http", &state.validator)
         .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
     let errors: Vec<Value> = batch
         .rejects
@@ -134,8 +134,11 @@ pub(crate) async fn post_events(
 
 /// Kafka mode: valid events are published and acknowledged by the broker before the
 /// response; duplicates are dropped later by the consumer, so none are counted here.
-async fn publish_events(publisher: &EventPublisher, body: &[u8]) -> Result<Json<Value>, ApiError> {
-    let validator = EventValidator::now();
+async fn publish_events(
+    publisher: &EventPublisher,
+    validator: &EventValidator,
+    body: &[u8],
+) -> Result<Json<Value>, ApiError> {
     let lines = recur_ingest::body::split_body(body)
         .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
     let mut valid = Vec::new();

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use recur_engine::event::EventValidator;
 use recur_engine::snapshot::{self, ServingSnapshot};
 use recur_engine::store::EmbeddedStore;
 use recur_ingest::kafka::EventPublisher;
@@ -37,11 +38,17 @@ pub struct AppState {
     /// When set, POST /v1/events publishes here instead of writing the store.
     pub publisher: Option<Arc<EventPublisher>>,
     pub limits: ApiLimits,
+    /// Validates posted events; reads the wall clock for every request.
+    pub validator: EventValidator,
 }
 
 impl AppState {
     /// Opens the store and loads the current snapshot, if there is one.
-    pub fn open(data_dir: PathBuf, limits: ApiLimits) -> recur_engine::Result<Self> {
+    pub fn open(
+        data_dir: PathBuf,
+        limits: ApiLimits,
+        validator: EventValidator,
+    ) -> recur_engine::Result<Self> {
         let store = EmbeddedStore::open(&data_dir)?;
         let current = match snapshot::current_name(&data_dir)? {
             Some(name) => Some(Arc::new(ServingSnapshot::load(&data_dir, &name)?)),
@@ -53,6 +60,7 @@ impl AppState {
             store: Arc::new(Mutex::new(store)),
             publisher: None,
             limits,
+            validator,
         })
     }
 

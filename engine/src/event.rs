@@ -6,6 +6,8 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, NaiveDate};
 use serde::Deserialize;
@@ -19,6 +21,12 @@ pub const MAX_ID_BYTES: usize = 128;
 pub const MAX_FUTURE_SKEW_MS: i64 = 24 * 60 * 60 * 1000;
 /// Timestamps before this are surely a unit mistake (seconds sent as milliseconds).
 const EARLIEST_TS_MS: i64 = 946_684_800_000; // 2000-01-01T00:00:00Z
+/// The default highest unit price accepted; above it a price is surely a unit or parsing
+/// mistake (cents sent as yuan, a serial number in the price field). `--max-price` changes it.
+pub const DEFAULT_MAX_PRICE: f64 = 100_000_000.0;
+/// The highest quantity of one line: bounds a line's amount so money sums stay exact in
+/// integer cents (see `jobs::purchases`).
+pub const MAX_QUANTITY: i64 = 1_000_000;
 
 /// What a customer did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -210,21 +218,87 @@ impl fmt::Display for Rejection {
     }
 }
 
-/// Validates raw lines against the contract, relative to a fixed "now".
-#[derive(Debug, Clone, Copy)]
+/// Where "now" comes from when judging whether a timestamp lies too far in the future.
+///
+/// A long-running consumer or server must read it for every batch: a "now" taken once at
+/// start-up would, after a day of uptime, reject every fresh event as future-dated.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// The wall clock of this machine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+}
+
+/// A clock that stands still until told to move: for tests, and for validating historic
+/// data against a chosen "now".
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(now_ms: i64) -> Self {
+        Self(AtomicI64::new(now_ms))
+    }
+
+    pub fn set(&self, now_ms: i64) {
+        self.0.store(now_ms, Ordering::Relaxed);
+    }
+
+    pub fn advance(&self, by_ms: i64) {
+        self.0.fetch_add(by_ms, Ordering::Relaxed);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Validates raw lines against the contract. "Now" is read from its clock on every call, so
+/// one validator serves a process for as long as it runs.
+#[derive(Debug, Clone)]
 pub struct EventValidator {
-    now_ms: i64,
+    clock: Arc<dyn Clock>,
+    max_price: f64,
 }
 
 impl EventValidator {
-    /// A validator that judges future timestamps against `now_ms`.
+    /// A validator that judges future timestamps against a fixed `now_ms`.
     pub fn new(now_ms: i64) -> Self {
-        Self { now_ms }
+        Self::with_clock(Arc::new(ManualClock::new(now_ms)))
     }
 
-    /// A validator that judges future timestamps against the wall clock.
-    pub fn now() -> Self {
-        Self::new(chrono::Utc::now().timestamp_millis())
+    /// A validator that judges future timestamps against the wall clock, read at every call.
+    pub fn system() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
+
+    /// A validator that asks `clock` for "now" at every call.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            clock,
+            max_price: DEFAULT_MAX_PRICE,
+        }
+    }
+
+    /// Refuses unit prices above `max_price` (default [`DEFAULT_MAX_PRICE`]).
+    #[must_use]
+    pub fn with_max_price(mut self, max_price: f64) -> Self {
+        self.max_price = max_price;
+        self
+    }
+
+    /// The highest unit price accepted.
+    pub fn max_price(&self) -> f64 {
+        self.max_price
     }
 
     /// Parses and validates one event. All problems found are reported together, `; `-separated.
@@ -244,14 +318,15 @@ impl EventValidator {
         let wire: WireEvent<'_> =
             serde_json::from_str(text).map_err(|e| reject(describe_json_error(&e)))?;
         let mut problems = Vec::new();
-        let event = self.check(wire, &mut problems);
+        let now_ms = self.clock.now_ms();
+        let event = self.check(wire, now_ms, &mut problems);
         match event {
             Some(event) if problems.is_empty() => Ok(event),
             _ => Err(reject(problems.join("; "))),
         }
     }
 
-    fn check(&self, wire: WireEvent<'_>, problems: &mut Vec<String>) -> Option<Event> {
+    fn check(&self, wire: WireEvent<'_>, now_ms: i64, problems: &mut Vec<String>) -> Option<Event> {
         let event_id = required_id("event_id", wire.event_id, problems);
         let merchant_id = required_id("merchant_id", wire.merchant_id, problems);
         let user_id = required_id("user_id", wire.user_id, problems);
@@ -272,7 +347,9 @@ impl EventValidator {
                 problems.push("missing required field `ts`".to_owned());
                 None
             }
-            Some(raw) => self.parse_ts(raw.get()).map_err(|p| problems.push(p)).ok(),
+            Some(raw) => parse_ts(raw.get(), now_ms)
+                .map_err(|p| problems.push(p))
+                .ok(),
         };
         let channel = match wire.channel.as_deref() {
             None => Some(Channel::default()),
@@ -291,16 +368,23 @@ impl EventValidator {
         let unionid = optional_id("unionid", wire.unionid, problems);
         let category = optional_text("category", wire.category, problems);
         let scene = wire.scene.and_then(|raw| parse_scene(raw.get(), problems));
-        if let Some(price) = wire.price
-            && !(price >= 0.0 && price.is_finite())
-        {
-            problems.push(format!("price must be >= 0, got {price}"));
+        if let Some(price) = wire.price {
+            if !(price >= 0.0 && price.is_finite()) {
+                problems.push(format!("price must be >= 0, got {price}"));
+            } else if price > self.max_price {
+                problems.push(format!(
+                    "price {price} is above the highest accepted price {}; prices are per unit in the merchant's currency (raise the limit with --max-price if it is real)",
+                    self.max_price
+                ));
+            }
         }
         let quantity = match wire.quantity {
             None => Some(1),
-            Some(q) if q >= 1 && q <= i64::from(u32::MAX) => u32::try_from(q).ok(),
+            Some(q) if (1..=MAX_QUANTITY).contains(&q) => u32::try_from(q).ok(),
             Some(q) => {
-                problems.push(format!("quantity must be an integer >= 1, got {q}"));
+                problems.push(format!(
+                    "quantity must be an integer from 1 to {MAX_QUANTITY}, got {q}"
+                ));
                 None
             }
         };
@@ -364,36 +448,36 @@ impl EventValidator {
             properties: properties.map(compact_json),
         })
     }
+}
 
-    fn parse_ts(&self, raw: &str) -> Result<i64, String> {
-        let ts_ms = if raw.starts_with('"') {
-            let text: Cow<'_, str> =
-                serde_json::from_str(raw).map_err(|e| format!("ts is not a valid string: {e}"))?;
-            DateTime::parse_from_rfc3339(&text)
-                .map_err(|e| {
-                    format!("ts must be RFC 3339 with an offset (e.g. 2026-03-01T08:30:00+08:00) or epoch milliseconds; {text:?} is not: {e}")
-                })?
-                .timestamp_millis()
-        } else {
-            raw.parse::<i64>().map_err(|_| {
-                format!(
-                    "ts must be RFC 3339 text or integer epoch milliseconds, got {}",
-                    abbreviate(raw)
-                )
+fn parse_ts(raw: &str, now_ms: i64) -> Result<i64, String> {
+    let ts_ms = if raw.starts_with('"') {
+        let text: Cow<'_, str> =
+            serde_json::from_str(raw).map_err(|e| format!("ts is not a valid string: {e}"))?;
+        DateTime::parse_from_rfc3339(&text)
+            .map_err(|e| {
+                format!("ts must be RFC 3339 with an offset (e.g. 2026-03-01T08:30:00+08:00) or epoch milliseconds; {text:?} is not: {e}")
             })?
-        };
-        if ts_ms < EARLIEST_TS_MS {
-            return Err(format!(
-                "ts {ts_ms} is before 2000-01-01; epoch timestamps must be in milliseconds, not seconds"
-            ));
-        }
-        if ts_ms > self.now_ms + MAX_FUTURE_SKEW_MS {
-            let when = DateTime::from_timestamp_millis(ts_ms)
-                .map_or_else(|| ts_ms.to_string(), |t| t.to_rfc3339());
-            return Err(format!("ts {when} is more than 24 h in the future"));
-        }
-        Ok(ts_ms)
+            .timestamp_millis()
+    } else {
+        raw.parse::<i64>().map_err(|_| {
+            format!(
+                "ts must be RFC 3339 text or integer epoch milliseconds, got {}",
+                abbreviate(raw)
+            )
+        })?
+    };
+    if ts_ms < EARLIEST_TS_MS {
+        return Err(format!(
+            "ts {ts_ms} is before 2000-01-01; epoch timestamps must be in milliseconds, not seconds"
+        ));
     }
+    if ts_ms > now_ms + MAX_FUTURE_SKEW_MS {
+        let when = DateTime::from_timestamp_millis(ts_ms)
+            .map_or_else(|| ts_ms.to_string(), |t| t.to_rfc3339());
+        return Err(format!("ts {when} is more than 24 h in the future"));
+    }
+    Ok(ts_ms)
 }
 
 fn reject(reason: String) -> Rejection {
@@ -647,7 +731,57 @@ mod tests {
         let zero_qty = PURCHASE.replace("\"quantity\":2", "\"quantity\":0");
         assert_eq!(
             check(&zero_qty).expect_err("must fail"),
-            "quantity must be an integer >= 1, got 0"
+            "quantity must be an integer from 1 to 1000000, got 0"
+        );
+    }
+
+    #[test]
+    fn a_validator_follows_its_clock_after_days_of_uptime() {
+        let clock = Arc::new(ManualClock::new(NOW));
+        let validator = EventValidator::with_clock(clock.clone());
+        let stamped = |ts_ms: i64| {
+            format!(
+                r#"{{"event_id":"e","merchant_id":"m","user_id":"u","type":"share","ts":{ts_ms}}}"#
+            )
+        };
+        const DAY: i64 = 86_400_000;
+        assert!(validator.validate(stamped(NOW).as_bytes()).is_ok());
+        assert!(
+            validator
+                .validate(stamped(NOW + 3 * DAY).as_bytes())
+                .is_err()
+        );
+        // Three days of uptime later, an event stamped "now" is on time, not in the future.
+        clock.advance(3 * DAY);
+        assert!(
+            validator
+                .validate(stamped(NOW + 3 * DAY).as_bytes())
+                .is_ok()
+        );
+        // Clones share the clock, as the consumer's and server's workers do.
+        let clone = validator.clone();
+        clock.advance(DAY);
+        assert!(clone.validate(stamped(NOW + 4 * DAY).as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn prices_above_the_limit_and_huge_quantities_are_refused() {
+        let line = PURCHASE.replace("12.5", "250000000");
+        assert_eq!(
+            check(&line).expect_err("must fail"),
+            "price 250000000 is above the highest accepted price 100000000; prices are per unit in the merchant's currency (raise the limit with --max-price if it is real)"
+        );
+        let lenient = EventValidator::new(NOW).with_max_price(1e9);
+        assert!(lenient.validate(line.as_bytes()).is_ok());
+        let strict = EventValidator::new(NOW).with_max_price(10.0);
+        assert!(strict.validate(PURCHASE.as_bytes()).is_err());
+        // JSON cannot spell infinity; a number too large for f64 is refused by the parser.
+        let reason = check(&PURCHASE.replace("12.5", "1e400")).expect_err("must fail");
+        assert!(reason.contains("number out of range"), "{reason}");
+        let many = PURCHASE.replace("\"quantity\":2", "\"quantity\":1000001");
+        assert_eq!(
+            check(&many).expect_err("must fail"),
+            "quantity must be an integer from 1 to 1000000, got 1000001"
         );
     }
 

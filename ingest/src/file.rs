@@ -22,14 +22,16 @@ pub struct Progress {
     pub lines: u64,
 }
 
-/// Ingests every source into the store and returns the totals.
+/// Ingests every source into the store and returns the totals. `validator` reads its clock
+/// for every line, so a long stdin stream is judged against the time each line arrives.
 pub fn ingest_sources(
     store: &mut dyn EventStore,
     sources: &[Source],
     limits: BatchLimits,
+    validator: EventValidator,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<AppendOutcome> {
-    let mut batcher = Batcher::new(store, EventValidator::now(), limits);
+    let mut batcher = Batcher::new(store, validator, limits);
     let mut progress = Progress::default();
     let mut buf = Vec::with_capacity(4096);
     for (index, source) in sources.iter().enumerate() {

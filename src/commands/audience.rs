@@ -1,5 +1,6 @@
 //! `recur audience`: define, list, preview and export rule-based audiences.
 
+use crate::output::outln;
 use std::io::Write;
 
 use anyhow::Context;
@@ -99,7 +100,7 @@ pub(crate) fn audience(command: AudienceCommand) -> anyhow::Result<()> {
                         .iter()
                         .map(|d| json!({"name": d.name, "description": d.description, "rule": d.rule, "created_at_ms": d.created_at_ms, "customers": size(&d.name)}))
                         .collect();
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::to_string(
                             &json!({"merchant_id": merchant, "audiences": list})
@@ -117,7 +118,7 @@ pub(crate) fn audience(command: AudienceCommand) -> anyhow::Result<()> {
                             ]
                         })
                         .collect();
-                    println!(
+                    outln!(
                         "{}",
                         table(&["audience", "customers (last run)", "rule"], rows)
                     );
@@ -153,15 +154,15 @@ pub(crate) fn audience(command: AudienceCommand) -> anyhow::Result<()> {
                 .limit(limit as u32)
                 .collect()?;
             if format == Format::Json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string(
                         &json!({"merchant_id": scope.merchant, "customers": members.height(), "sample": frame_json::rows(&sample)})
                     )?
                 );
             } else {
-                println!("{} customers match\n", thousands(members.height() as u64));
-                println!("{}", frame_table(&sample));
+                outln!("{} customers match\n", thousands(members.height() as u64));
+                outln!("{}", frame_table(&sample));
             }
             Ok(())
         }

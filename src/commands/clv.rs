@@ -1,5 +1,6 @@
 //! `recur clv fit|predict`: the repeat-purchase models from a summary or transactions CSV.
 
+use crate::output::outln;
 use std::io::{BufWriter, Write};
 
 use anyhow::Context;
@@ -101,7 +102,7 @@ pub(crate) fn fit(args: &ClvFitArgs) -> anyhow::Result<()> {
             "log_likelihood": g.log_likelihood, "std_errors": g.std_errors,
         });
     }
-    println!("{out}");
+    outln!("{out}");
     Ok(())
 }
 
@@ -222,7 +223,7 @@ pub(crate) fn check(args: &ClvCheckArgs) -> anyhow::Result<()> {
             writeln!(out)?;
         }
         _ => {
-            println!("Holdout repeat purchases per customer, by calibration frequency\n");
+            outln!("Holdout repeat purchases per customer, by calibration frequency\n");
             let rows = buckets
                 .iter()
                 .map(|b| {
@@ -235,14 +236,14 @@ pub(crate) fn check(args: &ClvCheckArgs) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            println!(
+            outln!(
                 "{}\n",
                 table(
                     &["frequency", "customers", "actual", "BG/NBD", "Pareto/NBD"],
                     rows
                 )
             );
-            println!("Cumulative repeat purchases of the calibration cohort (* = holdout)\n");
+            outln!("Cumulative repeat purchases of the calibration cohort (* = holdout)\n");
             let rows = track
                 .iter()
                 .map(|r| {
@@ -255,7 +256,7 @@ pub(crate) fn check(args: &ClvCheckArgs) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 table(&["period", "actual", "BG/NBD", "Pareto/NBD"], rows)
             );

@@ -3,6 +3,8 @@
 //! Rerunning on the same directory regenerates the same events (same seed), which the store
 //! recognises as duplicates: the demo is idempotent, and shows it.
 
+use crate::output::outln;
+use recur_engine::event::EventValidator;
 use std::time::{Duration, Instant};
 
 use std::path::Path;
@@ -27,7 +29,7 @@ const DEMO_PARTITIONS: i32 = 4;
 pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     let dir = &args.data_dir;
     let events = dir.join("demo-events.ndjson.gz");
-    println!(
+    outln!(
         "Recur demo: {} merchants, {} simulated users over {} days (seed {})\n",
         args.shape.merchants,
         thousands(args.shape.users as u64),
@@ -37,7 +39,7 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let (counts, _) = generate::generate_to(&events, &args.shape)?;
-    println!(
+    outln!(
         "  generated  {} lines: {} events, {} resent duplicates, {} malformed  ({:.1} s)",
         thousands(counts.lines),
         thousands(counts.unique_events),
@@ -50,11 +52,16 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     let (outcome, via) = match &args.kafka.kafka {
         Some(brokers) => (ingest_through_kafka(brokers, args, &events)?, " via Kafka"),
         None => (
-            ingest::ingest_files(dir, std::slice::from_ref(&events), 200_000)?,
+            ingest::ingest_files(
+                dir,
+                std::slice::from_ref(&events),
+                200_000,
+                EventValidator::system(),
+            )?,
             "",
         ),
     };
-    println!(
+    outln!(
         "  ingested   {} accepted, {} duplicates, {} rejected{via}  ({:.1} s; reasons in {})",
         thousands(outcome.accepted),
         thousands(outcome.duplicates),
@@ -63,34 +70,37 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         dir.join("rejected").display()
     );
     if outcome.accepted == 0 && outcome.duplicates > 0 {
-        println!(
+        outln!(
             "             (an earlier demo stored these events already: ingest stores each event once)"
         );
     }
 
     let started = Instant::now();
     let manifest = run::run_jobs(dir, RunOptions::default())?;
-    println!(
+    outln!(
         "  jobs       snapshot {}  ({:.1} s)\n",
         manifest.name,
         started.elapsed().as_secs_f64()
     );
-    println!("{}\n", run::merchant_table(&manifest));
+    outln!("{}\n", run::merchant_table(&manifest));
 
     let snapshot = ServingSnapshot::load(dir, &manifest.name)?;
     let highlights = top_customers(dir, HIGHLIGHTED_CUSTOMERS)?;
-    println!("Your best customers, and what to push to them next:");
+    outln!("Your best customers, and what to push to them next:");
     for customer in &highlights {
-        println!(
+        outln!(
             "\n  {} / {}  ({} orders, {:.2} spent)",
-            customer.merchant_id, customer.user_id, customer.orders, customer.revenue
+            customer.merchant_id,
+            customer.user_id,
+            customer.orders,
+            customer.revenue
         );
         let Some(list) = snapshot.recommend(&customer.merchant_id, &customer.user_id, ITEMS_SHOWN)
         else {
             continue;
         };
         for (rank, item) in list.items.iter().enumerate() {
-            println!(
+            outln!(
                 "    {}. {:<26} {:>6.3}  {}",
                 rank + 1,
                 item.item_id,
@@ -101,34 +111,36 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     }
 
     let base = format!("http://{}", args.listen);
-    println!("\nOpen:");
+    outln!("\nOpen:");
     if let Some(c) = highlights.first() {
-        println!(
+        outln!(
             "  {base}/v1/merchants/{}/users/{}/recommendations?k=5",
-            c.merchant_id, c.user_id
+            c.merchant_id,
+            c.user_id
         );
     }
     if let Some(c) = highlights.first() {
-        println!(
+        outln!(
             "  {base}/v1/merchants/{}/users/{}/profile   (RFM, lifecycle, cluster, P(alive), CLV)",
-            c.merchant_id, c.user_id
+            c.merchant_id,
+            c.user_id
         );
     }
     if let Some(m) = manifest.merchants.first() {
         let id = &m.merchant_id;
-        println!(
+        outln!(
             "  {base}/v1/merchants/{id}/users/someone-new/recommendations   (an unknown user gets popular items)"
         );
-        println!("  {base}/v1/merchants/{id}/reports/retention?period=month");
-        println!("  {base}/v1/merchants/{id}/reports/rfm");
+        outln!("  {base}/v1/merchants/{id}/reports/retention?period=month");
+        outln!("  {base}/v1/merchants/{id}/reports/rfm");
     }
-    println!("  {base}/healthz");
+    outln!("  {base}/healthz");
     let first = manifest
         .merchants
         .first()
         .map_or("m_bakery", |m| m.merchant_id.as_str());
     let shown = dir.display();
-    println!(
+    outln!(
         "\nData: {shown}   Next: `recur report retention --data-dir {shown} --merchant {first} --period month`, \
          `recur report rfm --data-dir {shown} --merchant {first}`, `recur export recommendations --data-dir {shown} --k 10`"
     );
@@ -136,11 +148,12 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     if args.no_serve {
         return Ok(());
     }
-    println!("\nServing on {base} until Ctrl-C.");
+    outln!("\nServing on {base} until Ctrl-C.");
     serve::serve_until_shutdown(
         dir,
         args.listen,
         ApiLimits::default(),
+        EventValidator::system(),
         Duration::from_secs(2),
         None,
     )
@@ -169,7 +182,7 @@ fn ingest_through_kafka(
             produced.failed
         );
     }
-    println!(
+    outln!(
         "  produced   {} messages to {} at {brokers}",
         thousands(produced.produced),
         args.kafka.topic

@@ -1,8 +1,10 @@
 //! `recur ingest`: files and stdin into the store.
 
+use crate::output::outln;
 use std::path::Path;
 
 use anyhow::Context;
+use recur_engine::event::EventValidator;
 use recur_engine::store::{AppendOutcome, EmbeddedStore};
 use std::time::Duration;
 
@@ -15,12 +17,17 @@ use crate::output::{progress_bar, table, thousands};
 pub(crate) fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
     let outcome = match &args.kafka.kafka {
         Some(brokers) => ingest_kafka(args, brokers)?,
-        None => ingest_files(&args.data.data_dir, &args.files, args.batch_events)?,
+        None => ingest_files(
+            &args.data.data_dir,
+            &args.files,
+            args.batch_events,
+            args.validation.validator()?,
+        )?,
     };
     if args.json {
-        println!("{}", serde_json::to_string(&outcome)?);
+        outln!("{}", serde_json::to_string(&outcome)?);
     } else {
-        print_summary(&args.data.data_dir, &outcome);
+        print_summary(&args.data.data_dir, &outcome)?;
     }
     Ok(())
 }
@@ -39,6 +46,7 @@ fn ingest_kafka(args: &IngestArgs, brokers: &str) -> anyhow::Result<AppendOutcom
         until_idle,
         max_batch_messages: args.batch_events.max(1),
         max_batch_wait: Duration::from_millis(args.max_batch_wait_ms.max(1)),
+        validator: args.validation.validator()?,
     };
     consume_kafka(&args.data.data_dir, &settings, &options)
 }
@@ -66,6 +74,7 @@ pub(crate) fn ingest_files(
     data_dir: &Path,
     files: &[std::path::PathBuf],
     batch_events: usize,
+    validator: EventValidator,
 ) -> anyhow::Result<AppendOutcome> {
     let sources: Vec<Source> = files.iter().map(|f| Source::parse(f)).collect();
     let total: Option<u64> = sources.iter().map(Source::size_on_disk).sum();
@@ -89,22 +98,24 @@ pub(crate) fn ingest_files(
         max_events: batch_events.max(1),
         ..BatchLimits::default()
     };
-    let outcome = recur_ingest::ingest_sources(&mut store, &sources, limits, &mut on_progress)?;
+    let outcome =
+        recur_ingest::ingest_sources(&mut store, &sources, limits, validator, &mut on_progress)?;
     bar.finish_and_clear();
     Ok(outcome)
 }
 
-pub(crate) fn print_summary(data_dir: &Path, outcome: &AppendOutcome) {
+pub(crate) fn print_summary(data_dir: &Path, outcome: &AppendOutcome) -> anyhow::Result<()> {
     let rows = vec![
         vec!["accepted".to_owned(), thousands(outcome.accepted)],
         vec!["duplicates".to_owned(), thousands(outcome.duplicates)],
         vec!["rejected".to_owned(), thousands(outcome.rejected)],
     ];
-    println!("{}", table(&["events", "count"], rows));
+    outln!("{}", table(&["events", "count"], rows));
     if outcome.rejected > 0 {
-        println!(
+        outln!(
             "Rejected lines and their reasons are in {}",
             data_dir.join("rejected").display()
         );
     }
+    Ok(())
 }

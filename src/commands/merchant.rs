@@ -1,5 +1,6 @@
 //! `recur merchant`: per-merchant settings.
 
+use crate::output::outln;
 use recur_engine::analytics::period::TimeZoneName;
 use recur_engine::settings::MerchantSettings;
 
@@ -20,7 +21,7 @@ pub(crate) fn merchant(command: MerchantCommand) -> anyhow::Result<()> {
         }
         MerchantCommand::Show { data, merchant } => {
             let settings = MerchantSettings::load(&data.data_dir, &merchant)?;
-            println!("{}", serde_json::to_string_pretty(&settings)?);
+            outln!("{}", serde_json::to_string_pretty(&settings)?);
             Ok(())
         }
     }

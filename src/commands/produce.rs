@@ -1,5 +1,6 @@
 //! `recur produce`: NDJSON files onto a Kafka topic.
 
+use crate::output::outln;
 use recur_ingest::Source;
 use recur_ingest::kafka::{KafkaSettings, produce_lines};
 
@@ -20,9 +21,9 @@ pub(crate) fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
     })?;
     bar.finish_and_clear();
     if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        outln!("{}", serde_json::to_string(&summary)?);
     } else {
-        println!(
+        outln!(
             "produced {} messages to {} ({} failed)",
             thousands(summary.produced),
             args.kafka.topic,

@@ -1,5 +1,6 @@
 //! `recur report`: customer analytics of one merchant, computed now from the stored events.
 
+use crate::output::outln;
 use std::io::Write;
 
 use anyhow::Context;
@@ -107,7 +108,7 @@ pub(crate) fn report(command: ReportCommand) -> anyhow::Result<()> {
                 "cohort_event": spec.cohort_activity.as_str(), "return_event": spec.return_activity.as_str(),
             });
             if args.format == Format::Table {
-                println!(
+                outln!(
                     "{}",
                     header(
                         &a,
@@ -117,7 +118,7 @@ pub(crate) fn report(command: ReportCommand) -> anyhow::Result<()> {
                         )
                     )
                 );
-                println!("{}", retention_matrix(&frame)?);
+                outln!("{}", retention_matrix(&frame)?);
                 return Ok(());
             }
             emit(&a, &args, meta, frame)
@@ -242,7 +243,7 @@ pub(crate) fn report(command: ReportCommand) -> anyhow::Result<()> {
                     .iter()
                     .map(|(k, s)| format!("k={k}: {s:.3}"))
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     header(
                         &a,

@@ -1,5 +1,6 @@
 //! `recur run`: the batch jobs, then a new snapshot.
 
+use crate::output::outln;
 use std::path::Path;
 use std::time::Instant;
 
@@ -33,14 +34,14 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         },
     )?;
     if args.json {
-        println!("{}", serde_json::to_string(&manifest)?);
+        outln!("{}", serde_json::to_string(&manifest)?);
     } else {
-        println!(
+        outln!(
             "snapshot {} published in {:.1} s\n",
             manifest.name,
             started.elapsed().as_secs_f64()
         );
-        println!("{}", merchant_table(&manifest));
+        outln!("{}", merchant_table(&manifest));
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use recur_api::{ApiLimits, AppState};
+use recur_engine::event::EventValidator;
 use recur_ingest::kafka::{EventPublisher, KafkaSettings};
 use tracing::info;
 
@@ -29,6 +30,7 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         &args.data.data_dir,
         args.listen,
         limits,
+        args.validation.validator()?,
         Duration::from_secs_f64(args.reload_every),
         publisher,
     )
@@ -38,12 +40,13 @@ pub(crate) fn serve_until_shutdown(
     data_dir: &Path,
     listen: SocketAddr,
     limits: ApiLimits,
+    validator: EventValidator,
     reload_every: Duration,
     publisher: Option<EventPublisher>,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let mut state = AppState::open(data_dir.to_path_buf(), limits)
+        let mut state = AppState::open(data_dir.to_path_buf(), limits, validator)
             .with_context(|| format!("cannot open {}", data_dir.display()))?;
         if let Some(publisher) = publisher {
             state = state.with_publisher(publisher);

@@ -1,5 +1,6 @@
 //! `recur stats`: what the store holds.
 
+use crate::output::outln;
 use anyhow::Context;
 use recur_engine::store::{EmbeddedStore, EventStore};
 
@@ -12,10 +13,10 @@ pub(crate) fn stats(args: &StatsArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the store in {}", dir.display()))?;
     let stats = store.stats()?;
     if args.json {
-        println!("{}", serde_json::to_string(&stats)?);
+        outln!("{}", serde_json::to_string(&stats)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{} events in {} files ({} commits)\n",
         thousands(stats.total),
         thousands(stats.files),
@@ -26,10 +27,10 @@ pub(crate) fn stats(args: &StatsArgs) -> anyhow::Result<()> {
             .map(|(k, v)| vec![k.clone(), thousands(*v)])
             .collect::<Vec<_>>()
     };
-    println!(
+    outln!(
         "{}\n",
         table(&["merchant", "events"], rows(&stats.per_merchant))
     );
-    println!("{}", table(&["type", "events"], rows(&stats.per_type)));
+    outln!("{}", table(&["type", "events"], rows(&stats.per_type)));
     Ok(())
 }

@@ -45,6 +45,8 @@ pub struct ConsumeOptions {
     pub max_batch_messages: usize,
     /// ...or when its first message is this old.
     pub max_batch_wait: Duration,
+    /// Judges each message; its clock is read per message, so days of uptime change nothing.
+    pub validator: EventValidator,
 }
 
 impl Default for ConsumeOptions {
@@ -56,6 +58,7 @@ impl Default for ConsumeOptions {
             until_idle: None,
             max_batch_messages: 50_000,
             max_batch_wait: Duration::from_secs(1),
+            validator: EventValidator::system(),
         }
     }
 }
@@ -169,7 +172,7 @@ pub fn consume(
     };
     info!(topic = %options.topic, group = %options.group, "consuming");
 
-    let validator = EventValidator::now();
+    let validator = &options.validator;
     let mut pending = Pending::default();
     let mut total = AppendOutcome::default();
     let started = Instant::now();
@@ -180,7 +183,7 @@ pub fn consume(
             Some(Err(e)) => warn!(error = %e, "kafka error; librdkafka retries"),
             Some(Ok(message)) => {
                 last_message = Some(Instant::now());
-                accept_message(&message, &validator, options, &mut pending);
+                accept_message(&message, validator, options, &mut pending);
             }
         }
         let due = pending
