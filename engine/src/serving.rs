@@ -13,7 +13,7 @@ use crate::analytics::identity::CUSTOMER_ID;
 use crate::analytics::rfm;
 use crate::error::{Error, Result};
 use crate::frame_json;
-use crate::jobs::purchases::{self, NET_AMOUNT, ORDERED_AT};
+use crate::jobs::purchases::{self, NET_CENTS, ORDERED_AT};
 use crate::jobs::reports::PERIOD_KIND;
 use crate::snapshot::{scan_profiles_of, scan_report};
 use crate::store::{EventStore, MERCHANT_ID, ORDER_ID, TimeRange, USER_ID};
@@ -151,7 +151,7 @@ fn recent_orders(
         .group_by([col(ORDER_ID)])
         .agg([
             col(ORDERED_AT).min(),
-            col(NET_AMOUNT).sum().alias("amount"),
+            purchases::money(col(NET_CENTS).sum()).alias("amount"),
             col(purchases::NET_QUANTITY).sum().alias("items"),
         ])
         .filter(col("amount").gt(lit(0.0)))

@@ -15,6 +15,8 @@ use crate::store::{fsutil, merchant_dir};
 
 pub const MERCHANTS_DIR: &str = "merchants";
 const SETTINGS_FILE: &str = "settings.json";
+/// Serializes read-modify-write of a merchant's settings and audiences between processes.
+const LOCK_FILE: &str = ".lock";
 
 /// What a merchant configures.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -30,6 +32,12 @@ pub fn merchant_config_dir(data_dir: &Path, merchant_id: &str) -> PathBuf {
     data_dir.join(MERCHANTS_DIR).join(merchant_dir(merchant_id))
 }
 
+/// Holds the merchant's configuration lock while it lives: whoever changes settings,
+/// audiences or campaigns reads, modifies and writes under it, so no change is lost.
+pub fn lock_merchant_config(data_dir: &Path, merchant_id: &str) -> Result<std::fs::File> {
+    fsutil::lock_exclusive(&merchant_config_dir(data_dir, merchant_id).join(LOCK_FILE))
+}
+
 impl MerchantSettings {
     pub fn load(data_dir: &Path, merchant_id: &str) -> Result<Self> {
         let path = merchant_config_dir(data_dir, merchant_id).join(SETTINGS_FILE);
@@ -43,7 +51,21 @@ impl MerchantSettings {
         }
     }
 
-    pub fn save(&self, data_dir: &Path, merchant_id: &str) -> Result<()> {
+    /// Loads, changes and saves the settings under the merchant's lock; returns the result.
+    pub fn update(
+        data_dir: &Path,
+        merchant_id: &str,
+        change: impl FnOnce(&mut Self),
+    ) -> Result<Self> {
+        let _lock = lock_merchant_config(data_dir, merchant_id)?;
+        let mut settings = Self::load(data_dir, merchant_id)?;
+        change(&mut settings);
+        settings.save_locked(data_dir, merchant_id)?;
+        Ok(settings)
+    }
+
+    /// Writes the settings; the caller holds [`lock_merchant_config`].
+    fn save_locked(&self, data_dir: &Path, merchant_id: &str) -> Result<()> {
         let dir = merchant_config_dir(data_dir, merchant_id);
         fs::create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
         let json = serde_json::to_vec_pretty(self).expect("settings always serialize");

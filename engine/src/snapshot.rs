@@ -23,6 +23,8 @@ use crate::store::{CATEGORY, ITEM_ID, MERCHANT_ID, USER_ID, fsutil};
 
 pub const SNAPSHOTS_DIR: &str = "snapshots";
 const CURRENT: &str = "CURRENT";
+/// Serializes moving CURRENT and pruning between concurrent runs.
+const LOCK_FILE: &str = ".lock";
 const MANIFEST: &str = "manifest.json";
 const PROFILES: &str = "profiles.parquet";
 const RECOMMENDATIONS: &str = "recommendations.parquet";
@@ -179,9 +181,30 @@ pub fn publish(
     let final_dir = root.join(&name);
     fs::rename(&staging, &final_dir).map_err(Error::io("rename into place", &final_dir))?;
     fsutil::sync_dir(&root)?;
-    fsutil::write_bytes_atomic(&root.join(CURRENT), name.as_bytes())?;
-    info!(snapshot = %name, merchants = manifest.merchants.len(), "snapshot published");
-    prune(&root, &name)?;
+    // Two runs may finish in either order: under the lock, CURRENT only ever moves forward,
+    // to the snapshot built from the newer store state (then the later-made one).
+    let _lock = fsutil::lock_exclusive(&root.join(LOCK_FILE))?;
+    let current = current_name(data_dir)?;
+    let newer = match &current {
+        None => true,
+        Some(current) => match read_manifest(data_dir, current) {
+            Ok(served) => (manifest.store_seq, name.as_str()) > (served.store_seq, current),
+            // CURRENT names a snapshot that cannot be read: replace it.
+            Err(_) => true,
+        },
+    };
+    if newer {
+        fsutil::write_bytes_atomic(&root.join(CURRENT), name.as_bytes())?;
+        info!(snapshot = %name, merchants = manifest.merchants.len(), "snapshot published");
+    } else {
+        info!(snapshot = %name, current = ?current, "snapshot written; a newer one stays current");
+    }
+    let keep = if newer {
+        name.clone()
+    } else {
+        current.unwrap_or_default()
+    };
+    prune(&root, &keep)?;
     Ok(manifest)
 }
 

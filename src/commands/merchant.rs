@@ -13,9 +13,10 @@ pub(crate) fn merchant(command: MerchantCommand) -> anyhow::Result<()> {
             merchant,
             time_zone,
         } => {
-            let mut settings = MerchantSettings::load(&data.data_dir, &merchant)?;
-            settings.time_zone = TimeZoneName::new(&time_zone)?;
-            settings.save(&data.data_dir, &merchant)?;
+            let zone = TimeZoneName::new(&time_zone)?;
+            MerchantSettings::update(&data.data_dir, &merchant, |settings| {
+                settings.time_zone = zone;
+            })?;
             eprintln!("merchant {merchant}: time zone {time_zone}; the next `recur run` uses it");
             Ok(())
         }

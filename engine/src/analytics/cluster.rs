@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::event::Channel;
-use crate::jobs::purchases::{NET_AMOUNT, NET_QUANTITY, ORDER_CHANNEL, REFUNDED_AMOUNT};
+use crate::jobs::purchases::{NET_CENTS, NET_QUANTITY, ORDER_CHANNEL, REFUNDED_CENTS};
 use crate::store::{CATEGORY, ITEM_ID, USER_ID};
 
 use super::rfm::{FREQUENCY, MONETARY, RECENCY_DAYS};
@@ -95,9 +95,9 @@ pub fn features(
         .lazy()
         .filter(kept.clone().and(col(CATEGORY).is_not_null()))
         .group_by([col(CATEGORY)])
-        .agg([col(NET_AMOUNT).sum()])
+        .agg([col(NET_CENTS).sum()])
         .sort(
-            [NET_AMOUNT, CATEGORY],
+            [NET_CENTS, CATEGORY],
             SortMultipleOptions::default().with_order_descending_multi([true, false]),
         )
         .limit(TOP_CATEGORIES as u32)
@@ -110,13 +110,14 @@ pub fn features(
         .collect();
     // Per-line contributions as plain columns, then plain per-customer sums: filters inside
     // `agg` are much slower over a million groups.
-    let kept_spend = when(kept.clone()).then(col(NET_AMOUNT)).otherwise(lit(0.0));
+    // Integer cents: the per-customer sums are exact whatever order the lines come in.
+    let kept_spend = when(kept.clone()).then(col(NET_CENTS)).otherwise(lit(0i64));
     let mut contributions = vec![col(USER_ID), kept_spend.clone().alias("__spend")];
     for c in &top {
         contributions.push(
             when(col(CATEGORY).eq(lit(c.as_str())).fill_null(lit(false)))
                 .then(kept_spend.clone())
-                .otherwise(lit(0.0))
+                .otherwise(lit(0i64))
                 .alias(category_column(c)),
         );
     }
@@ -129,15 +130,16 @@ pub fn features(
                 .alias(channel_column(ch)),
         );
     }
-    contributions.push(col(NET_AMOUNT));
-    contributions.push(col(REFUNDED_AMOUNT));
+    contributions.push(col(NET_CENTS));
+    contributions.push(col(REFUNDED_CENTS));
+    let as_float = |name: &str| col(name).sum().cast(DataType::Float64).alias(name);
     let mut per_user: Vec<Expr> = vec![
-        col("__spend").sum(),
+        as_float("__spend"),
         len().cast(DataType::Float64).alias("__lines"),
-        col(NET_AMOUNT).sum(),
-        col(REFUNDED_AMOUNT).sum(),
+        as_float(NET_CENTS),
+        as_float(REFUNDED_CENTS),
     ];
-    per_user.extend(top.iter().map(|c| col(category_column(c)).sum()));
+    per_user.extend(top.iter().map(|c| as_float(&category_column(c))));
     per_user.extend(Channel::ALL.iter().map(|ch| col(channel_column(*ch)).sum()));
     let mut shares: Vec<Expr> = top
         .iter()
@@ -152,10 +154,10 @@ pub fn features(
             .iter()
             .map(|ch| (col(channel_column(*ch)) / col("__lines")).alias(channel_column(*ch))),
     );
-    let gross = col(NET_AMOUNT) + col(REFUNDED_AMOUNT);
+    let gross = col(NET_CENTS) + col(REFUNDED_CENTS);
     shares.push(
         when(gross.clone().gt(lit(0.0)))
-            .then((col(REFUNDED_AMOUNT) / gross).clip(lit(0.0), lit(1.0)))
+            .then((col(REFUNDED_CENTS) / gross).clip(lit(0.0), lit(1.0)))
             .otherwise(lit(0.0))
             .alias(REFUND_SHARE),
     );
@@ -166,7 +168,7 @@ pub fn features(
         .agg(per_user)
         .with_columns(shares)
         .drop(by_name(
-            ["__spend", "__lines", NET_AMOUNT, REFUNDED_AMOUNT],
+            ["__spend", "__lines", NET_CENTS, REFUNDED_CENTS],
             true,
             false,
         ));
@@ -430,7 +432,7 @@ pub fn sentence(c: &ClusterSummary, orders: f64, spend: f64, recency: f64) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::purchases::{NET_AMOUNT, ORDERED_AT};
+    use crate::jobs::purchases::{NET_CENTS, ORDERED_AT};
     use crate::store::ORDER_ID;
 
     /// 20 regulars who buy bread in the micro-store every few days, 20 one-off cake buyers in
@@ -479,8 +481,8 @@ mod tests {
             ORDER_ID => orders,
             ITEM_ID => items,
             NET_QUANTITY => amounts.iter().map(|a| i64::from(*a > 0.0)).collect::<Vec<_>>(),
-            REFUNDED_AMOUNT => amounts.iter().map(|a| if *a > 0.0 { 0.0 } else { 5.0 }).collect::<Vec<_>>(),
-            NET_AMOUNT => amounts,
+            REFUNDED_CENTS => amounts.iter().map(|a| if *a > 0.0 { 0 } else { 500i64 }).collect::<Vec<_>>(),
+            NET_CENTS => amounts.iter().map(|a| (a * 100.0) as i64).collect::<Vec<_>>(),
             ORDERED_AT => vec![0i64; n],
             ORDER_CHANNEL => channels,
         )

@@ -12,7 +12,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use super::period::DAY_MS;
-use crate::jobs::purchases::{NET_AMOUNT, ORDERED_AT};
+use crate::jobs::purchases::{NET_CENTS, ORDERED_AT, money, money_sum};
 use crate::store::USER_ID;
 
 pub const RECENCY_DAYS: &str = "recency_days";
@@ -289,7 +289,8 @@ pub fn rfm(orders: LazyFrame, as_of_ms: i64) -> LazyFrame {
         .agg([
             recency.alias(RECENCY_DAYS),
             len().cast(DataType::UInt32).alias(FREQUENCY),
-            col(NET_AMOUNT).sum().alias(MONETARY),
+            // Cents until the scores and classes are set: integer sums and means are exact.
+            col(NET_CENTS).sum().alias(MONETARY),
         ])
         .with_columns([
             quintile(-col(RECENCY_DAYS)).alias(R_SCORE),
@@ -309,6 +310,7 @@ pub fn rfm(orders: LazyFrame, as_of_ms: i64) -> LazyFrame {
             )
             .alias(VALUE_CLASS),
         ])
+        .with_column(money(col(MONETARY)).alias(MONETARY))
         .sort([USER_ID], SortMultipleOptions::default())
 }
 
@@ -324,7 +326,7 @@ pub fn summary(rfm: LazyFrame, by_value_class: bool) -> PolarsResult<DataFrame> 
     let all = df!("segment" => keys, "order" => order)?;
     let counts = rfm.group_by([col(column).alias("segment")]).agg([
         len().cast(DataType::UInt64).alias("customers"),
-        col(MONETARY).sum().alias("revenue"),
+        money_sum(col(MONETARY)).alias("revenue"),
         col(RECENCY_DAYS)
             .cast(DataType::Float64)
             .mean()
@@ -365,8 +367,8 @@ mod tests {
         let users: Vec<&str> = rows.iter().map(|r| r.0).collect();
         let ids: Vec<String> = (0..rows.len()).map(|i| format!("o{i}")).collect();
         let at: Vec<i64> = rows.iter().map(|r| r.1 * DAY_MS).collect();
-        let amount: Vec<f64> = rows.iter().map(|r| r.2).collect();
-        df!(USER_ID => users, ORDER_ID => ids, ORDERED_AT => at, NET_AMOUNT => amount)
+        let cents: Vec<i64> = rows.iter().map(|r| (r.2 * 100.0).round() as i64).collect();
+        df!(USER_ID => users, ORDER_ID => ids, ORDERED_AT => at, NET_CENTS => cents)
             .expect("frame")
             .lazy()
     }

@@ -16,7 +16,7 @@ use super::summary::{SummaryOptions, TimeUnit, summarize};
 use super::{GroupedSpend, GroupedSummary};
 use crate::analytics::period::{TimeZoneName, local_date};
 use crate::error::{Error, Result};
-use crate::jobs::purchases::{NET_AMOUNT, ORDERED_AT};
+use crate::jobs::purchases::{NET_CENTS, ORDERED_AT, money};
 use crate::store::USER_ID;
 
 pub const P_ALIVE: &str = "p_alive";
@@ -66,8 +66,14 @@ pub fn daily_summary(
                 .cast(DataType::Int32)
                 .cast(DataType::Int64)
                 .alias("day"),
-            col(NET_AMOUNT).alias("amount"),
-        ]);
+            money(col(NET_CENTS)).alias("amount"),
+        ])
+        // Kept orders come from a parallel group-by in no fixed order; floating-point sums
+        // (spend per period) and the fits' likelihood sums depend on order, so fix it.
+        .sort(
+            [USER_ID, "day", "amount"],
+            SortMultipleOptions::default().with_multithreaded(false),
+        );
     let options = SummaryOptions {
         calibration_end: zone.local_date(cutoff_ms),
         observation_end: None,

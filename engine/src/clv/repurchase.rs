@@ -22,7 +22,7 @@ use super::io::SummaryColumns;
 
 use crate::analytics::period::{DAY_MS, TimeZoneName};
 use crate::error::{Error, Result};
-use crate::jobs::purchases::{NET_AMOUNT, ORDERED_AT};
+use crate::jobs::purchases::{CENTS_PER_UNIT, NET_CENTS, ORDERED_AT};
 use crate::store::USER_ID;
 
 pub const WINDOW_DAYS: i64 = 30;
@@ -86,7 +86,9 @@ fn features_at(orders: &LazyFrame, cutoff: i64) -> PolarsResult<DataFrame> {
                 .alias("mean_gap"),
             since(30).alias("orders_30"),
             since(90).alias("orders_90"),
-            col(NET_AMOUNT).mean().log1p().alias("log_aov"),
+            (col(NET_CENTS).mean() / lit(CENTS_PER_UNIT))
+                .log1p()
+                .alias("log_aov"),
         ])
         .join(
             after,

@@ -92,7 +92,9 @@ pub fn summarize(
             amount.alias("amount"),
         ])
         .filter(col("period").lt_eq(lit(obs_end)))
-        .group_by([col(CUSTOMER), col("period")])
+        // Stable: each customer's period sums then reach the next aggregation in input order,
+        // so the floating-point totals (and everything fitted on them) repeat exactly.
+        .group_by_stable([col(CUSTOMER), col("period")])
         .agg([col("amount").sum()]);
     // Calibration values as masked plain columns, then plain aggregations (no sort, no
     // filters inside `agg`).

@@ -197,7 +197,7 @@ fn summarize(
                 .cast(DataType::UInt64)
                 .alias("repeat_customers"),
             col("orders").cast(DataType::UInt64).sum().alias("orders"),
-            col("revenue").sum().alias("revenue"),
+            purchases::money_sum(col("revenue")).alias("revenue"),
         ])
         .collect()?;
     let get_u64 = |name: &str| -> PolarsResult<u64> {

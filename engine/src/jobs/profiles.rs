@@ -5,7 +5,7 @@
 
 use polars::prelude::*;
 
-use super::purchases::{NET_AMOUNT, ORDERED_AT};
+use super::purchases::{NET_CENTS, ORDERED_AT, money};
 use crate::store::{CATEGORY, MERCHANT_ID, OPENID, TS, UNIONID, USER_ID};
 
 /// How many favourite categories a profile lists.
@@ -26,11 +26,11 @@ pub fn profiles(
             col(ORDERED_AT).min().alias("first_purchase_ms"),
             col(ORDERED_AT).max().alias("last_purchase_ms"),
             len().cast(DataType::UInt32).alias("orders"),
-            col(NET_AMOUNT).sum().alias("revenue"),
+            money(col(NET_CENTS).sum()).alias("revenue"),
         ]);
     let favourites = super::purchases::kept_lines_with_category(lines, categories)
         .group_by([col(USER_ID), col(CATEGORY)])
-        .agg([col(NET_AMOUNT).sum().alias("spend")])
+        .agg([col(NET_CENTS).sum().alias("spend")])
         .sort(
             [USER_ID, "spend", CATEGORY],
             SortMultipleOptions::default().with_order_descending_multi([false, true, false]),

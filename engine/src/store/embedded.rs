@@ -87,15 +87,7 @@ impl EmbeddedStore {
     }
 
     fn lock(&self) -> Result<File> {
-        let path = self.data_dir.join(LOG_DIR).join(LOCK_FILE);
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(Error::io("open lock file", &path))?;
-        file.lock().map_err(Error::io("lock", &path))?;
-        Ok(file)
+        fsutil::lock_exclusive(&self.data_dir.join(LOG_DIR).join(LOCK_FILE))
     }
 
     fn load_keys(&mut self) -> Result<()> {

@@ -1,4 +1,5 @@
-//! Audience definitions on disk: one JSON file per merchant, replaced atomically.
+//! Audience definitions on disk: one JSON file per merchant, replaced atomically under the
+//! merchant's configuration lock, so concurrent creates from the CLI and the API all land.
 
 use std::fs;
 use std::path::Path;
@@ -7,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rule::Rule;
 use crate::error::{Error, Result};
-use crate::settings::merchant_config_dir;
+use crate::settings::{lock_merchant_config, merchant_config_dir};
 use crate::store::fsutil;
 
 const AUDIENCES_FILE: &str = "audiences.json";
@@ -60,6 +61,7 @@ pub fn load_definitions(data_dir: &Path, merchant_id: &str) -> Result<Vec<Audien
     }
 }
 
+/// Replaces the file; the caller holds the merchant's configuration lock.
 fn write(data_dir: &Path, merchant_id: &str, audiences: Vec<AudienceDefinition>) -> Result<()> {
     let dir = merchant_config_dir(data_dir, merchant_id);
     fs::create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
@@ -76,6 +78,7 @@ pub fn save_definition(
     replace: bool,
 ) -> Result<()> {
     check_name(&definition.name)?;
+    let _lock = lock_merchant_config(data_dir, merchant_id)?;
     let mut audiences = load_definitions(data_dir, merchant_id)?;
     match audiences.iter().position(|a| a.name == definition.name) {
         Some(_) if !replace => {
@@ -92,6 +95,7 @@ pub fn save_definition(
 
 /// Removes an audience; false if there was none of that name.
 pub fn remove_definition(data_dir: &Path, merchant_id: &str, name: &str) -> Result<bool> {
+    let _lock = lock_merchant_config(data_dir, merchant_id)?;
     let mut audiences = load_definitions(data_dir, merchant_id)?;
     let before = audiences.len();
     audiences.retain(|a| a.name != name);
