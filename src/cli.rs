@@ -198,8 +198,10 @@ pub(crate) struct RunArgs {
     /// Recommendations kept per user (the API serves up to this many).
     #[arg(long, default_value_t = 20, value_name = "K")]
     pub k: usize,
-    /// Measure recency from this date (YYYY-MM-DD, UTC midnight) instead of each merchant's newest event.
-    #[arg(long, value_name = "DATE")]
+    /// Measure everything at this moment instead of each merchant's newest event: a date
+    /// (YYYY-MM-DD, the end of that day in the merchant's time zone) or an RFC 3339 instant.
+    /// Events after it are not read.
+    #[arg(long, value_name = "DATE|INSTANT")]
     pub as_of: Option<String>,
     /// Print the snapshot manifest as JSON.
     #[arg(long)]
@@ -425,8 +427,9 @@ pub(crate) struct MerchantScope {
     #[arg(long, value_name = "ID")]
     pub merchant: String,
     /// Measure "now" (recency, the current period, forecasts) at the end of this local day
-    /// (YYYY-MM-DD) instead of at the merchant's newest event.
-    #[arg(long, value_name = "DATE")]
+    /// (YYYY-MM-DD) or at an RFC 3339 instant, instead of at the merchant's newest event.
+    /// Events after it are not read.
+    #[arg(long, value_name = "DATE|INSTANT")]
     pub as_of: Option<String>,
 }
 

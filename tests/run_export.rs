@@ -179,10 +179,11 @@ fn run_then_export_gives_the_known_lists_and_keeps_merchants_apart() {
     );
     assert_eq!(
         alice["items"][0]["detail"],
-        json!("bought 2 times, last 9 days ago")
+        json!("bought 2 times, last 10 days ago")
     );
-    // 2026-05-21T01:00Z to 2026-05-31T00:00Z is 9 days 23 hours.
-    let f = 2.0 * 0.5f64.powf((9.0 + 23.0 / 24.0) / 30.0);
+    // --as-of 2026-05-31 is the end of that day in Shanghai, 2026-05-31T16:00Z (less 1 ms);
+    // from 2026-05-21T01:00Z that is 10 days 15 hours.
+    let f = 2.0 * 0.5f64.powf((10.0 + 15.0 / 24.0) / 30.0);
     let score = alice["items"][0]["score"].as_f64().expect("score");
     assert!((score - (2.0 + f / (1.0 + f))).abs() < 2e-4, "{score}");
 

@@ -1,8 +1,8 @@
 //! Analytics endpoints: reports, audiences and customer profiles of one merchant.
 //!
-//! Reports and profiles come from the current snapshot (what the last `recur run` computed);
-//! reading its Parquet files happens on the blocking pool. Audience definitions are stored
-//! beside the store and evaluated on the next run.
+//! Reports and profiles come from the in-memory copy of the current snapshot (what the last
+//! `recur run` computed): no request reads disk, so a pruned snapshot directory cannot fail
+//! one. Audience definitions are stored beside the store and evaluated on the next run.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -10,8 +10,8 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use recur_engine::analytics::audience::{self, AudienceDefinition};
-use recur_engine::serving;
 use recur_engine::snapshot::ServingSnapshot;
+use recur_engine::snapshot::serving::report_key;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -42,15 +42,6 @@ fn current(state: &AppState, merchant_id: &str) -> Result<Arc<ServingSnapshot>, 
         ));
     }
     Ok(snapshot)
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> recur_engine::Result<T> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .map_err(|e| ApiError::internal(&e))
 }
 
 #[derive(Deserialize)]
@@ -89,13 +80,11 @@ pub(crate) async fn report(
     State(state): State<AppState>,
     Path((merchant_id, kind)): Path<(String, String)>,
     query: Result<Query<ReportQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReportBody>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     let snapshot = current(&state, &merchant_id)?;
-    let name = snapshot.manifest.name.clone();
-    let data_dir = state.data_dir.clone();
     let period = query.period.as_deref();
-    // Which stored table answers, narrowed how; the read itself is one blocking call below.
+    // Which stored view answers; it was rendered to JSON when the snapshot was loaded.
     let (params, table, period_kind, mode): (Value, &str, Option<&str>, Option<&str>) = match kind
         .as_str()
     {
@@ -140,45 +129,43 @@ pub(crate) async fn report(
             ));
         }
     };
-    let by_value_class = params["scheme"] == "value-class";
-    let (table, period_kind, mode) = (
-        table.to_owned(),
-        period_kind.map(str::to_owned),
-        mode.map(str::to_owned),
-    );
-    let m = merchant_id.clone();
-    let rows = blocking(move || {
-        if table == "rfm" {
-            serving::rfm_rows(&data_dir, &name, &m, by_value_class)
-        } else {
-            serving::report_rows(
-                &data_dir,
-                &name,
-                &m,
-                &table,
-                period_kind.as_deref(),
-                mode.as_deref(),
-            )
-        }
-    })
-    .await?;
+    let key = if table == "rfm" {
+        report_key("rfm", params["scheme"].as_str(), None)
+    } else {
+        report_key(table, period_kind, mode)
+    };
+    // A merchant without rows for a view (no stitched ids, say) has an empty one.
+    let rows = snapshot
+        .report(&merchant_id, &key)
+        .unwrap_or_else(|| Arc::from("[]"));
+    let rows = serde_json::value::RawValue::from_string(rows.to_string())
+        .map_err(|e| ApiError::internal(&e))?;
     let summary = snapshot
         .manifest
         .merchants
         .iter()
         .find(|m| m.merchant_id == merchant_id);
-    let mut body = json!({
+    let body = json!({
         "merchant_id": merchant_id,
         "report": kind,
         "snapshot": snapshot.manifest.name,
         "as_of_ms": summary.map(|s| s.as_of_ms),
         "time_zone": summary.and_then(|s| s.time_zone.clone()),
     });
-    if let (Some(body), Value::Object(params)) = (body.as_object_mut(), params) {
-        body.extend(params);
-        body.insert("rows".to_owned(), Value::Array(rows));
+    let mut head = serde_json::Map::new();
+    if let (Value::Object(body), Value::Object(params)) = (body, params) {
+        head.extend(body);
+        head.extend(params);
     }
-    Ok(Json(body))
+    Ok(Json(ReportBody { head, rows }))
+}
+
+/// A report response: the header fields, then the pre-rendered rows spliced in as they are.
+#[derive(serde::Serialize)]
+pub(crate) struct ReportBody {
+    #[serde(flatten)]
+    head: serde_json::Map<String, Value>,
+    rows: Box<serde_json::value::RawValue>,
 }
 
 pub(crate) async fn profile(
@@ -186,20 +173,7 @@ pub(crate) async fn profile(
     Path((merchant_id, user_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let snapshot = current(&state, &merchant_id)?;
-    let name = snapshot.manifest.name.clone();
-    let data_dir = state.data_dir.clone();
-    let store = state.store.clone();
-    let (m, u) = (merchant_id.clone(), user_id.clone());
-    let profile = blocking(move || {
-        // Reads cannot leave the store half-changed: carry on after another request panicked.
-        let mut store = store
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        store.refresh()?;
-        serving::customer_profile(&data_dir, &name, &mut *store, &m, &u)
-    })
-    .await?
-    .ok_or_else(|| {
+    let profile = snapshot.profile(&merchant_id, &user_id).ok_or_else(|| {
         ApiError::not_found(
             "unknown_user",
             format!("merchant {merchant_id:?} has no user {user_id:?}"),
@@ -216,7 +190,11 @@ pub(crate) async fn list_audiences(
 ) -> Result<Json<Value>, ApiError> {
     let data_dir = state.data_dir.clone();
     let m = merchant_id.clone();
-    let definitions = blocking(move || audience::load_definitions(&data_dir, &m)).await?;
+    let definitions =
+        tokio::task::spawn_blocking(move || audience::load_definitions(&data_dir, &m))
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .map_err(|e| ApiError::internal(&e))?;
     let snapshot = state.snapshot.load_full();
     let sizes = snapshot
         .as_ref()

@@ -17,12 +17,19 @@ use crate::state::AppState;
 /// Items returned when `k` is not given.
 const DEFAULT_K: usize = 10;
 
+/// `ok`, or `degraded` (still serving the last good snapshot) when the newest snapshot
+/// could not be loaded; `reload_error` says why.
 pub(crate) async fn healthz(State(state): State<AppState>) -> Json<Value> {
     let snapshot = state.snapshot.load();
-    Json(json!({
-        "status": "ok",
+    let reload = state.reload.load();
+    let mut body = json!({
+        "status": if reload.error.is_some() { "degraded" } else { "ok" },
         "snapshot": snapshot.as_ref().map(|s| s.manifest.name.clone()),
-    }))
+    });
+    if let Some(error) = &reload.error {
+        body["reload_error"] = Value::from(error.clone());
+    }
+    Json(body)
 }
 
 #[derive(Deserialize)]
@@ -95,35 +102,26 @@ pub(crate) async fn post_events(
         .iter()
         .map(|r| json!({ "line": r.line, "reason": r.reason }))
         .collect();
-    if batch.events.is_empty() {
-        let n = batch.rejects.len();
-        // Still recorded under rejected/, so nothing sent is lost.
-        let store = state.store.clone();
-        tokio::task::spawn_blocking(move || {
-            store
-                .lock()
-                .expect("store lock not poisoned")
-                .append(&batch)
-        })
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .map_err(|e| ApiError::internal(&e))?;
+    let invalid_only = batch.events.is_empty();
+    let n = batch.rejects.len();
+    // Even a body with no valid event is recorded under rejected/, so nothing sent is lost.
+    let store = state.store_handle();
+    let outcome = tokio::task::spawn_blocking(move || {
+        store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .append(&batch)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?
+    .map_err(|e| ApiError::internal(&e))?;
+    if invalid_only {
         return Err(ApiError::bad_request(
             "no_valid_events",
             format!("none of the {n} events is valid; `details` says why for each line"),
         )
         .with_details(Value::Array(errors)));
     }
-    let store = state.store.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        store
-            .lock()
-            .expect("store lock not poisoned")
-            .append(&batch)
-    })
-    .await
-    .map_err(|e| ApiError::internal(&e))?
-    .map_err(|e| ApiError::internal(&e))?;
     Ok(Json(json!({
         "accepted": outcome.accepted,
         "duplicates": outcome.duplicates,

@@ -2,12 +2,14 @@
 //!
 //! The request path only reads the snapshot through an `ArcSwap`; a watcher loads a newer
 //! snapshot on a blocking thread and swaps it in, so requests never wait on disk or Polars.
+//! A load that fails (or panics) is logged, shown by /healthz as `degraded`, and retried on
+//! the next tick; the previous snapshot keeps being served meanwhile.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use recur_engine::event::EventValidator;
 use recur_engine::snapshot::{self, ServingSnapshot};
 use recur_engine::store::EmbeddedStore;
@@ -29,12 +31,20 @@ impl Default for ApiLimits {
     }
 }
 
+/// How the last attempt to load the newest snapshot went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadStatus {
+    /// Why the newest snapshot could not be loaded, if it could not.
+    pub error: Option<String>,
+}
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub data_dir: PathBuf,
     pub snapshot: Arc<ArcSwapOption<ServingSnapshot>>,
-    pub store: Arc<Mutex<EmbeddedStore>>,
+    pub reload: Arc<ArcSwap<ReloadStatus>>,
+    store: Arc<Mutex<EmbeddedStore>>,
     /// When set, POST /v1/events publishes here instead of writing the store.
     pub publisher: Option<Arc<EventPublisher>>,
     pub limits: ApiLimits,
@@ -57,6 +67,7 @@ impl AppState {
         Ok(Self {
             data_dir,
             snapshot: Arc::new(ArcSwapOption::new(current)),
+            reload: Arc::new(ArcSwap::from_pointee(ReloadStatus::default())),
             store: Arc::new(Mutex::new(store)),
             publisher: None,
             limits,
@@ -71,16 +82,38 @@ impl AppState {
         self
     }
 
+    /// The store, for appends. A request that panicked while holding it cannot have left it
+    /// half-changed (an append changes memory only after its commit is durable, and re-reads
+    /// the commit log first), so a poisoned lock is taken over rather than failing forever.
+    pub fn store(&self) -> MutexGuard<'_, EmbeddedStore> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A shared handle to the store for blocking tasks.
+    pub(crate) fn store_handle(&self) -> Arc<Mutex<EmbeddedStore>> {
+        Arc::clone(&self.store)
+    }
+
     /// Loads the newest snapshot if it differs from the one served. Returns whether it swapped.
-    pub async fn reload_if_newer(&self) -> recur_engine::Result<bool> {
+    /// A failure, or a panic while loading, is returned as an error and recorded for /healthz.
+    pub async fn reload_if_newer(&self) -> Result<bool, String> {
+        let result = self.try_reload().await;
+        let status = ReloadStatus {
+            error: result.as_ref().err().cloned(),
+        };
+        if **self.reload.load() != status {
+            self.reload.store(Arc::new(status));
+        }
+        result
+    }
+
+    async fn try_reload(&self) -> Result<bool, String> {
         let data_dir = self.data_dir.clone();
-        let Some(newest) = tokio::task::spawn_blocking({
-            let data_dir = data_dir.clone();
-            move || snapshot::current_name(&data_dir)
-        })
-        .await
-        .expect("the name lookup does not panic")?
-        else {
+        let newest = tokio::task::spawn_blocking(move || snapshot::current_name(&data_dir))
+            .await
+            .map_err(|e| format!("looking up the current snapshot failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        let Some(newest) = newest else {
             return Ok(false);
         };
         let served = self
@@ -91,15 +124,19 @@ impl AppState {
         if served.as_deref() == Some(newest.as_str()) {
             return Ok(false);
         }
-        let loaded = tokio::task::spawn_blocking(move || ServingSnapshot::load(&data_dir, &newest))
+        let data_dir = self.data_dir.clone();
+        let name = newest.clone();
+        let loaded = tokio::task::spawn_blocking(move || ServingSnapshot::load(&data_dir, &name))
             .await
-            .expect("snapshot loading does not panic")?;
+            .map_err(|e| format!("loading snapshot {newest} failed: {e}"))?
+            .map_err(|e| format!("loading snapshot {newest} failed: {e}"))?;
         info!(snapshot = %loaded.manifest.name, users = loaded.users(), "serving new snapshot");
         self.snapshot.store(Some(Arc::new(loaded)));
         Ok(true)
     }
 
-    /// Checks for a newer snapshot every `interval`, forever.
+    /// Checks for a newer snapshot every `interval`, until the runtime stops. A failed check
+    /// is logged and tried again on the next tick.
     pub fn spawn_snapshot_watcher(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
         let state = self.clone();
         tokio::spawn(async move {
@@ -108,7 +145,7 @@ impl AppState {
             loop {
                 ticker.tick().await;
                 if let Err(e) = state.reload_if_newer().await {
-                    warn!(error = %e, "could not load the newest snapshot; still serving the previous one");
+                    warn!(error = %e, "could not load the newest snapshot; still serving the previous one, retrying");
                 }
             }
         })

@@ -181,8 +181,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         timings.push((name.to_owned(), lap.elapsed().as_secs_f64()));
         lap = Instant::now();
     };
-    let analytics = MerchantAnalytics::load(&mut store, MERCHANT, &settings, Some(as_of))?
-        .ok_or("no events")?;
+    let analytics = MerchantAnalytics::load(
+        &mut store,
+        MERCHANT,
+        &settings,
+        Some(recur_engine::analytics::period::AsOf::Instant(as_of)),
+    )?
+    .ok_or("no events")?;
     time("load_stitch_net", &mut timings);
     let rfm = analytics.rfm()?;
     time("rfm", &mut timings);

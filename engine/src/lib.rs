@@ -8,7 +8,7 @@ pub mod error;
 pub mod event;
 pub mod frame_json;
 pub mod jobs;
-pub mod serving;
+pub mod recommendation;
 pub mod settings;
 pub mod snapshot;
 pub mod store;

@@ -8,7 +8,7 @@ use polars::prelude::*;
 use recur_engine::analytics::MerchantAnalytics;
 use recur_engine::analytics::activity::{Activity, PERIOD};
 use recur_engine::analytics::cohort::{COHORT, RetentionSpec};
-use recur_engine::analytics::period::Period;
+use recur_engine::analytics::period::{AsOf, Period};
 use recur_engine::analytics::rfm;
 use recur_engine::frame_json;
 use recur_engine::jobs::reports::{COHORT_START, PERIOD_START, with_period_label};
@@ -25,8 +25,7 @@ pub(crate) fn load(scope: &MerchantScope) -> anyhow::Result<(EmbeddedStore, Merc
     let mut store = EmbeddedStore::open(dir)
         .with_context(|| format!("cannot open the store in {}", dir.display()))?;
     let settings = MerchantSettings::load(dir, &scope.merchant)?;
-    let as_of_ms = as_of_ms(scope, &settings)?;
-    let analytics = MerchantAnalytics::load(&mut store, &scope.merchant, &settings, as_of_ms)?
+    let analytics = MerchantAnalytics::load(&mut store, &scope.merchant, &settings, as_of(scope)?)?
         .ok_or_else(|| no_such_merchant(&mut store, &scope.merchant, dir))?;
     Ok((store, analytics))
 }
@@ -48,30 +47,14 @@ pub(crate) fn no_such_merchant(
     )
 }
 
-/// The end of `--as-of`'s local day in the merchant's zone, as epoch ms.
-pub(crate) fn as_of_ms(
-    scope: &MerchantScope,
-    settings: &MerchantSettings,
-) -> anyhow::Result<Option<i64>> {
-    let Some(text) = &scope.as_of else {
-        return Ok(None);
-    };
-    let date = recur_engine::event::parse_date(text)
-        .map_err(anyhow::Error::msg)
-        .context("--as-of")?;
-    let zone: chrono_tz::Tz = settings
-        .time_zone
-        .as_str()
-        .parse()
-        .map_err(anyhow::Error::msg)?;
-    let next = date.succ_opt().context("--as-of is out of range")?;
-    let midnight = next
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight exists")
-        .and_local_timezone(zone)
-        .earliest()
-        .context("--as-of falls in a time zone gap")?;
-    Ok(Some(midnight.timestamp_millis() - 1))
+/// `--as-of`, parsed: the end of that local day in the merchant's zone, or an instant.
+pub(crate) fn as_of(scope: &MerchantScope) -> anyhow::Result<Option<AsOf>> {
+    scope
+        .as_of
+        .as_deref()
+        .map(AsOf::parse)
+        .transpose()
+        .map_err(anyhow::Error::from)
 }
 
 fn period(args: &ReportArgs, default: Period) -> anyhow::Result<Period> {

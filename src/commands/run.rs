@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
+use recur_engine::analytics::period::AsOf;
 use recur_engine::jobs::{self, RunOptions};
 use recur_engine::snapshot::SnapshotManifest;
 use recur_engine::store::EmbeddedStore;
@@ -13,26 +14,9 @@ use crate::cli::RunArgs;
 use crate::output::{progress_bar, table, thousands};
 
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let as_of_ms = match &args.as_of {
-        Some(date) => Some(
-            recur_engine::event::parse_date(date)
-                .map_err(anyhow::Error::msg)
-                .context("--as-of")?
-                .and_hms_opt(0, 0, 0)
-                .expect("midnight exists")
-                .and_utc()
-                .timestamp_millis(),
-        ),
-        None => None,
-    };
+    let as_of = args.as_of.as_deref().map(AsOf::parse).transpose()?;
     let started = Instant::now();
-    let manifest = run_jobs(
-        &args.data.data_dir,
-        RunOptions {
-            k: args.k,
-            as_of_ms,
-        },
-    )?;
+    let manifest = run_jobs(&args.data.data_dir, RunOptions { k: args.k, as_of })?;
     if args.json {
         outln!("{}", serde_json::to_string(&manifest)?);
     } else {

@@ -101,8 +101,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `recur serve` on a free port and waits until it listens.
+    /// Starts `recur serve` on a free port and waits until it listens. It looks for a newer
+    /// snapshot every 0.2 s unless `extra` sets `--reload-every`.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let reload: &[&str] = if extra.contains(&"--reload-every") {
+            &[]
+        } else {
+            &["--reload-every", "0.2"]
+        };
         let mut child = recur()
             .args([
                 "serve",
@@ -110,9 +116,8 @@ impl Server {
                 path_str(data_dir),
                 "--listen",
                 "127.0.0.1:0",
-                "--reload-every",
-                "0.2",
             ])
+            .args(reload)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -41,7 +41,7 @@ use crate::store::{
     QUANTITY, TS, TimeRange, UNIONID, USER_ID,
 };
 use activity::{Activity, ActivitySources, LOCAL_DAY};
-use period::{Period, TimeZoneName, local_day};
+use period::{AsOf, Period, TimeZoneName, local_day};
 
 /// One merchant's events, stitched, with the tables every report derives from, computed
 /// once. Frames are materialized so each report re-reads memory, not Parquet.
@@ -69,15 +69,23 @@ pub struct MerchantAnalytics {
 }
 
 impl MerchantAnalytics {
-    /// Reads and prepares `merchant_id`'s events; `None` if it has none. `as_of_ms` defaults to
-    /// the newest event.
+    /// Reads and prepares `merchant_id`'s events up to `as_of` (default: all of them, and
+    /// "now" is the newest event); `None` if it has none by then. Events after `as_of` are
+    /// not read at all, so no output can depend on them.
     pub fn load(
         store: &mut dyn EventStore,
         merchant_id: &str,
         settings: &MerchantSettings,
-        as_of_ms: Option<i64>,
+        as_of: Option<AsOf>,
     ) -> Result<Option<Self>> {
-        let Some(scan) = store.scan(merchant_id, TimeRange::ALL)? else {
+        let as_of_ms = as_of
+            .map(|a| a.cutoff_ms(&settings.time_zone))
+            .transpose()?;
+        let range = TimeRange {
+            start_ms: None,
+            end_ms: as_of_ms.map(|t| t.saturating_add(1)),
+        };
+        let Some(scan) = store.scan(merchant_id, range)? else {
             return Ok(None);
         };
         let context = |step: &str| format!("{step} for merchant {merchant_id}");

@@ -147,6 +147,64 @@ impl fmt::Display for TimeZoneName {
     }
 }
 
+/// `--as-of`: the moment every output is measured at, the same for `recur run`, `recur report`
+/// and `recur eval`. Nothing stamped after it is read: the store scan itself ends there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// The end of this calendar day in the merchant's time zone.
+    EndOfLocalDay(NaiveDate),
+    /// An exact instant, epoch milliseconds.
+    Instant(i64),
+}
+
+impl AsOf {
+    /// Parses `YYYY-MM-DD` (the end of that local day) or an RFC 3339 instant with offset.
+    pub fn parse(text: &str) -> Result<Self> {
+        if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            return Ok(Self::EndOfLocalDay(date));
+        }
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| Self::Instant(t.timestamp_millis()))
+            .map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "--as-of {text:?} is neither a date like 2026-03-01 (the end of that day in the merchant's time zone) nor an RFC 3339 instant like 2026-03-01T18:00:00+08:00"
+                ))
+            })
+    }
+
+    /// The last included instant, epoch milliseconds: events with `ts <= ` it are read.
+    pub fn cutoff_ms(self, zone: &TimeZoneName) -> Result<i64> {
+        match self {
+            Self::Instant(ms) => Ok(ms),
+            Self::EndOfLocalDay(date) => {
+                let tz: chrono_tz::Tz = zone.as_str().parse().expect("validated on construction");
+                let next = date.succ_opt().ok_or_else(|| {
+                    Error::InvalidArgument(format!("--as-of {date} is out of range"))
+                })?;
+                // The next local midnight (or, where a time zone change skips it, the first
+                // instant of that day), minus one millisecond.
+                let start = next
+                    .and_hms_opt(0, 0, 0)
+                    .expect("midnight exists")
+                    .and_local_timezone(tz)
+                    .earliest()
+                    .or_else(|| {
+                        next.and_hms_opt(1, 0, 0)
+                            .expect("1 am exists")
+                            .and_local_timezone(tz)
+                            .earliest()
+                    })
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!(
+                            "--as-of {date}: no such local time in {zone}"
+                        ))
+                    })?;
+                Ok(start.timestamp_millis() - 1)
+            }
+        }
+    }
+}
+
 /// The local calendar date (a `Date` column) of `instant_ms`, an expression of epoch
 /// milliseconds in UTC.
 pub fn local_date(instant_ms: Expr, zone: &TimeZoneName) -> Expr {
@@ -192,6 +250,23 @@ pub fn period_index(instant_ms: Expr, period: Period, zone: &TimeZoneName) -> Ex
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn as_of_a_date_is_the_end_of_that_day_in_the_merchants_zone() {
+        let shanghai = TimeZoneName::new("Asia/Shanghai").expect("zone");
+        let utc = TimeZoneName::new("UTC").expect("zone");
+        let date = AsOf::parse("2026-05-31").expect("date");
+        // 2026-06-01T00:00+08:00 is 2026-05-31T16:00Z.
+        assert_eq!(
+            date.cutoff_ms(&shanghai).expect("cutoff"),
+            1_780_243_200_000 - 1
+        );
+        assert_eq!(date.cutoff_ms(&utc).expect("cutoff"), 1_780_272_000_000 - 1);
+        let instant = AsOf::parse("2026-05-31T18:00:00+08:00").expect("instant");
+        assert_eq!(instant.cutoff_ms(&utc).expect("cutoff"), 1_780_221_600_000);
+        let reason = AsOf::parse("yesterday").expect_err("must fail").to_string();
+        assert!(reason.contains("neither a date"), "{reason}");
+    }
 
     #[test]
     fn week_indexes_start_on_monday_and_labels_name_the_monday() {

@@ -1,12 +1,12 @@
 //! The batch jobs `recur run` executes, one merchant at a time, and the snapshot they publish.
 //!
-//! Each merchant's events are read once (only its own files), stitched by unionid, and every
-//! job is a lazy Polars plan over that frame. Tenancy is structural: a merchant's outputs are
-//! computed from a scan that cannot contain another merchant's rows.
+//! Each merchant's events are read once (only its own files, only up to the as-of), stitched by
+//! unionid, and every job is a lazy Polars plan over that frame. Tenancy is structural: a
+//! merchant's outputs are computed from a scan that cannot contain another merchant's rows.
 //!
 //! To add a job: write a `fn(LazyFrame, ...) -> LazyFrame` module here or in
-//! [`crate::analytics`], call it in [`run_merchant`] and add its table to
-//! [`MerchantOutput::tables`]; the snapshot writes every table it is given.
+//! [`crate::analytics`], call it in [`run_merchant`] and add its table to [`SnapshotTable`];
+//! the snapshot writes every table it is given.
 
 pub mod customers;
 pub mod profiles;
@@ -21,9 +21,10 @@ use polars::prelude::*;
 use tracing::{debug, info};
 
 use crate::analytics::MerchantAnalytics;
+use crate::analytics::period::AsOf;
 use crate::error::{Error, Result};
 use crate::settings::MerchantSettings;
-use crate::snapshot::MerchantSummary;
+use crate::snapshot::{MerchantOutput, MerchantSummary, SnapshotTable};
 use crate::store::EventStore;
 
 /// Options of `recur run`.
@@ -31,27 +32,15 @@ use crate::store::EventStore;
 pub struct RunOptions {
     /// Recommendations kept per user.
     pub k: usize,
-    /// Reference "now" for recency; defaults to each merchant's newest event.
-    pub as_of_ms: Option<i64>,
+    /// The moment outputs are measured at (events after it are not read); defaults to each
+    /// merchant's newest event.
+    pub as_of: Option<AsOf>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self {
-            k: 20,
-            as_of_ms: None,
-        }
+        Self { k: 20, as_of: None }
     }
-}
-
-/// The tables one merchant contributes to a snapshot.
-pub struct MerchantOutput {
-    pub profiles: DataFrame,
-    pub recommendations: DataFrame,
-    pub popular: DataFrame,
-    /// Report tables by snapshot table name, each with `merchant_id` as its first column.
-    pub tables: Vec<(&'static str, DataFrame)>,
-    pub summary: MerchantSummary,
 }
 
 /// Runs every job for every merchant and publishes the result as the new current snapshot
@@ -93,7 +82,7 @@ impl Steps<'_> {
     }
 }
 
-/// Runs every job for one merchant; `None` if it has no events.
+/// Runs every job for one merchant; `None` if it has no events (by the as-of).
 pub fn run_merchant(
     store: &mut dyn EventStore,
     data_dir: &Path,
@@ -105,7 +94,7 @@ pub fn run_merchant(
         merchant_id,
         last: Instant::now(),
     };
-    let Some(analytics) = MerchantAnalytics::load(store, merchant_id, &settings, options.as_of_ms)?
+    let Some(analytics) = MerchantAnalytics::load(store, merchant_id, &settings, options.as_of)?
     else {
         return Ok(None);
     };
@@ -120,6 +109,9 @@ pub fn run_merchant(
     steps.done("profiles");
     let customer_tables =
         customers::customer_tables(&analytics, base_profiles, &mut |s| steps.done(s))?;
+    let recent_orders = profiles::recent_orders(merchant_id, lines.clone())
+        .and_then(LazyFrame::collect)
+        .map_err(Error::polars(context("listing recent orders")))?;
     let popular = recommend::popular_items(lines.clone(), categories, as_of_ms)
         .collect()
         .map_err(Error::polars(context("ranking popular items")))?;
@@ -136,22 +128,12 @@ pub fn run_merchant(
         .map_err(Error::polars(context("labelling popular items")))?;
     let audiences = customers::evaluate_audiences(data_dir, &analytics, &customer_tables.profiles)?;
     steps.done("audiences");
-    let mut tables = reports::report_tables(&analytics)?;
-    steps.done("reports");
-    tables.push(("clusters", customer_tables.clusters));
-    tables.push((
-        "identities",
-        with_merchant(merchant_id, analytics.stitched()?)
-            .map_err(Error::polars(context("labelling identities")))?,
-    ));
-    tables.push(("audiences", audiences.members));
+    let identities = with_merchant(merchant_id, analytics.stitched()?)
+        .map_err(Error::polars(context("labelling identities")))?;
     let mut summary = summarize(merchant_id, as_of_ms, &customer_tables.profiles)
         .map_err(Error::polars(context("summarizing")))?;
     summary.time_zone = Some(analytics.zone.to_string());
-    summary.stitched_user_ids = tables
-        .iter()
-        .find(|(name, _)| *name == "identities")
-        .map_or(0, |(_, t)| t.height() as u64);
+    summary.stitched_user_ids = identities.height() as u64;
     summary.models = Some(customer_tables.models);
     summary.clusters = customer_tables.cluster_summaries;
     summary.audiences = audiences.sizes;
@@ -162,13 +144,18 @@ pub fn run_merchant(
         recommendations = recommendations.height(),
         "merchant jobs done"
     );
-    Ok(Some(MerchantOutput {
-        profiles: customer_tables.profiles,
-        recommendations,
-        popular,
-        tables,
-        summary,
-    }))
+    let mut tables = reports::report_tables(&analytics)?;
+    steps.done("reports");
+    tables.extend([
+        (SnapshotTable::Profiles, customer_tables.profiles),
+        (SnapshotTable::Recommendations, recommendations),
+        (SnapshotTable::Popular, popular),
+        (SnapshotTable::RecentOrders, recent_orders),
+        (SnapshotTable::Clusters, customer_tables.clusters),
+        (SnapshotTable::Identities, identities),
+        (SnapshotTable::Audiences, audiences.members),
+    ]);
+    Ok(Some(MerchantOutput { tables, summary }))
 }
 
 /// Prepends a `merchant_id` column.

@@ -84,3 +84,96 @@ pub fn profiles(
         ])
         .sort([USER_ID], SortMultipleOptions::default())
 }
+
+/// Kept orders a profile lists.
+pub const RECENT_ORDERS: u32 = 10;
+
+/// Each customer's [`RECENT_ORDERS`] most recent kept orders, newest first: `merchant_id`,
+/// `user_id`, `rank` (1 = newest), `order_id`, `ordered_at` (epoch ms), `amount` (net, in
+/// currency units) and `items` (net quantity). Built by `recur run` so the profile endpoint
+/// answers from memory instead of scanning the customer's history.
+pub fn recent_orders(merchant_id: &str, lines: LazyFrame) -> PolarsResult<LazyFrame> {
+    use super::purchases::NET_QUANTITY;
+    use crate::store::ORDER_ID;
+    let rank = col(ORDER_ID)
+        .cum_count(false)
+        .cast(DataType::UInt32)
+        .over([col(USER_ID)])?;
+    Ok(lines
+        .group_by([col(USER_ID), col(ORDER_ID)])
+        .agg([
+            col(ORDERED_AT).min(),
+            col(NET_CENTS).sum(),
+            col(NET_QUANTITY).sum().alias("items"),
+        ])
+        .filter(col(NET_CENTS).gt(lit(0i64)))
+        .sort(
+            [USER_ID, ORDERED_AT, ORDER_ID],
+            SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
+        )
+        .with_column(rank.alias("rank"))
+        .filter(col("rank").lt_eq(lit(RECENT_ORDERS)))
+        .select([
+            lit(merchant_id).alias(MERCHANT_ID),
+            col(USER_ID),
+            col("rank"),
+            col(ORDER_ID),
+            col(ORDERED_AT),
+            money(col(NET_CENTS)).alias("amount"),
+            col("items"),
+        ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::purchases::{NET_QUANTITY, ORDER_CHANNEL, REFUNDED_CENTS};
+    use crate::store::{ITEM_ID, ORDER_ID};
+
+    #[test]
+    fn recent_orders_are_the_newest_kept_ones_ranked_from_one() {
+        let n = 13;
+        let mut users: Vec<&str> = vec!["a"; n];
+        users.push("b");
+        let orders: Vec<String> = (0..=n).map(|i| format!("o{i:02}")).collect();
+        let at: Vec<i64> = (0..=n as i64).collect();
+        // o05 was refunded in full: not an order.
+        let cents: Vec<i64> = (0..=n).map(|i| if i == 5 { 0 } else { 100 }).collect();
+        let lines = df!(
+            USER_ID => users,
+            ORDER_ID => orders,
+            ITEM_ID => vec!["i"; n + 1],
+            NET_QUANTITY => vec![1i64; n + 1],
+            NET_CENTS => cents,
+            REFUNDED_CENTS => vec![0i64; n + 1],
+            ORDERED_AT => at,
+            ORDER_CHANNEL => vec!["h5"; n + 1],
+        )
+        .expect("lines");
+        let recent = recent_orders("m", lines.lazy())
+            .and_then(LazyFrame::collect)
+            .expect("recent")
+            .sort(["user_id", "rank"], SortMultipleOptions::default())
+            .expect("sorted");
+        let strings = |name: &str| -> Vec<String> {
+            recent
+                .column(name)
+                .expect(name)
+                .as_materialized_series()
+                .iter()
+                .map(|v| v.to_string().trim_matches('"').to_owned())
+                .collect()
+        };
+        assert_eq!(
+            strings("order_id"),
+            vec![
+                "o12", "o11", "o10", "o09", "o08", "o07", "o06", "o04", "o03", "o02", "o13"
+            ]
+        );
+        assert_eq!(
+            strings("rank"),
+            vec!["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "1"]
+        );
+        assert_eq!(strings("amount")[0], "1.0");
+    }
+}

@@ -10,6 +10,7 @@ use crate::analytics::activity::{Activity, PERIOD};
 use crate::analytics::cohort::{COHORT, RetentionMode, RetentionSpec};
 use crate::analytics::period::Period;
 use crate::error::{Error, Result};
+use crate::snapshot::SnapshotTable;
 
 pub const PERIOD_KIND: &str = "period_kind";
 pub const PERIOD_START: &str = "period_start";
@@ -54,8 +55,8 @@ fn stack(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
     .collect()
 }
 
-/// Every stored report of one merchant, by snapshot table name.
-pub fn report_tables(analytics: &MerchantAnalytics) -> Result<Vec<(&'static str, DataFrame)>> {
+/// Every stored report of one merchant, by snapshot table.
+pub fn report_tables(analytics: &MerchantAnalytics) -> Result<Vec<(SnapshotTable, DataFrame)>> {
     let m = analytics.merchant_id.as_str();
     let err = |what: &str| Error::polars(format!("tabulating {what} for merchant {m}"));
     let mut lifecycle = Vec::new();
@@ -97,9 +98,18 @@ pub fn report_tables(analytics: &MerchantAnalytics) -> Result<Vec<(&'static str,
     let intervals =
         tagged(analytics.time_between_orders()?, &[], m).map_err(err("time between orders"))?;
     Ok(vec![
-        ("lifecycle", stack(lifecycle).map_err(err("lifecycle"))?),
-        ("retention", stack(retention).map_err(err("retention"))?),
-        ("repeat", stack(repeat).map_err(err("repeat rates"))?),
-        ("time_between_orders", intervals),
+        (
+            SnapshotTable::Lifecycle,
+            stack(lifecycle).map_err(err("lifecycle"))?,
+        ),
+        (
+            SnapshotTable::Retention,
+            stack(retention).map_err(err("retention"))?,
+        ),
+        (
+            SnapshotTable::Repeat,
+            stack(repeat).map_err(err("repeat rates"))?,
+        ),
+        (SnapshotTable::TimeBetweenOrders, intervals),
     ])
 }

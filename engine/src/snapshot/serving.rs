@@ -1,0 +1,581 @@
+//! The current snapshot held in memory for the API: answers recommendations, reports and
+//! profiles without touching disk, so a pruned snapshot directory or a slow disk can never
+//! fail a request.
+//!
+//! Loading does the work once: recommendation lists are interned into compact entries, every
+//! stored report view is rendered to its JSON text, profiles and recent orders stay as
+//! columnar frames indexed by customer. Every id a customer is known by (stitched by unionid)
+//! finds that customer's list and profile.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use polars::prelude::*;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tracing::info;
+
+use super::{SnapshotManifest, SnapshotTable, read_manifest, require_current, scan_table};
+use crate::analytics::identity::CUSTOMER_ID;
+use crate::analytics::rfm;
+use crate::error::{Error, Result};
+use crate::frame_json;
+use crate::jobs::reports::PERIOD_KIND;
+use crate::recommendation::{DAYS_SINCE, RANK, REASON, Reason, SCORE, TIMES_BOUGHT};
+use crate::store::{CATEGORY, ITEM_ID, MERCHANT_ID, USER_ID};
+
+/// One recommended item, as the API and exports show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecommendedItem {
+    pub item_id: String,
+    pub score: f64,
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+/// A user's list, or the merchant's popular items for a user without one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecommendationList {
+    pub merchant_id: String,
+    pub user_id: String,
+    /// The customer the list belongs to: `user_id` itself, or the id it was stitched into.
+    pub customer_id: String,
+    /// False when the user is unknown and gets the merchant's popular items.
+    pub personalized: bool,
+    pub items: Vec<RecommendedItem>,
+}
+
+/// The key of a stored report view: `lifecycle/week`, `retention/month/recurring`,
+/// `repeat/week`, `rfm/segments`, `rfm/value-class`, `time_between_orders`, `clusters`,
+/// `identities`.
+pub fn report_key(table: &str, period_kind: Option<&str>, mode: Option<&str>) -> String {
+    [Some(table), period_kind, mode]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Report tables split by period kind (and mode): every combination `recur run` stores.
+const PERIODED: [(SnapshotTable, &[&str], &[&str]); 3] = [
+    (SnapshotTable::Lifecycle, &["day", "week", "month"], &[]),
+    (
+        SnapshotTable::Retention,
+        &["week", "month"],
+        &["first_time", "recurring"],
+    ),
+    (SnapshotTable::Repeat, &["week", "month"], &[]),
+];
+/// Report tables served whole.
+const WHOLE: [SnapshotTable; 3] = [
+    SnapshotTable::TimeBetweenOrders,
+    SnapshotTable::Clusters,
+    SnapshotTable::Identities,
+];
+
+/// An entry of the serving index; 16 bytes, so a million users fit in a few hundred MB.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    item: u32,
+    score: f32,
+    times_bought: u16,
+    days_since: u16,
+    reason: Reason,
+}
+
+const ABSENT: u16 = u16::MAX;
+
+#[derive(Default)]
+struct MerchantIndex {
+    items: Vec<Box<str>>,
+    item_categories: Vec<Option<Box<str>>>,
+    item_ids: HashMap<Box<str>, u32>,
+    users: HashMap<Box<str>, Box<[Entry]>>,
+    popular: Vec<Entry>,
+    /// A user id folded into another customer by unionid → that customer's id.
+    aliases: HashMap<Box<str>, Box<str>>,
+    /// Rendered JSON arrays of the report views, by [`report_key`].
+    reports: HashMap<String, Arc<str>>,
+    /// This merchant's profiles (without `merchant_id`), and each customer's row.
+    profiles: DataFrame,
+    profile_rows: HashMap<Box<str>, u32>,
+    /// This merchant's recent orders, and each customer's (first row, rows).
+    recent_orders: DataFrame,
+    recent_rows: HashMap<Box<str>, (u32, u32)>,
+}
+
+impl MerchantIndex {
+    fn intern(&mut self, item: &str, category: Option<&str>) -> u32 {
+        if let Some(&i) = self.item_ids.get(item) {
+            return i;
+        }
+        let i = u32::try_from(self.items.len()).expect("fewer than 4 billion items per merchant");
+        self.items.push(item.into());
+        self.item_categories.push(category.map(Into::into));
+        self.item_ids.insert(item.into(), i);
+        i
+    }
+
+    fn render(&self, entries: &[Entry], k: usize) -> Vec<RecommendedItem> {
+        entries
+            .iter()
+            .take(k)
+            .map(|e| {
+                let known = |v: u16| (v != ABSENT).then_some(u32::from(v));
+                let category = self.item_categories[e.item as usize].as_deref();
+                RecommendedItem {
+                    item_id: self.items[e.item as usize].to_string(),
+                    score: round4(f64::from(e.score)),
+                    reason: e.reason.as_str(),
+                    detail: e
+                        .reason
+                        .describe(known(e.times_bought), known(e.days_since), category),
+                }
+            })
+            .collect()
+    }
+
+    /// The customer id behind any of their user ids.
+    fn customer<'a>(&'a self, user_id: &'a str) -> &'a str {
+        self.aliases.get(user_id).map_or(user_id, |c| c)
+    }
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+/// The current snapshot, held in memory for serving; answers without touching disk.
+pub struct ServingSnapshot {
+    pub manifest: SnapshotManifest,
+    merchants: HashMap<String, MerchantIndex>,
+}
+
+/// `(merchant, first row, rows)` of a frame sorted by `merchant_id`.
+fn merchant_ranges(frame: &DataFrame) -> Result<Vec<(String, usize, usize)>> {
+    let merchants = frame
+        .column(MERCHANT_ID)
+        .and_then(|c| c.str().cloned())
+        .map_err(Error::polars("reading merchant ids"))?;
+    let mut ranges: Vec<(String, usize, usize)> = Vec::new();
+    for (row, merchant) in merchants.iter().enumerate() {
+        let merchant = merchant.unwrap_or_default();
+        match ranges.last_mut() {
+            Some((m, _, len)) if m == merchant => *len += 1,
+            _ => ranges.push((merchant.to_owned(), row, 1)),
+        }
+    }
+    Ok(ranges)
+}
+
+fn load_table(data_dir: &Path, name: &str, table: SnapshotTable) -> Result<DataFrame> {
+    scan_table(data_dir, name, table)?
+        .collect()
+        .map_err(Error::polars(format!("loading {}", table.name())))
+}
+
+fn json_text(rows: &[Value]) -> Arc<str> {
+    Arc::from(serde_json::to_string(rows).expect("JSON values always serialize"))
+}
+
+impl ServingSnapshot {
+    /// Loads the current snapshot of `data_dir`.
+    pub fn load_current(data_dir: &Path) -> Result<Self> {
+        Self::load(data_dir, &require_current(data_dir)?)
+    }
+
+    /// Loads snapshot `name`. CPU- and I/O-heavy: call it off the async executor.
+    pub fn load(data_dir: &Path, name: &str) -> Result<Self> {
+        let manifest = read_manifest(data_dir, name)?;
+        let mut merchants: HashMap<String, MerchantIndex> = manifest
+            .merchants
+            .iter()
+            .map(|m| (m.merchant_id.clone(), MerchantIndex::default()))
+            .collect();
+        load_popular(data_dir, name, manifest.k, &mut merchants)?;
+        load_lists(data_dir, name, &mut merchants)?;
+        load_reports(data_dir, name, &mut merchants)?;
+        load_profiles(data_dir, name, &mut merchants)?;
+        info!(snapshot = %name, merchants = merchants.len(), "snapshot loaded for serving");
+        Ok(Self {
+            manifest,
+            merchants,
+        })
+    }
+
+    /// Whether the snapshot has data of this merchant.
+    pub fn has_merchant(&self, merchant_id: &str) -> bool {
+        self.merchants.contains_key(merchant_id)
+    }
+
+    /// Up to `k` items for the user (under any id the customer is known by); `None` if the
+    /// merchant is unknown.
+    pub fn recommend(
+        &self,
+        merchant_id: &str,
+        user_id: &str,
+        k: usize,
+    ) -> Option<RecommendationList> {
+        let index = self.merchants.get(merchant_id)?;
+        let customer = index.customer(user_id);
+        let (personalized, entries) = match index.users.get(customer) {
+            Some(entries) => (true, &entries[..]),
+            None => (false, &index.popular[..]),
+        };
+        Some(RecommendationList {
+            merchant_id: merchant_id.to_owned(),
+            user_id: user_id.to_owned(),
+            customer_id: customer.to_owned(),
+            personalized,
+            items: index.render(entries, k),
+        })
+    }
+
+    /// A stored report view as a JSON array text (see [`report_key`]); `None` if the merchant
+    /// or the view is unknown.
+    pub fn report(&self, merchant_id: &str, key: &str) -> Option<Arc<str>> {
+        self.merchants.get(merchant_id)?.reports.get(key).cloned()
+    }
+
+    /// The customer's profile (found by any of their user ids) with their recent kept
+    /// orders; `None` if the merchant has no such user.
+    pub fn profile(&self, merchant_id: &str, user_id: &str) -> Option<Value> {
+        let index = self.merchants.get(merchant_id)?;
+        let customer = index.customer(user_id);
+        let row = *index.profile_rows.get(customer)?;
+        let mut profile = frame_json::rows(&index.profiles.slice(i64::from(row), 1))
+            .into_iter()
+            .next()?;
+        let orders = index
+            .recent_rows
+            .get(customer)
+            .map(|&(start, len)| {
+                let slice = index
+                    .recent_orders
+                    .slice(i64::from(start), len as usize)
+                    .drop_many([USER_ID, RANK]);
+                frame_json::rows(&slice)
+            })
+            .unwrap_or_default();
+        profile["recent_orders"] = Value::Array(orders);
+        Some(profile)
+    }
+
+    /// Number of users with a personal list, over all merchants.
+    pub fn users(&self) -> usize {
+        self.merchants.values().map(|m| m.users.len()).sum()
+    }
+
+    /// Every id with a personal list in `merchant_id` (linked ids included) and the customer
+    /// it belongs to, sorted by id.
+    pub(crate) fn list_owners(&self, merchant_id: &str) -> Vec<(&str, &str)> {
+        let Some(index) = self.merchants.get(merchant_id) else {
+            return Vec::new();
+        };
+        let mut owners: Vec<(&str, &str)> = index
+            .users
+            .keys()
+            .map(|u| (&**u, &**u))
+            .chain(
+                index
+                    .aliases
+                    .iter()
+                    .filter(|(_, c)| index.users.contains_key(&***c))
+                    .map(|(a, c)| (&**a, &**c)),
+            )
+            .collect();
+        owners.sort_unstable();
+        owners
+    }
+
+    /// The rendered top-`k` list of `customer` (one of [`Self::list_owners`]).
+    pub(crate) fn items_of(
+        &self,
+        merchant_id: &str,
+        customer: &str,
+        k: usize,
+    ) -> Vec<RecommendedItem> {
+        self.merchants
+            .get(merchant_id)
+            .and_then(|index| index.users.get(customer).map(|e| index.render(e, k)))
+            .unwrap_or_default()
+    }
+
+    /// The merchants of the snapshot, sorted.
+    pub fn merchant_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.merchants.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+fn load_popular(
+    data_dir: &Path,
+    name: &str,
+    k: usize,
+    merchants: &mut HashMap<String, MerchantIndex>,
+) -> Result<()> {
+    let popular = scan_table(data_dir, name, SnapshotTable::Popular)?
+        .filter(col(RANK).lt_eq(lit(k as u64)))
+        .sort([MERCHANT_ID, RANK], SortMultipleOptions::default())
+        .select([col(MERCHANT_ID), col(ITEM_ID), col(CATEGORY), col(SCORE)])
+        .collect()
+        .map_err(Error::polars("loading popular items"))?;
+    let typed = (|| -> PolarsResult<_> {
+        Ok((
+            popular.column(MERCHANT_ID)?.str()?.clone(),
+            popular.column(ITEM_ID)?.str()?.clone(),
+            popular.column(CATEGORY)?.str()?.clone(),
+            popular.column(SCORE)?.f64()?.clone(),
+        ))
+    })()
+    .map_err(Error::polars("reading popular items"))?;
+    let (m, i, c, s) = typed;
+    for (((merchant, item), category), score) in m.iter().zip(i.iter()).zip(c.iter()).zip(s.iter())
+    {
+        let (Some(merchant), Some(item)) = (merchant, item) else {
+            continue;
+        };
+        let index = merchants.entry(merchant.to_owned()).or_default();
+        let item = index.intern(item, category);
+        #[allow(clippy::cast_possible_truncation)]
+        index.popular.push(Entry {
+            item,
+            score: score.unwrap_or_default() as f32,
+            times_bought: ABSENT,
+            days_since: ABSENT,
+            reason: Reason::Popular,
+        });
+    }
+    Ok(())
+}
+
+fn load_lists(
+    data_dir: &Path,
+    name: &str,
+    merchants: &mut HashMap<String, MerchantIndex>,
+) -> Result<()> {
+    // Stored in (merchant, user, rank) order: each user's entries are one run of rows.
+    let recs = load_table(data_dir, name, SnapshotTable::Recommendations)?;
+    let typed = (|| -> PolarsResult<_> {
+        Ok((
+            recs.column(MERCHANT_ID)?.str()?.clone(),
+            recs.column(USER_ID)?.str()?.clone(),
+            recs.column(ITEM_ID)?.str()?.clone(),
+            recs.column(CATEGORY)?.str()?.clone(),
+            recs.column(SCORE)?.f64()?.clone(),
+            recs.column(REASON)?.str()?.clone(),
+            recs.column(TIMES_BOUGHT)?.u32()?.clone(),
+            recs.column(DAYS_SINCE)?.u32()?.clone(),
+        ))
+    })()
+    .map_err(Error::polars("reading recommendation columns"))?;
+    let (m, u, i, c, s, r, t, d) = typed;
+    let mut current: Option<(String, String, Vec<Entry>)> = None;
+    let flush = |merchants: &mut HashMap<String, MerchantIndex>,
+                 done: Option<(String, String, Vec<Entry>)>| {
+        if let Some((merchant, user, entries)) = done {
+            merchants
+                .entry(merchant)
+                .or_default()
+                .users
+                .insert(user.into(), entries.into());
+        }
+    };
+    let rows = m
+        .iter()
+        .zip(u.iter())
+        .zip(i.iter())
+        .zip(c.iter())
+        .zip(s.iter())
+        .zip(r.iter())
+        .zip(t.iter())
+        .zip(d.iter());
+    for (((((((merchant, user), item), category), score), reason), times), days) in rows {
+        let (Some(merchant), Some(user), Some(item), Some(reason)) =
+            (merchant, user, item, reason.and_then(Reason::parse))
+        else {
+            continue;
+        };
+        let same_user = current
+            .as_ref()
+            .is_some_and(|(cm, cu, _)| cm == merchant && cu == user);
+        if !same_user {
+            flush(merchants, current.take());
+            current = Some((merchant.to_owned(), user.to_owned(), Vec::new()));
+        }
+        let item = merchants
+            .entry(merchant.to_owned())
+            .or_default()
+            .intern(item, category);
+        let small = |v: Option<u32>| v.map_or(ABSENT, |v| u16::try_from(v).unwrap_or(ABSENT - 1));
+        #[allow(clippy::cast_possible_truncation)]
+        let entry = Entry {
+            item,
+            score: score.unwrap_or_default() as f32,
+            times_bought: small(times),
+            days_since: small(days),
+            reason,
+        };
+        if let Some((_, _, entries)) = current.as_mut() {
+            entries.push(entry);
+        }
+    }
+    flush(merchants, current.take());
+    Ok(())
+}
+
+/// Renders every stored report view of every merchant, and reads the identity aliases.
+fn load_reports(
+    data_dir: &Path,
+    name: &str,
+    merchants: &mut HashMap<String, MerchantIndex>,
+) -> Result<()> {
+    for (table, kinds, modes) in PERIODED {
+        let frame = load_table(data_dir, name, table)?;
+        for (merchant, start, len) in merchant_ranges(&frame)? {
+            let part = frame.slice(start as i64, len);
+            let index = merchants.entry(merchant).or_default();
+            for kind in kinds {
+                let modes: Vec<Option<&str>> = if modes.is_empty() {
+                    vec![None]
+                } else {
+                    modes.iter().map(|m| Some(*m)).collect()
+                };
+                for mode in modes {
+                    let mut filter = col(PERIOD_KIND).eq(lit(*kind));
+                    let mut drop = vec![MERCHANT_ID, PERIOD_KIND];
+                    if let Some(mode) = mode {
+                        filter = filter.and(col("mode").eq(lit(mode)));
+                        drop.push("mode");
+                    }
+                    let view = part
+                        .clone()
+                        .lazy()
+                        .filter(filter)
+                        .drop(by_name(drop, true, false))
+                        .collect()
+                        .map_err(Error::polars(format!("rendering {}", table.name())))?;
+                    index.reports.insert(
+                        report_key(table.name(), Some(kind), mode),
+                        json_text(&frame_json::rows(&view)),
+                    );
+                }
+            }
+        }
+    }
+    for table in WHOLE {
+        let frame = load_table(data_dir, name, table)?;
+        for (merchant, start, len) in merchant_ranges(&frame)? {
+            let part = frame.slice(start as i64, len);
+            let index = merchants.entry(merchant).or_default();
+            if table == SnapshotTable::Identities {
+                let (users, customers) = (
+                    part.column(USER_ID).and_then(|c| c.str().cloned()),
+                    part.column(CUSTOMER_ID).and_then(|c| c.str().cloned()),
+                );
+                let (users, customers) = users
+                    .and_then(|u| customers.map(|c| (u, c)))
+                    .map_err(Error::polars("reading identities"))?;
+                for (user, customer) in users.iter().zip(customers.iter()) {
+                    if let (Some(user), Some(customer)) = (user, customer)
+                        && user != customer
+                    {
+                        index.aliases.insert(user.into(), customer.into());
+                    }
+                }
+            }
+            let view = part.drop_many([MERCHANT_ID]);
+            index.reports.insert(
+                report_key(table.name(), None, None),
+                json_text(&frame_json::rows(&view)),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Profiles and recent orders per merchant, indexed by customer; RFM summaries rendered.
+fn load_profiles(
+    data_dir: &Path,
+    name: &str,
+    merchants: &mut HashMap<String, MerchantIndex>,
+) -> Result<()> {
+    let profiles = load_table(data_dir, name, SnapshotTable::Profiles)?;
+    for (merchant, start, len) in merchant_ranges(&profiles)? {
+        let part = profiles.slice(start as i64, len).drop_many([MERCHANT_ID]);
+        let index = merchants.entry(merchant.clone()).or_default();
+        let users = part
+            .column(USER_ID)
+            .and_then(|c| c.str().cloned())
+            .map_err(Error::polars("reading profile ids"))?;
+        index.profile_rows = users
+            .iter()
+            .enumerate()
+            .filter_map(|(row, user)| Some((Box::from(user?), u32::try_from(row).ok()?)))
+            .collect();
+        for (value_class, key) in [(false, "segments"), (true, "value-class")] {
+            let rows = rfm_rows(&part, value_class).map_err(Error::polars(format!(
+                "summarizing RFM of merchant {merchant}"
+            )))?;
+            index
+                .reports
+                .insert(report_key("rfm", Some(key), None), json_text(&rows));
+        }
+        index.profiles = part;
+    }
+    let recent = load_table(data_dir, name, SnapshotTable::RecentOrders)?;
+    for (merchant, start, len) in merchant_ranges(&recent)? {
+        let part = recent.slice(start as i64, len).drop_many([MERCHANT_ID]);
+        let index = merchants.entry(merchant).or_default();
+        let users = part
+            .column(USER_ID)
+            .and_then(|c| c.str().cloned())
+            .map_err(Error::polars("reading recent orders"))?;
+        let mut rows: HashMap<Box<str>, (u32, u32)> = HashMap::new();
+        for (row, user) in users.iter().enumerate() {
+            let (Some(user), Ok(row)) = (user, u32::try_from(row)) else {
+                continue;
+            };
+            rows.entry(user.into())
+                .and_modify(|(_, n)| *n += 1)
+                .or_insert((row, 1));
+        }
+        index.recent_rows = rows;
+        index.recent_orders = part;
+    }
+    Ok(())
+}
+
+/// The merchant's RFM segments (or value classes), with their names, from its profiles.
+fn rfm_rows(profiles: &DataFrame, by_value_class: bool) -> PolarsResult<Vec<Value>> {
+    let scored = profiles
+        .clone()
+        .lazy()
+        .filter(col(rfm::RFM_SEGMENT).is_not_null())
+        .select([
+            col(USER_ID),
+            col(rfm::RECENCY_DAYS),
+            col("orders").alias(rfm::FREQUENCY),
+            col("revenue").alias(rfm::MONETARY),
+            col(rfm::RFM_SEGMENT),
+            col(rfm::VALUE_CLASS),
+        ]);
+    let summary = rfm::summary(scored, by_value_class)?;
+    let mut rows = frame_json::rows(&summary);
+    for row in &mut rows {
+        let key = row["segment"].as_str().unwrap_or_default().to_owned();
+        let (name, name_zh, rule) = if by_value_class {
+            rfm::value_class(&key).map_or(("", "", ""), |c| (c.name, c.name_zh, ""))
+        } else {
+            rfm::segment(&key).map_or(("", "", ""), |s| (s.name, s.name_zh, s.rule))
+        };
+        row["name"] = json!(name);
+        row["name_zh"] = json!(name_zh);
+        if !by_value_class {
+            row["rule"] = json!(rule);
+        }
+    }
+    Ok(rows)
+}
