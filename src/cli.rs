@@ -54,6 +54,12 @@ pub(crate) enum Command {
     #[command(after_help = "Example:\n  recur stats --data-dir data --json")]
     Stats(StatsArgs),
 
+    /// Merge the small files and key runs that many small appends leave, checkpoint the log,
+    /// and delete what earlier compactions replaced (after a grace period). Appends compact
+    /// what is due by themselves; this merges everything mergeable now.
+    #[command(after_help = "Example:\n  recur compact --data-dir data --json")]
+    Compact(CompactArgs),
+
     /// Run the batch jobs (profiles, recommendations) and publish a new snapshot.
     #[command(after_help = "Example:\n  recur run --data-dir data --k 20")]
     Run(RunArgs),
@@ -187,6 +193,19 @@ pub(crate) struct StatsArgs {
     #[command(flatten)]
     pub data: DataDir,
     /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct CompactArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Keep replaced files this many seconds for readers still scanning them (default one hour;
+    /// 0 deletes them at once: only when nothing else reads the store).
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    pub grace: u64,
+    /// Print one JSON line instead of text.
     #[arg(long)]
     pub json: bool,
 }

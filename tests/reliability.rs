@@ -546,3 +546,88 @@ fn the_server_answers_from_memory_when_its_snapshot_files_are_gone() {
         json!({"order_id": "o3", "ordered_at": 1_780_241_400_000_i64, "amount": 9.9, "items": 1})
     );
 }
+
+#[test]
+fn compaction_merges_many_small_commits_and_keeps_every_event_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let d = path_str(&data);
+    let file = dir.path().join("events.ndjson");
+    let counts = {
+        run_ok(&[
+            "generate",
+            "--out",
+            path_str(&file),
+            "--users",
+            "300",
+            "--days",
+            "60",
+            "--seed",
+            "4",
+        ]);
+        truth_counts(&dir.path().join("events.truth.jsonl"))
+    };
+    let unique = counts["unique_events"].as_u64().expect("n");
+    // Tiny batches: hundreds of commits, as HTTP posts or a slow Kafka topic make them.
+    let first = run_json(&[
+        "ingest",
+        "--data-dir",
+        d,
+        "--json",
+        "--batch-events",
+        "40",
+        path_str(&file),
+    ]);
+    assert_eq!(first["accepted"].as_u64(), Some(unique));
+    let stats = run_json(&["stats", "--data-dir", d, "--json"]);
+    assert_eq!(stats["total"].as_u64(), Some(unique));
+    let rfm = || {
+        run_ok(&[
+            "report",
+            "rfm",
+            "--data-dir",
+            d,
+            "--merchant",
+            "m_bakery",
+            "--customers",
+            "--format",
+            "json",
+        ])
+    };
+    let report_before = rfm();
+
+    let compacted = run_json(&["compact", "--data-dir", d, "--json", "--grace", "0"]);
+    assert_eq!(compacted["events"].as_u64(), Some(unique));
+    let files_after = compacted["files_after"].as_u64().expect("files");
+    assert!(
+        files_after <= 3 * 3,
+        "one file per merchant and month after a full compaction: {compacted}"
+    );
+    let log_records = std::fs::read_dir(data.join("_log"))
+        .expect("log")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        })
+        .count();
+    assert!(
+        log_records <= 3,
+        "the log is a checkpoint and a few records: {log_records}"
+    );
+    assert_eq!(rfm(), report_before);
+    // Everything is still known: the same file again stores nothing.
+    let again = run_json(&[
+        "ingest",
+        "--data-dir",
+        d,
+        "--json",
+        "--batch-events",
+        "40",
+        path_str(&file),
+    ]);
+    assert_eq!(again["accepted"], 0);
+    assert_eq!(
+        again["duplicates"].as_u64(),
+        Some(unique + counts["duplicate_lines"].as_u64().expect("n"))
+    );
+}

@@ -8,7 +8,7 @@ use recur_engine::event::EventValidator;
 use recur_engine::store::{AppendOutcome, EmbeddedStore};
 use std::time::Duration;
 
-use recur_ingest::kafka::{self, ConsumeOptions, KafkaSettings};
+use recur_ingest::kafka::{self, ConsumeOptions, InstanceSlot, KafkaSettings};
 use recur_ingest::{BatchLimits, Progress, Source};
 
 use crate::cli::IngestArgs;
@@ -39,10 +39,16 @@ fn ingest_kafka(args: &IngestArgs, brokers: &str) -> anyhow::Result<AppendOutcom
         Some(s) => anyhow::bail!("--until-idle must be a non-negative number of seconds, got {s}"),
         None => None,
     };
+    // Held while consuming: names this instance's dead-letter transactions.
+    let slot = match &args.dlq_topic {
+        Some(_) => Some(InstanceSlot::acquire(&args.data.data_dir, &args.group)?),
+        None => None,
+    };
     let options = ConsumeOptions {
         topic: args.kafka.topic.clone(),
         group: args.group.clone(),
         dlq_topic: args.dlq_topic.clone(),
+        transactional_id: slot.as_ref().map(|s| s.transactional_id.clone()),
         until_idle,
         max_batch_messages: args.batch_events.max(1),
         max_batch_wait: Duration::from_millis(args.max_batch_wait_ms.max(1)),

@@ -2,6 +2,7 @@
 
 mod audience;
 mod clv;
+mod compact;
 mod demo;
 mod export;
 mod generate;
@@ -20,6 +21,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(args) => ingest::ingest(&args),
         Command::Produce(args) => produce::produce(&args),
         Command::Stats(args) => stats::stats(&args),
+        Command::Compact(args) => compact::compact(&args),
         Command::Run(args) => run::run(&args),
         Command::Export(ExportCommand::Recommendations(args)) => export::recommendations(&args),
         Command::Serve(args) => serve::serve(&args),

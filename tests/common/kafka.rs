@@ -73,12 +73,14 @@ pub struct ReadMessage {
     pub headers: Vec<(String, String)>,
 }
 
-/// Reads every message of `topic` from the beginning, until none arrived for `idle`.
+/// Reads every committed message of `topic` from the beginning (as a `read_committed` reader:
+/// records of open or aborted transactions are not returned), until none arrived for `idle`.
 pub fn read_topic(topic: &str, idle: Duration) -> Vec<ReadMessage> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", unique_topic("reader"))
         .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("session.timeout.ms", "6000")
         .create()
@@ -122,4 +124,63 @@ pub fn restart_broker() {
         .status()
         .expect("scripts/services runs");
     assert!(status.success(), "the broker restarts");
+}
+
+/// The group's committed offset of each partition of `topic` (`None` where nothing was
+/// committed), read without joining the group.
+pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(30))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|p| {
+            committed
+                .find_partition(topic, p)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+        })
+        .collect()
+}
+
+/// The high watermark (next offset to be written) of each partition of `topic`.
+pub fn high_watermarks(topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("consumer");
+    (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(30))
+                .expect("watermarks")
+                .1
+        })
+        .collect()
+}
+
+/// Asserts that `group` committed every message of `topic`: nothing was skipped past and
+/// nothing is left to replay.
+pub fn assert_all_committed(group: &str, topic: &str, partitions: i32) {
+    let ends: Vec<Option<i64>> = high_watermarks(topic, partitions)
+        .into_iter()
+        .map(Some)
+        .collect();
+    assert_eq!(
+        committed_offsets(group, topic, partitions),
+        ends,
+        "the group's committed offsets are the ends of the partitions"
+    );
 }

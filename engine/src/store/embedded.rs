@@ -7,6 +7,11 @@
 //! commit record last. A crash before the commit record leaves only files that no commit names;
 //! the next writer deletes them, and the events they held were never counted as stored, so a
 //! rerun stores them exactly once.
+//!
+//! Growth stays bounded: dedup lookups go through [`KeyIndex`] (Bloom filters and fences of
+//! sorted key runs, not every key in memory), and after an append the writer compacts what the
+//! [`CompactionPolicy`] says is due — small files merged, key runs merged, the log
+//! checkpointed — in the same way, as one more commit.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -17,15 +22,18 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use polars::prelude::*;
 use tracing::{debug, info, warn};
 
+use super::compact::{self, CompactionPolicy};
 use super::dedup::{self, Key, KeySet};
-use super::log::{self, Commit, DataFile, LOG_DIR};
+use super::keyindex::KeyIndex;
+use super::keyrun;
+use super::log::{self, Commit, DataFile, LOG_DIR, StoreState};
 use super::{
     AppendOutcome, EventStore, IngestBatch, RejectedLine, StoreStats, TimeRange, columns, fsutil,
 };
 use crate::error::{Error, Result};
 use crate::event::Event;
 
-const EVENTS_DIR: &str = "events";
+pub(crate) const EVENTS_DIR: &str = "events";
 const REJECTED_DIR: &str = "rejected";
 const LOCK_FILE: &str = ".writer.lock";
 
@@ -38,19 +46,28 @@ pub(crate) fn merchant_dir(merchant_id: &str) -> String {
     format!("merchant={}", utf8_percent_encode(merchant_id, PATH_SAFE))
 }
 
-/// Keys of everything stored up to `through_seq`; loaded on the first append.
-struct StoredKeys {
-    events: KeySet,
-    rejects: KeySet,
+/// What a compaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CompactionSummary {
+    /// Data files merged away, and the files they became.
+    pub files_merged: usize,
+    pub files_written: usize,
+    /// Key runs merged into one.
+    pub key_runs_merged: usize,
+    /// Replaced files and old log records deleted (those past the grace period).
+    pub deleted: usize,
 }
 
 /// Parquet files plus a commit log in one data directory.
 pub struct EmbeddedStore {
     data_dir: PathBuf,
-    commits: Vec<Commit>,
-    keys: Option<StoredKeys>,
-    keys_through_seq: u64,
+    state: StoreState,
+    /// The dedup index; opened by the first append (readers never need it).
+    index: Option<KeyIndex>,
     leftovers_removed: bool,
+    policy: CompactionPolicy,
+    /// The commit the newest checkpoint holds.
+    checkpointed_seq: u64,
 }
 
 impl EmbeddedStore {
@@ -59,15 +76,23 @@ impl EmbeddedStore {
         let data_dir = data_dir.into();
         let log_dir = data_dir.join(LOG_DIR);
         fs::create_dir_all(&log_dir).map_err(Error::io("create directory", &log_dir))?;
-        let mut store = Self {
+        let state = log::read_state(&data_dir)?;
+        let checkpointed_seq = log::latest_checkpoint(&data_dir)?.unwrap_or(0);
+        Ok(Self {
             data_dir,
-            commits: Vec::new(),
-            keys: None,
-            keys_through_seq: 0,
+            state,
+            index: None,
             leftovers_removed: false,
-        };
-        store.refresh()?;
-        Ok(store)
+            policy: CompactionPolicy::default(),
+            checkpointed_seq,
+        })
+    }
+
+    /// Compacts with `policy` after appends instead of the default.
+    #[must_use]
+    pub fn with_policy(mut self, policy: CompactionPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -76,13 +101,30 @@ impl EmbeddedStore {
 
     /// The sequence number of the newest commit seen.
     pub fn last_seq(&self) -> u64 {
-        self.commits.last().map_or(0, |c| c.seq)
+        self.state.seq
     }
 
-    /// Catches up with commits written since the last look, by this or another process.
+    /// Bytes of memory the dedup index holds (0 before the first append).
+    pub fn index_memory_bytes(&self) -> u64 {
+        self.index.as_ref().map_or(0, KeyIndex::memory_bytes)
+    }
+
+    /// Catches up with commits written since the last look, by this or another process. If
+    /// the commits it would read next were folded into a checkpoint and deleted, it reloads
+    /// from the checkpoint.
     pub fn refresh(&mut self) -> Result<()> {
-        let new = log::read_commits_after(&self.data_dir, self.last_seq())?;
-        self.commits.extend(new);
+        let new = log::read_commits_after(&self.data_dir, self.state.seq)?;
+        if new.is_empty() {
+            let checkpoint = log::latest_checkpoint(&self.data_dir)?.unwrap_or(0);
+            if checkpoint > self.state.seq {
+                self.state = log::read_state(&self.data_dir)?;
+                self.checkpointed_seq = checkpoint;
+            }
+            return Ok(());
+        }
+        for commit in &new {
+            self.state.apply(commit);
+        }
         Ok(())
     }
 
@@ -90,54 +132,23 @@ impl EmbeddedStore {
         fsutil::lock_exclusive(&self.data_dir.join(LOG_DIR).join(LOCK_FILE))
     }
 
-    fn load_keys(&mut self) -> Result<()> {
-        let keys = self.keys.get_or_insert_with(|| StoredKeys {
-            events: KeySet::default(),
-            rejects: KeySet::default(),
-        });
-        for commit in self
-            .commits
-            .iter()
-            .filter(|c| c.seq > self.keys_through_seq)
-        {
-            let Some(rel) = &commit.keys_path else {
-                continue;
-            };
-            let path = self.data_dir.join(rel);
-            let bytes = fs::read(&path).map_err(Error::io("read", &path))?;
-            let expected =
-                usize::try_from(commit.event_keys + commit.reject_keys).unwrap_or(usize::MAX);
-            let decoded: Vec<Key> = dedup::decode_keys(&bytes)
-                .filter(|_| bytes.len() / 16 == expected)
-                .ok_or_else(|| Error::CorruptStore {
-                    path: path.clone(),
-                    reason: format!("expected {expected} keys, found {} bytes", bytes.len()),
-                })?
-                .collect();
-            let (event_keys, reject_keys) =
-                decoded.split_at(usize::try_from(commit.event_keys).unwrap_or(0));
-            keys.events.extend(event_keys);
-            keys.rejects.extend(reject_keys);
-        }
-        self.keys_through_seq = self.last_seq();
-        Ok(())
-    }
-
-    /// Deletes files that no commit names: the remains of a writer that crashed mid-append.
+    /// Deletes files that nothing names: the remains of a writer that crashed mid-append.
     /// Runs under the writer lock, so no live writer's files are touched.
     fn remove_leftovers(&mut self) -> Result<()> {
         let mut named: HashSet<PathBuf> = HashSet::new();
-        for commit in &self.commits {
-            named.extend(commit.files.iter().map(|f| self.data_dir.join(&f.path)));
-            named.extend(commit.keys_path.iter().map(|p| self.data_dir.join(p)));
-            named.extend(commit.rejected_path.iter().map(|p| self.data_dir.join(p)));
-        }
+        let state = &self.state;
+        named.extend(state.files.iter().map(|f| self.data_dir.join(&f.path)));
+        named.extend(state.key_runs.iter().map(|r| self.data_dir.join(&r.path)));
+        named.extend(state.rejected_paths.iter().map(|p| self.data_dir.join(p)));
+        named.extend(state.removed.iter().map(|r| self.data_dir.join(&r.path)));
         let mut removed = 0usize;
         for dir in [EVENTS_DIR, REJECTED_DIR, LOG_DIR] {
             let root = self.data_dir.join(dir);
             for path in files_under(&root)? {
                 let is_log_record = dir == LOG_DIR
-                    && (path.extension().is_some_and(|e| e == "json") || path.ends_with(LOCK_FILE));
+                    && (path.extension().is_some_and(|e| e == "json")
+                        || path.ends_with(LOCK_FILE)
+                        || path.ends_with("CHECKPOINT"));
                 if is_log_record || named.contains(&path) {
                     continue;
                 }
@@ -220,7 +231,7 @@ impl EmbeddedStore {
         merchant_id: &str,
         range: TimeRange,
     ) -> impl Iterator<Item = &DataFile> {
-        self.commits.iter().flat_map(|c| &c.files).filter(move |f| {
+        self.state.files.iter().filter(move |f| {
             f.merchant_id == merchant_id && range.overlaps(f.min_ts_ms, f.max_ts_ms)
         })
     }
@@ -241,29 +252,91 @@ impl EmbeddedStore {
             .map(Some)
             .map_err(Error::polars("planning the event scan"))
     }
+
+    /// Writes `commit` (the next one) and makes it this store's state.
+    fn commit(&mut self, commit: &Commit) -> Result<()> {
+        log::write_commit(&self.data_dir, commit)?;
+        self.state.apply(commit);
+        Ok(())
+    }
+
+    /// Compacts what `policy` says is due (everything mergeable with
+    /// [`CompactionPolicy::full`]), deletes what is past the grace period and checkpoints the
+    /// log. Takes the writer lock.
+    pub fn compact(&mut self, policy: &CompactionPolicy, full: bool) -> Result<CompactionSummary> {
+        let _lock = self.lock()?;
+        self.refresh()?;
+        self.compact_locked(policy, full, true)
+    }
+
+    /// [`Self::compact`] with the lock held; `checkpoint` forces a checkpoint.
+    fn compact_locked(
+        &mut self,
+        policy: &CompactionPolicy,
+        full: bool,
+        checkpoint: bool,
+    ) -> Result<CompactionSummary> {
+        let plan = compact::plan(&self.state, policy, full);
+        let mut summary = CompactionSummary::default();
+        let mut changed = false;
+        if !plan.is_empty() {
+            let commit = compact::execute(&self.data_dir, &plan, self.state.seq + 1)?;
+            summary.files_merged = plan.file_groups.iter().map(Vec::len).sum();
+            summary.files_written = commit.files.len();
+            summary.key_runs_merged = if commit.keys_path.is_some() {
+                plan.runs.len()
+            } else {
+                0
+            };
+            self.commit(&commit)?;
+            changed = true;
+            info!(
+                seq = commit.seq,
+                files = summary.files_merged,
+                key_runs = summary.key_runs_merged,
+                "compacted"
+            );
+        }
+        let due = self.state.seq - self.checkpointed_seq >= policy.commits_per_checkpoint;
+        if changed || due || checkpoint {
+            if self.state.seq > self.checkpointed_seq {
+                log::write_checkpoint(&self.data_dir, &self.state)?;
+                self.checkpointed_seq = self.state.seq;
+            }
+            // After the checkpoint, so the log records it subsumes can go too. A checkpoint
+            // may still list a replaced file deleted here; deleting it again is a no-op.
+            summary.deleted =
+                compact::collect_garbage(&self.data_dir, &mut self.state, policy.grace)?;
+        }
+        if let Some(index) = self.index.as_mut() {
+            index.sync(&self.data_dir, &self.state)?;
+        }
+        Ok(summary)
+    }
 }
 
 impl EventStore for EmbeddedStore {
     fn append(&mut self, batch: &IngestBatch) -> Result<AppendOutcome> {
         let _lock = self.lock()?;
         self.refresh()?;
-        self.load_keys()?;
         if !self.leftovers_removed {
             self.remove_leftovers()?;
         }
-        let stored = self.keys.as_ref().expect("load_keys sets keys");
+        let index = self.index.get_or_insert_with(KeyIndex::default);
+        index.sync(&self.data_dir, &self.state)?;
 
-        // Decide against what is stored plus what came earlier in this batch; the shared set
-        // is only extended once the commit is durable, so a failed append loses nothing.
+        // Decide against what is stored plus what came earlier in this batch; the index learns
+        // the new keys only once the commit is durable, so a failed append loses nothing.
         let mut outcome = AppendOutcome::default();
         let mut batch_event_keys = KeySet::default();
-        let mut new_event_keys = Vec::new();
+        let mut new_event_keys: Vec<Key> = Vec::new();
         let mut accepted: Vec<&Event> = Vec::new();
         for event in &batch.events {
             let key = dedup::event_key(&event.merchant_id, &event.event_id);
-            if stored.events.contains(&key) || !batch_event_keys.insert(key) {
+            if batch_event_keys.contains(&key) || index.contains_event(key)? {
                 outcome.duplicates += 1;
             } else {
+                batch_event_keys.insert(key);
                 new_event_keys.push(key);
                 accepted.push(event);
             }
@@ -274,7 +347,7 @@ impl EventStore for EmbeddedStore {
         for reject in &batch.rejects {
             outcome.rejected += 1;
             let key = dedup::reject_key(&reject.source, reject.line, &reject.raw);
-            if !stored.rejects.contains(&key) && batch_reject_keys.insert(key) {
+            if !index.contains_reject(key) && batch_reject_keys.insert(key) {
                 new_reject_keys.push(key);
                 new_rejects.push(reject);
             }
@@ -288,43 +361,49 @@ impl EventStore for EmbeddedStore {
         let files = self.write_data_files(seq, &mut accepted)?;
         let rejected_path = self.write_rejects(seq, &new_rejects)?;
         let keys_rel = format!("{LOG_DIR}/{seq:020}.keys");
-        let mut all_keys = new_event_keys.clone();
-        all_keys.extend(&new_reject_keys);
-        fsutil::write_bytes_atomic(
-            &self.data_dir.join(&keys_rel),
-            &dedup::encode_keys(&all_keys),
-        )?;
+        new_event_keys.sort_unstable();
+        fsutil::write_atomic(&self.data_dir.join(&keys_rel), |file| {
+            keyrun::write_run(file, &mut new_event_keys, &new_reject_keys)
+        })?;
         let commit = Commit {
             seq,
             committed_at_ms: chrono::Utc::now().timestamp_millis(),
             files,
-            keys_path: Some(keys_rel),
+            keys_path: Some(keys_rel.clone()),
             event_keys: new_event_keys.len() as u64,
             reject_keys: new_reject_keys.len() as u64,
             rejected_path,
+            removed: Vec::new(),
         };
-        log::write_commit(&self.data_dir, &commit)?;
-
-        let keys = self.keys.as_mut().expect("load_keys sets keys");
-        keys.events.extend(new_event_keys);
-        keys.rejects.extend(new_reject_keys);
-        self.keys_through_seq = seq;
+        self.commit(&commit)?;
         debug!(
             seq,
             files = commit.files.len(),
             accepted = outcome.accepted,
             "commit written"
         );
-        self.commits.push(commit);
+        self.index.as_mut().expect("opened above").add_committed(
+            &self.data_dir,
+            keys_rel,
+            new_event_keys,
+            &new_reject_keys,
+        )?;
+        // The batch is durable and counted; a failed compaction only leaves work for the next
+        // append (its files are leftovers, removed then).
+        let policy = self.policy;
+        if let Err(e) = self.compact_locked(&policy, false, false) {
+            warn!(error = %e, "compaction after an append failed; the next append retries it");
+        }
         Ok(outcome)
     }
 
     fn merchants(&mut self) -> Result<Vec<String>> {
         self.refresh()?;
         let mut merchants: Vec<String> = self
-            .commits
+            .state
+            .files
             .iter()
-            .flat_map(|c| c.files.iter().map(|f| f.merchant_id.clone()))
+            .map(|f| f.merchant_id.clone())
             .collect();
         merchants.sort_unstable();
         merchants.dedup();
@@ -359,14 +438,14 @@ impl EventStore for EmbeddedStore {
     fn stats(&mut self) -> Result<StoreStats> {
         self.refresh()?;
         let mut stats = StoreStats {
-            commits: self.commits.len() as u64,
-            files: self.commits.iter().map(|c| c.files.len() as u64).sum(),
+            commits: self.state.commits,
+            files: self.state.files.len() as u64,
             ..StoreStats::default()
         };
         let paths: Vec<PathBuf> = self
-            .commits
+            .state
+            .files
             .iter()
-            .flat_map(|c| &c.files)
             .map(|f| self.data_dir.join(&f.path))
             .collect();
         let Some(frame) = self.scan_paths(paths)? else {
@@ -543,6 +622,138 @@ mod tests {
             .expect("append");
         assert_eq!(outcome.accepted, 1);
         assert_eq!(store.stats().expect("stats").total, 1);
+    }
+
+    fn event_ids(store: &mut EmbeddedStore, merchant: &str) -> Vec<String> {
+        let frame = store
+            .scan(merchant, TimeRange::ALL)
+            .expect("scan")
+            .expect("has data")
+            .collect()
+            .expect("collect");
+        let mut ids: Vec<String> = frame
+            .column("event_id")
+            .expect("col")
+            .str()
+            .expect("str")
+            .iter()
+            .flatten()
+            .map(str::to_owned)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn log_records(dir: &Path) -> usize {
+        fs::read_dir(dir.join(LOG_DIR))
+            .expect("list")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            })
+            .count()
+    }
+
+    #[test]
+    fn many_small_appends_are_compacted_and_nothing_is_lost_or_doubled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = CompactionPolicy {
+            commits_per_checkpoint: 10,
+            grace: std::time::Duration::ZERO,
+            ..CompactionPolicy::default()
+        };
+        // A reader that opened before everything, and will refresh across the compactions.
+        let mut reader = EmbeddedStore::open(dir.path()).expect("open");
+        let mut store = EmbeddedStore::open(dir.path())
+            .expect("open")
+            .with_policy(policy);
+        let batch = |round: i64| IngestBatch {
+            events: (0..5)
+                .map(|i| {
+                    event(
+                        "m1",
+                        &format!("e{round}-{i}"),
+                        T0 + (round % 2) * 40 * DAY + i,
+                    )
+                })
+                .collect(),
+            rejects: vec![],
+        };
+        for round in 0..40 {
+            let outcome = store.append(&batch(round)).expect("append");
+            assert_eq!(outcome.accepted, 5);
+        }
+        let state = &store.state;
+        // 40 appends, one file each, in 2 partitions: at most 8 small files stand in each.
+        assert!(state.files.len() <= 16, "{} files", state.files.len());
+        assert!(state.key_runs.len() < 8, "{} runs", state.key_runs.len());
+        assert!(log_records(dir.path()) < 20, "old log records are deleted");
+        assert_eq!(store.stats().expect("stats").total, 200);
+
+        // A new process: every event is a duplicate, found through the merged runs.
+        let mut reopened = EmbeddedStore::open(dir.path()).expect("reopen");
+        for round in 0..40 {
+            let outcome = reopened.append(&batch(round)).expect("append");
+            assert_eq!(
+                (outcome.accepted, outcome.duplicates),
+                (0, 5),
+                "round {round}"
+            );
+        }
+        let expected: Vec<String> = {
+            let mut ids: Vec<String> = (0..40)
+                .flat_map(|r| (0..5).map(move |i| format!("e{r}-{i}")))
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(event_ids(&mut reopened, "m1"), expected);
+        // The old reader's next commit was folded into a checkpoint: it reloads from there.
+        assert_eq!(event_ids(&mut reader, "m1"), expected);
+        let full = reopened
+            .compact(
+                &CompactionPolicy {
+                    grace: std::time::Duration::ZERO,
+                    ..CompactionPolicy::full()
+                },
+                true,
+            )
+            .expect("compact");
+        assert!(
+            full.key_runs_merged >= 2 || reopened.state.key_runs.len() == 1,
+            "{full:?}"
+        );
+        assert_eq!(reopened.state.key_runs.len(), 1);
+        assert_eq!(event_ids(&mut reopened, "m1"), expected);
+        assert_eq!(reopened.stats().expect("stats").total, 200);
+    }
+
+    #[test]
+    fn a_compaction_interrupted_before_its_commit_leaves_the_store_as_it_was() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = EmbeddedStore::open(dir.path()).expect("open");
+        for round in 0..3 {
+            store
+                .append(&IngestBatch {
+                    events: vec![event("m1", &format!("e{round}"), T0 + round)],
+                    rejects: vec![],
+                })
+                .expect("append");
+        }
+        // What a crashed compaction leaves: a merged file and a merged run nobody names.
+        let plan = compact::plan(&store.state, &CompactionPolicy::full(), true);
+        let orphan = compact::execute(dir.path(), &plan, store.state.seq + 1).expect("merge");
+        assert!(!orphan.files.is_empty() && orphan.keys_path.is_some());
+        let mut next = EmbeddedStore::open(dir.path()).expect("open");
+        let outcome = next
+            .append(&IngestBatch {
+                events: vec![event("m1", "e0", T0), event("m1", "e9", T0)],
+                rejects: vec![],
+            })
+            .expect("append");
+        assert_eq!((outcome.accepted, outcome.duplicates), (1, 1));
+        assert!(!dir.path().join(&orphan.files[0].path).exists());
+        assert_eq!(event_ids(&mut next, "m1"), vec!["e0", "e1", "e2", "e9"]);
     }
 
     #[test]

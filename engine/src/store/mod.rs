@@ -6,9 +6,12 @@
 //! scan for one merchant returns only that merchant's rows.
 
 mod columns;
+mod compact;
 pub mod dedup;
 mod embedded;
 pub mod fsutil;
+mod keyindex;
+mod keyrun;
 pub mod log;
 
 use std::collections::BTreeMap;
@@ -17,8 +20,9 @@ use polars::prelude::LazyFrame;
 use serde::Serialize;
 
 pub use columns::*;
-pub use embedded::EmbeddedStore;
+pub use compact::CompactionPolicy;
 pub(crate) use embedded::merchant_dir;
+pub use embedded::{CompactionSummary, EmbeddedStore};
 
 use crate::error::Result;
 use crate::event::Event;

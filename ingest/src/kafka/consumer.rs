@@ -1,35 +1,43 @@
 //! The Kafka consumer behind `recur ingest --kafka`: a consumer group member whose effect on
 //! the store is exactly once.
 //!
-//! Promise: an offset is stored (and later committed) only after every message below it is
-//! durable — its event appended to the store, or its rejection delivered to the dead-letter
-//! topic (or recorded under `rejected/`). A crash therefore replays at most the uncommitted
-//! tail, and the store's dedup on (merchant_id, event_id) absorbs what was already written.
-//! `enable.auto.offset.store=false`; librdkafka auto-commits only stored offsets; on
-//! revocation and on shutdown the stored offsets are committed synchronously.
-//! The dead-letter topic is at-least-once: every message there carries headers with its
-//! source topic, partition and offset, so a replay's copy can be recognised.
+//! Promises:
+//! - An offset is stored (and later committed) only after every message below it is durable:
+//!   its event appended to the store, its rejection recorded under `rejected/`, or — with a
+//!   dead-letter topic — its dead letter committed in the same Kafka transaction as the offset
+//!   ([`super::dead_letters`]). A crash therefore replays at most the uncommitted tail, and the
+//!   store's dedup on (merchant_id, event_id) absorbs what was already written.
+//! - No polled message is ever dropped: while the store fails (or the writer is behind), every
+//!   assigned partition is paused — partitions assigned by a rebalance meanwhile included — and
+//!   a message that arrives anyway is kept for the next batch.
+//! - The offset of a revoked partition is never stored: each revocation starts a new
+//!   generation of the partition, and only offsets read in the current generation of a
+//!   partition this consumer still owns are stored. The new owner replays the rest.
 //!
-//! If the store fails, the consumer pauses its partitions, retries with exponential backoff
-//! and commits nothing until the batch is written. A restarted broker is reconnected to by
-//! librdkafka; consumption goes on from the committed offsets.
+//! Without a dead-letter topic, `enable.auto.offset.store=false` and librdkafka auto-commits
+//! only stored offsets; on revocation and on shutdown they are committed synchronously.
+//!
+//! Batches are pipelined: the poll loop reads and validates the next batch while a writer
+//! thread ([`super::writer`]) appends the previous one, one batch in flight at a time, so the
+//! consumer keeps up with the broker instead of stalling on every fsync.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use recur_engine::event::EventValidator;
 use recur_engine::store::{AppendOutcome, EventStore, IngestBatch, RejectedLine};
 use tracing::{debug, info, warn};
 
 use super::KafkaSettings;
+use super::dead_letters::{DeadLetter, DeadLetterSink, Delivered};
+use super::writer::{self, Written};
 use crate::error::{Error, Result};
 
 /// How `recur ingest --kafka` consumes.
@@ -39,6 +47,9 @@ pub struct ConsumeOptions {
     pub group: String,
     /// Invalid messages go here with headers saying why; without it, to `rejected/`.
     pub dlq_topic: Option<String>,
+    /// The `transactional.id` of the dead-letter producer; see
+    /// [`super::dead_letters::InstanceSlot`]. Needed with `dlq_topic`.
+    pub transactional_id: Option<String>,
     /// Exit after this long without a message (once partitions were assigned).
     pub until_idle: Option<Duration>,
     /// A batch is written when it holds this many messages...
@@ -55,6 +66,7 @@ impl Default for ConsumeOptions {
             topic: "events".to_owned(),
             group: "recur".to_owned(),
             dlq_topic: None,
+            transactional_id: None,
             until_idle: None,
             max_batch_messages: 50_000,
             max_batch_wait: Duration::from_secs(1),
@@ -63,15 +75,39 @@ impl Default for ConsumeOptions {
     }
 }
 
-/// Rebalance hooks: commit what is durable before partitions leave, note when the group
-/// last moved partitions (an idle clock restarts then).
+/// How long the poll loop waits for a busy writer before it pauses the partitions.
+const HOLD_AFTER: Duration = Duration::from_millis(500);
+
+/// Rebalance hooks: commit what is durable before partitions leave, start a new generation of
+/// each revoked partition, pause newly assigned partitions while consumption is on hold.
 struct GroupContext {
+    /// When the group last moved partitions (an idle clock restarts then).
     rebalanced_at: Mutex<Option<Instant>>,
+    /// Between a revocation and the next assignment: not idle, just rejoining.
+    rejoining: AtomicBool,
+    /// While set, every assigned partition is paused, including ones assigned from now on.
+    holding: AtomicBool,
+    /// Revocations of each partition so far: offsets read under an older one are not stored.
+    generations: Mutex<HashMap<i32, u64>>,
+    /// Offsets are committed inside dead-letter transactions, never by the consumer.
+    transactional: bool,
 }
 
 impl GroupContext {
     fn note_rebalance(&self) {
-        *self.rebalanced_at.lock().expect("not poisoned") = Some(Instant::now());
+        *self
+            .rebalanced_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    fn generation(&self, partition: i32) -> u64 {
+        self.generations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&partition)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -81,6 +117,19 @@ impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
             self.note_rebalance();
+            self.rejoining.store(true, Ordering::Relaxed);
+            {
+                let mut generations = self
+                    .generations
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                for partition in partitions.elements() {
+                    *generations.entry(partition.partition()).or_default() += 1;
+                }
+            }
+            if self.transactional {
+                return;
+            }
             // Only stored offsets are committed, and those cover durable events only.
             match consumer.commit_consumer_state(CommitMode::Sync) {
                 Ok(()) => info!(
@@ -95,50 +144,37 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
             info!(partitions = partitions.count(), "partitions assigned");
             self.note_rebalance();
+            self.rejoining.store(false, Ordering::Relaxed);
+            if self.holding.load(Ordering::Relaxed)
+                && let Err(e) = consumer.pause(partitions)
+            {
+                warn!(error = %e, "cannot pause newly assigned partitions");
+            }
         }
     }
 }
 
-/// Counts failed deliveries of the dead-letter producer.
-struct DeliveryCounter {
-    failed: std::sync::atomic::AtomicU64,
-}
+/// partition → (next offset to consume, generation it was read in)
+type Progress = BTreeMap<i32, (i64, u64)>;
 
-impl ClientContext for DeliveryCounter {}
-
-impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, (): ()) {
-        if let Err((e, _)) = result {
-            tracing::debug!(error = %e, "dead-letter delivery failed; it will be retried");
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// A message that failed validation, bound for the dead-letter topic.
-struct DeadLetter {
-    key: Option<Vec<u8>>,
-    payload: Vec<u8>,
-    reason: String,
-    partition: i32,
-    offset: i64,
-}
-
-/// What has been read but is not yet durable.
+/// What has been read but is not yet handed to the writer.
 #[derive(Default)]
 struct Pending {
     batch: IngestBatch,
     dead_letters: Vec<DeadLetter>,
-    /// partition → next offset to consume
-    next_offsets: BTreeMap<i32, i64>,
+    next_offsets: Progress,
     messages: usize,
     first_at: Option<Instant>,
+}
+
+/// The batch the writer is appending: what to commit once it is durable.
+struct InFlight {
+    next_offsets: Progress,
+    dead_letters: Vec<DeadLetter>,
 }
 
 /// Consumes until `stop` is set or the topic has been idle for `until_idle`; returns totals.
@@ -149,99 +185,404 @@ pub fn consume(
     stop: &AtomicBool,
     on_progress: &mut dyn FnMut(AppendOutcome),
 ) -> Result<AppendOutcome> {
+    let transactional = options.dlq_topic.is_some();
+    let auto_commit = if transactional { "false" } else { "true" };
     let consumer: BaseConsumer<GroupContext> = settings
         .client_config(
             &[("auto.offset.reset", "earliest")],
             &[
                 ("group.id", &options.group),
                 ("enable.auto.offset.store", "false"),
-                ("enable.auto.commit", "true"),
+                ("enable.auto.commit", auto_commit),
                 ("enable.partition.eof", "false"),
             ],
         )?
         .create_with_context(GroupContext {
             rebalanced_at: Mutex::new(None),
+            rejoining: AtomicBool::new(false),
+            holding: AtomicBool::new(false),
+            generations: Mutex::new(HashMap::new()),
+            transactional,
         })
         .map_err(|e| Error::Kafka(format!("cannot create the consumer: {e}")))?;
+    let dead_letters = match &options.dlq_topic {
+        Some(dlq) => {
+            let id = options.transactional_id.as_deref().ok_or_else(|| {
+                Error::KafkaConfig("a dead-letter topic needs a transactional id".to_owned())
+            })?;
+            Some(DeadLetterSink::new(
+                settings,
+                id,
+                &options.group,
+                dlq,
+                &options.topic,
+            )?)
+        }
+        None => None,
+    };
     consumer
         .subscribe(&[&options.topic])
         .map_err(|e| Error::Kafka(format!("cannot subscribe to {}: {e}", options.topic)))?;
-    let dead_letters = match &options.dlq_topic {
-        Some(_) => Some(dead_letter_producer(settings)?),
-        None => None,
-    };
-    info!(topic = %options.topic, group = %options.group, "consuming");
+    info!(topic = %options.topic, group = %options.group, transactional, "consuming");
 
-    let validator = &options.validator;
-    let mut pending = Pending::default();
-    let mut total = AppendOutcome::default();
-    let started = Instant::now();
-    let mut last_message: Option<Instant> = None;
-    while !stop.load(Ordering::Relaxed) {
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Err(e)) => warn!(error = %e, "kafka error; librdkafka retries"),
-            Some(Ok(message)) => {
+    std::thread::scope(|scope| {
+        let (batches, to_write) = mpsc::sync_channel::<IngestBatch>(1);
+        let (written, done) = mpsc::channel::<Written>();
+        scope.spawn(move || writer::run(store, &to_write, &written, stop));
+        let mut run = Consumption {
+            consumer: &consumer,
+            options,
+            dead_letters,
+            batches,
+            done,
+            in_flight: None,
+            pending: Pending::default(),
+            total: AppendOutcome::default(),
+            stop,
+            on_progress,
+        };
+        run.run()
+        // Dropping `run` closes the batch channel, so the writer thread ends.
+    })
+}
+
+struct Consumption<'a> {
+    consumer: &'a BaseConsumer<GroupContext>,
+    options: &'a ConsumeOptions,
+    dead_letters: Option<DeadLetterSink>,
+    batches: SyncSender<IngestBatch>,
+    done: Receiver<Written>,
+    in_flight: Option<InFlight>,
+    pending: Pending,
+    total: AppendOutcome,
+    stop: &'a AtomicBool,
+    on_progress: &'a mut dyn FnMut(AppendOutcome),
+}
+
+impl Consumption<'_> {
+    fn run(&mut self) -> Result<AppendOutcome> {
+        let started = Instant::now();
+        let mut last_message: Option<Instant> = None;
+        while !self.stop.load(Ordering::Relaxed) {
+            if self.poll(Duration::from_millis(100)) {
                 last_message = Some(Instant::now());
-                accept_message(&message, validator, options, &mut pending);
             }
-        }
-        let due = pending
-            .first_at
-            .is_some_and(|t| t.elapsed() >= options.max_batch_wait);
-        if pending.messages >= options.max_batch_messages || due {
-            total += flush(
-                store,
-                &consumer,
-                dead_letters.as_ref(),
-                options,
-                &mut pending,
-                stop,
-            )?;
-            on_progress(total);
-        }
-        if let Some(idle) = options.until_idle {
-            let rebalanced_at = *consumer
-                .context()
-                .rebalanced_at
-                .lock()
-                .expect("not poisoned");
-            let quiet_since = match (last_message, rebalanced_at) {
-                (Some(m), Some(a)) => Some(m.max(a)),
-                (m, a) => m.or(a),
-            };
-            // Never assigned at all (the group gave every partition to others): give the
-            // join a generous chance before calling the topic idle.
-            let idle_for = quiet_since.map_or_else(
-                || started.elapsed().saturating_sub(Duration::from_secs(30)),
-                |t| t.elapsed(),
-            );
-            if idle_for >= idle && pending.messages == 0 && caught_up(&consumer) {
+            if let Ok(written) = self.done.try_recv() {
+                self.finish(written)?;
+            }
+            let due = self
+                .pending
+                .first_at
+                .is_some_and(|t| t.elapsed() >= self.options.max_batch_wait);
+            let full = self.pending.messages >= self.options.max_batch_messages;
+            if full || due {
+                if self.in_flight.is_some() && full {
+                    self.wait_for_writer()?;
+                }
+                if self.in_flight.is_none() {
+                    self.hand_over()?;
+                }
+            }
+            if let Some(idle) = self.options.until_idle
+                && self.is_idle(idle, started, last_message)
+            {
                 info!(idle_secs = idle.as_secs_f64(), "idle; stopping");
                 break;
             }
         }
+        // Finish what was read: the batch in flight, then the rest, then commit.
+        if self.in_flight.is_some() {
+            self.wait_for_writer()?;
+        }
+        if self.pending.messages > 0 {
+            self.hand_over()?;
+            self.wait_for_writer()?;
+        }
+        if self.dead_letters.is_none() {
+            match self.consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => return Err(Error::Kafka(format!("final commit failed: {e}"))),
+            }
+        }
+        info!(
+            accepted = self.total.accepted,
+            duplicates = self.total.duplicates,
+            rejected = self.total.rejected,
+            "consumer stopped"
+        );
+        Ok(self.total)
     }
-    total += flush(
-        store,
-        &consumer,
-        dead_letters.as_ref(),
-        options,
-        &mut pending,
-        stop,
-    )?;
-    on_progress(total);
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => return Err(Error::Kafka(format!("final commit failed: {e}"))),
+
+    /// Polls once; a message is validated into the pending batch. Returns whether one came.
+    fn poll(&mut self, timeout: Duration) -> bool {
+        match self.consumer.poll(timeout) {
+            None => false,
+            Some(Err(e)) => {
+                warn!(error = %e, "kafka error; librdkafka retries");
+                false
+            }
+            Some(Ok(message)) => {
+                self.accept(&message);
+                true
+            }
+        }
     }
-    info!(
-        accepted = total.accepted,
-        duplicates = total.duplicates,
-        rejected = total.rejected,
-        "consumer stopped"
-    );
-    Ok(total)
+
+    fn accept(&mut self, message: &BorrowedMessage<'_>) {
+        let pending = &mut self.pending;
+        let payload = message.payload().unwrap_or_default();
+        match self.options.validator.validate(payload) {
+            Ok(event) => pending.batch.events.push(event),
+            Err(rejection) if self.options.dlq_topic.is_some() => {
+                pending.dead_letters.push(DeadLetter {
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: payload.to_vec(),
+                    reason: rejection.reason,
+                    partition: message.partition(),
+                    offset: message.offset(),
+                });
+            }
+            Err(rejection) => pending.batch.rejects.push(RejectedLine {
+                source: format!("kafka:{}/{}", message.topic(), message.partition()),
+                line: u64::try_from(message.offset()).unwrap_or_default(),
+                reason: rejection.reason,
+                raw: String::from_utf8_lossy(payload).into_owned(),
+            }),
+        }
+        let generation = self.consumer.context().generation(message.partition());
+        pending
+            .next_offsets
+            .insert(message.partition(), (message.offset() + 1, generation));
+        pending.messages += 1;
+        pending.first_at.get_or_insert_with(Instant::now);
+    }
+
+    /// Gives the pending batch to the (idle) writer.
+    fn hand_over(&mut self) -> Result<()> {
+        let taken = std::mem::take(&mut self.pending);
+        self.in_flight = Some(InFlight {
+            next_offsets: taken.next_offsets,
+            dead_letters: taken.dead_letters,
+        });
+        self.batches
+            .send(taken.batch)
+            .map_err(|_| Error::Kafka("the store writer stopped unexpectedly".to_owned()))
+    }
+
+    /// Waits until the batch in flight is written, serving the group meanwhile; pauses every
+    /// partition if that takes long, so reading cannot outrun a slow or failing store.
+    fn wait_for_writer(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let result = loop {
+            match self.done.recv_timeout(Duration::from_millis(50)) {
+                Ok(written) => break self.finish(written),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    break Err(Error::Kafka(
+                        "the store writer stopped unexpectedly".to_owned(),
+                    ));
+                }
+            }
+            if started.elapsed() >= HOLD_AFTER {
+                self.hold();
+                // Keeps the group membership; paused partitions deliver nothing, and a
+                // message that still arrives is kept, never dropped.
+                self.poll(Duration::ZERO);
+            }
+        };
+        self.release();
+        result
+    }
+
+    /// Commits what the written batch covers, if it was made durable.
+    fn finish(&mut self, written: Written) -> Result<()> {
+        let Some(flight) = self.in_flight.take() else {
+            return Err(Error::Kafka(
+                "the store writer answered without a batch in flight".to_owned(),
+            ));
+        };
+        let mut outcome = match written {
+            Written::Durable(outcome) => outcome,
+            Written::Abandoned(error) => {
+                return Err(Error::Kafka(format!(
+                    "stopped while the batch could not be written ({error}); its offsets were not committed, so the next run replays it"
+                )));
+            }
+        };
+        if self.dead_letters.is_some() {
+            outcome.rejected += self.deliver_dead_letters(&flight)?;
+        } else {
+            let offsets = self.owned_offsets(&flight.next_offsets)?;
+            if offsets.count() > 0
+                && let Err(e) = self.consumer.store_offsets(&offsets)
+            {
+                debug!(error = %e, "some offsets could not be stored; their new owner replays them");
+            }
+        }
+        debug!(accepted = outcome.accepted, "batch durable, offsets stored");
+        self.total += outcome;
+        (self.on_progress)(self.total);
+        Ok(())
+    }
+
+    /// Delivers the batch's dead letters and commits its offsets — in one transaction where the
+    /// broker supports it — retrying with backoff (partitions paused) until it succeeds or the
+    /// consumer is stopped. Letters of partitions no longer owned are left to their new owner.
+    /// Returns the letters delivered.
+    fn deliver_dead_letters(&mut self, flight: &InFlight) -> Result<u64> {
+        let mut backoff = writer::retry_policy();
+        let result = loop {
+            let offsets = self.owned_offsets(&flight.next_offsets)?;
+            let owned: HashSet<i32> = offsets.elements().iter().map(|e| e.partition()).collect();
+            let letters: Vec<&DeadLetter> = flight
+                .dead_letters
+                .iter()
+                .filter(|l| owned.contains(&l.partition))
+                .collect();
+            if offsets.count() == 0 {
+                break Ok(0);
+            }
+            let Some(group) = self.consumer.group_metadata() else {
+                break Err(Error::Kafka(
+                    "the consumer has no group metadata".to_owned(),
+                ));
+            };
+            let attempt = self.try_deliver(&letters, &offsets, &group);
+            match attempt {
+                Ok(()) => break Ok(letters.len() as u64),
+                Err(e) if self.stop.load(Ordering::Relaxed) => {
+                    break Err(Error::Kafka(format!(
+                        "stopped while the dead letters could not be delivered ({e}); their offsets were not committed, so the next run replays them"
+                    )));
+                }
+                Err(_) => {
+                    self.hold();
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+                    let until = Instant::now() + delay;
+                    while Instant::now() < until && !self.stop.load(Ordering::Relaxed) {
+                        self.poll(Duration::from_millis(100));
+                    }
+                }
+            }
+        };
+        self.release();
+        result
+    }
+
+    fn try_deliver(
+        &mut self,
+        letters: &[&DeadLetter],
+        offsets: &TopicPartitionList,
+        group: &rdkafka::consumer::ConsumerGroupMetadata,
+    ) -> Result<()> {
+        match self.sink()?.deliver(letters, offsets, group)? {
+            Delivered::OffsetsCommitted => Ok(()),
+            Delivered::CommitOffsets => {
+                if let Err(e) = self.consumer.commit(offsets, CommitMode::Sync) {
+                    // The letters are out; a replay repeats them (recognisable by headers).
+                    warn!(error = %e, "offsets not committed after the dead letters were delivered");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn sink(&mut self) -> Result<&mut DeadLetterSink> {
+        self.dead_letters
+            .as_mut()
+            .ok_or_else(|| Error::Kafka("no dead-letter topic".to_owned()))
+    }
+
+    /// The next offsets of `progress` for partitions this consumer owns now and read in their
+    /// current generation.
+    fn owned_offsets(&self, progress: &Progress) -> Result<TopicPartitionList> {
+        let assignment = self
+            .consumer
+            .assignment()
+            .map_err(|e| Error::Kafka(format!("cannot read the assignment: {e}")))?;
+        let assigned: HashSet<i32> = assignment
+            .elements_for_topic(&self.options.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        let context = self.consumer.context();
+        let mut offsets = TopicPartitionList::new();
+        for (&partition, &(next, generation)) in progress {
+            if !assigned.contains(&partition) || context.generation(partition) != generation {
+                debug!(
+                    partition,
+                    "partition revoked since it was read; its offset is left to the new owner"
+                );
+                continue;
+            }
+            offsets
+                .add_partition_offset(&self.options.topic, partition, Offset::Offset(next))
+                .map_err(|e| Error::Kafka(format!("bad offset: {e}")))?;
+        }
+        Ok(offsets)
+    }
+
+    /// Pauses every assigned partition, and (through the rebalance hook) every partition
+    /// assigned from now on, until [`Self::release`].
+    fn hold(&self) {
+        let context = self.consumer.context();
+        if context.holding.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        match self.consumer.assignment() {
+            Ok(assignment) => {
+                if let Err(e) = self.consumer.pause(&assignment) {
+                    warn!(error = %e, "cannot pause partitions");
+                }
+                info!(
+                    partitions = assignment.count(),
+                    "consumption paused until the batch is durable"
+                );
+            }
+            Err(e) => warn!(error = %e, "cannot read the assignment to pause it"),
+        }
+    }
+
+    fn release(&self) {
+        let context = self.consumer.context();
+        if !context.holding.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        match self.consumer.assignment() {
+            Ok(assignment) => {
+                if let Err(e) = self.consumer.resume(&assignment) {
+                    warn!(error = %e, "cannot resume partitions");
+                }
+                info!("consumption resumed");
+            }
+            Err(e) => warn!(error = %e, "cannot read the assignment to resume it"),
+        }
+    }
+
+    fn is_idle(&self, idle: Duration, started: Instant, last_message: Option<Instant>) -> bool {
+        let context = self.consumer.context();
+        if self.pending.messages > 0
+            || self.in_flight.is_some()
+            || context.rejoining.load(Ordering::Relaxed)
+        {
+            return false;
+        }
+        let rebalanced_at = *context
+            .rebalanced_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let quiet_since = match (last_message, rebalanced_at) {
+            (Some(m), Some(a)) => Some(m.max(a)),
+            (m, a) => m.or(a),
+        };
+        // Never assigned at all (the group gave every partition to others): give the join a
+        // generous chance before calling the topic idle.
+        let idle_for = quiet_since.map_or_else(
+            || started.elapsed().saturating_sub(Duration::from_secs(30)),
+            |t| t.elapsed(),
+        );
+        idle_for >= idle && caught_up(self.consumer)
+    }
 }
 
 /// Whether every assigned partition has been read up to its high watermark, so an idle
@@ -249,6 +590,18 @@ pub fn consume(
 fn caught_up(consumer: &BaseConsumer<GroupContext>) -> bool {
     let (Ok(assignment), Ok(positions)) = (consumer.assignment(), consumer.position()) else {
         return false;
+    };
+    // A partition nothing was fetched from since the assignment has no position yet: where
+    // the group committed is where it stands (a restart at the end of the topic).
+    let committed = consumer
+        .committed_offsets(assignment.clone(), Duration::from_secs(5))
+        .ok();
+    let offset_of = |list: &TopicPartitionList, topic: &str, partition: i32| {
+        list.find_partition(topic, partition)
+            .and_then(|p| match p.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            })
     };
     assignment.elements().iter().all(|partition| {
         let Ok((low, high)) = consumer.fetch_watermarks(
@@ -258,207 +611,10 @@ fn caught_up(consumer: &BaseConsumer<GroupContext>) -> bool {
         ) else {
             return false;
         };
-        let position = positions
-            .find_partition(partition.topic(), partition.partition())
-            .and_then(|p| match p.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            });
-        // No position yet means nothing was fetched: done only if there is nothing to fetch.
+        let (topic, number) = (partition.topic(), partition.partition());
+        let position = offset_of(&positions, topic, number)
+            .or_else(|| committed.as_ref().and_then(|c| offset_of(c, topic, number)));
+        // Nothing fetched and nothing committed: done only if there is nothing to fetch.
         position.map_or(low >= high, |p| p >= high)
     })
-}
-
-fn accept_message(
-    message: &rdkafka::message::BorrowedMessage<'_>,
-    validator: &EventValidator,
-    options: &ConsumeOptions,
-    pending: &mut Pending,
-) {
-    let payload = message.payload().unwrap_or_default();
-    match validator.validate(payload) {
-        Ok(event) => pending.batch.events.push(event),
-        Err(rejection) if options.dlq_topic.is_some() => pending.dead_letters.push(DeadLetter {
-            key: message.key().map(<[u8]>::to_vec),
-            payload: payload.to_vec(),
-            reason: rejection.reason,
-            partition: message.partition(),
-            offset: message.offset(),
-        }),
-        Err(rejection) => pending.batch.rejects.push(RejectedLine {
-            source: format!("kafka:{}/{}", message.topic(), message.partition()),
-            line: u64::try_from(message.offset()).unwrap_or_default(),
-            reason: rejection.reason,
-            raw: String::from_utf8_lossy(payload).into_owned(),
-        }),
-    }
-    pending
-        .next_offsets
-        .insert(message.partition(), message.offset() + 1);
-    pending.messages += 1;
-    pending.first_at.get_or_insert_with(Instant::now);
-}
-
-fn dead_letter_producer(settings: &KafkaSettings) -> Result<ThreadedProducer<DeliveryCounter>> {
-    settings
-        .client_config(&[], &[("enable.idempotence", "true")])?
-        .create_with_context(DeliveryCounter {
-            failed: std::sync::atomic::AtomicU64::new(0),
-        })
-        .map_err(|e| Error::Kafka(format!("cannot create the dead-letter producer: {e}")))
-}
-
-/// Makes the pending batch durable, then stores its offsets. Retries until it succeeds or
-/// `stop` is set; while retrying, the partitions are paused and nothing is committed.
-fn flush(
-    store: &mut dyn EventStore,
-    consumer: &BaseConsumer<GroupContext>,
-    dead_letters: Option<&ThreadedProducer<DeliveryCounter>>,
-    options: &ConsumeOptions,
-    pending: &mut Pending,
-    stop: &AtomicBool,
-) -> Result<AppendOutcome> {
-    if pending.messages == 0 {
-        return Ok(AppendOutcome::default());
-    }
-    let taken = std::mem::take(pending);
-    let dead_letter_count = taken.dead_letters.len() as u64;
-    let mut backoff = retry_policy();
-    let mut paused: Option<TopicPartitionList> = None;
-
-    if let (Some(producer), Some(topic)) = (dead_letters, &options.dlq_topic) {
-        loop {
-            match send_dead_letters(producer, topic, &options.topic, &taken.dead_letters) {
-                Ok(()) => break,
-                Err(e) => wait_before_retry(consumer, &mut paused, &mut backoff, stop, &e)?,
-            }
-        }
-    }
-    let mut outcome = loop {
-        match store.append(&taken.batch) {
-            Ok(outcome) => break outcome,
-            Err(e) => {
-                wait_before_retry(consumer, &mut paused, &mut backoff, stop, &Error::Engine(e))?;
-            }
-        }
-    };
-    if let Some(partitions) = paused {
-        consumer
-            .resume(&partitions)
-            .map_err(|e| Error::Kafka(format!("cannot resume partitions: {e}")))?;
-        info!("store is back; consumption resumed");
-    }
-    outcome.rejected += dead_letter_count;
-
-    let mut offsets = TopicPartitionList::new();
-    for (partition, next) in &taken.next_offsets {
-        offsets
-            .add_partition_offset(&options.topic, *partition, Offset::Offset(*next))
-            .map_err(|e| Error::Kafka(format!("bad offset: {e}")))?;
-    }
-    if let Err(e) = consumer.store_offsets(&offsets) {
-        // Partitions revoked meanwhile: their new owner replays them and dedup absorbs.
-        debug!(error = %e, "some offsets could not be stored");
-    }
-    debug!(
-        messages = taken.messages,
-        accepted = outcome.accepted,
-        "batch durable, offsets stored"
-    );
-    Ok(outcome)
-}
-
-fn retry_policy() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(30))
-        .with_jitter()
-        .without_max_times()
-        .build()
-}
-
-/// Pauses consumption (once), waits the next backoff delay while still serving the group,
-/// and fails only if asked to stop.
-fn wait_before_retry(
-    consumer: &BaseConsumer<GroupContext>,
-    paused: &mut Option<TopicPartitionList>,
-    backoff: &mut impl Iterator<Item = Duration>,
-    stop: &AtomicBool,
-    error: &Error,
-) -> Result<()> {
-    if paused.is_none() {
-        let assignment = consumer
-            .assignment()
-            .map_err(|e| Error::Kafka(format!("cannot read the assignment: {e}")))?;
-        if let Err(e) = consumer.pause(&assignment) {
-            warn!(error = %e, "cannot pause partitions");
-        }
-        *paused = Some(assignment);
-    }
-    let delay = backoff.next().unwrap_or(Duration::from_secs(30));
-    warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "batch not durable yet; nothing committed, retrying");
-    let until = Instant::now() + delay;
-    while Instant::now() < until {
-        if stop.load(Ordering::Relaxed) {
-            return Err(Error::Kafka(format!(
-                "stopped while the batch could not be written ({error}); its offsets were not committed, so the next run replays it"
-            )));
-        }
-        // Polling keeps the group membership alive; paused partitions deliver nothing.
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-            debug!(
-                partition = message.partition(),
-                offset = message.offset(),
-                "message while paused is replayed later"
-            );
-        }
-    }
-    Ok(())
-}
-
-fn send_dead_letters(
-    producer: &ThreadedProducer<DeliveryCounter>,
-    dlq_topic: &str,
-    source_topic: &str,
-    letters: &[DeadLetter],
-) -> Result<()> {
-    producer.context().failed.store(0, Ordering::Relaxed);
-    for letter in letters {
-        let partition = letter.partition.to_string();
-        let offset = letter.offset.to_string();
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "reason",
-                value: Some(letter.reason.as_str()),
-            })
-            .insert(Header {
-                key: "source_topic",
-                value: Some(source_topic),
-            })
-            .insert(Header {
-                key: "source_partition",
-                value: Some(partition.as_str()),
-            })
-            .insert(Header {
-                key: "source_offset",
-                value: Some(offset.as_str()),
-            });
-        let mut record = BaseRecord::<[u8], [u8]>::to(dlq_topic)
-            .payload(&letter.payload[..])
-            .headers(headers);
-        if let Some(key) = &letter.key {
-            record = record.key(&key[..]);
-        }
-        super::send_waiting(producer, record)?;
-    }
-    producer
-        .flush(Duration::from_secs(30))
-        .map_err(|e| Error::Kafka(format!("dead letters not acknowledged: {e}")))?;
-    let failed = producer.context().failed.load(Ordering::Relaxed);
-    if failed > 0 {
-        return Err(Error::Kafka(format!(
-            "{failed} dead letters were not delivered to {dlq_topic}"
-        )));
-    }
-    Ok(())
 }

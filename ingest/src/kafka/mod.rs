@@ -1,5 +1,5 @@
 //! Kafka: consuming events with an exactly-once effect on the store, publishing them, and the
-//! dead-letter topic.
+//! dead-letter topic (transactional, so exactly once for `read_committed` readers).
 //!
 //! Recur speaks plain Kafka protocol through librdkafka: Apache Kafka, Redpanda, a managed
 //! Kafka or the tansu broker the tests use all work with the same flags. Security settings
@@ -7,11 +7,14 @@
 //! values are never logged.
 
 mod consumer;
+mod dead_letters;
 mod producer;
+mod writer;
 
 use rdkafka::ClientConfig;
 
 pub use consumer::{ConsumeOptions, consume};
+pub use dead_letters::InstanceSlot;
 pub use producer::{EventPublisher, ProduceSummary, event_key, produce_lines};
 
 use crate::error::{Error, Result};
