@@ -575,13 +575,15 @@ impl Consumption<'_> {
             (Some(m), Some(a)) => Some(m.max(a)),
             (m, a) => m.or(a),
         };
-        // Never assigned at all (the group gave every partition to others): give the join a
-        // generous chance before calling the topic idle.
-        let idle_for = quiet_since.map_or_else(
-            || started.elapsed().saturating_sub(Duration::from_secs(30)),
-            |t| t.elapsed(),
-        );
-        idle_for >= idle && caught_up(self.consumer)
+        // Never assigned, or assigned nothing (a departed member may still hold the
+        // partitions until its session times out): give the group a generous chance to settle
+        // before calling the topic idle.
+        let settle = Duration::from_secs(30);
+        let idle_for =
+            quiet_since.map_or_else(|| started.elapsed().saturating_sub(settle), |t| t.elapsed());
+        let owns_nothing = self.consumer.assignment().map_or(true, |a| a.count() == 0);
+        let needed = if owns_nothing { idle.max(settle) } else { idle };
+        idle_for >= needed && caught_up(self.consumer)
     }
 }
 
