@@ -54,6 +54,13 @@ pub(crate) enum Command {
     #[command(after_help = "Example:\n  recur stats --data-dir data --json")]
     Stats(StatsArgs),
 
+    /// Offline evaluation of the recommenders: hold out customers' last orders (or the last N
+    /// days), predict them from everything before, and score every model side by side.
+    #[command(
+        after_help = "Examples:\n  recur eval --data-dir data --k 10\n  recur eval --data-dir data --merchant m_bakery --holdout days:30 --json"
+    )]
+    Eval(EvalArgs),
+
     /// Merge the small files and key runs that many small appends leave, checkpoint the log,
     /// and delete what earlier compactions replaced (after a grace period). Appends compact
     /// what is due by themselves; this merges everything mergeable now.
@@ -193,6 +200,25 @@ pub(crate) struct StatsArgs {
     #[command(flatten)]
     pub data: DataDir,
     /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct EvalArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Only this merchant (default: every merchant).
+    #[arg(long, value_name = "ID")]
+    pub merchant: Option<String>,
+    /// List length the metrics are computed at.
+    #[arg(long, default_value_t = 10, value_name = "K")]
+    pub k: usize,
+    /// `last-order` (each customer with two or more orders: the last one) or `days:N`
+    /// (everything in the last N days; "now" is the cut for everyone).
+    #[arg(long, default_value = "last-order", value_name = "HOLDOUT")]
+    pub holdout: String,
+    /// Print JSON (one object with every merchant) instead of tables.
     #[arg(long)]
     pub json: bool,
 }

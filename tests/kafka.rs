@@ -478,7 +478,7 @@ fn two_consumers_in_one_group_split_the_partitions_and_the_total_is_exact() {
     let summaries: Vec<Value> = [first, second]
         .into_iter()
         .map(|child| {
-            let output = child.wait_with_output().expect("consumer exits");
+            let output = finish_within(child, COMMAND_DEADLINE, &["ingest (one of two)"]);
             assert!(output.status.success());
             serde_json::from_slice(&output.stdout).expect("JSON summary")
         })
@@ -598,7 +598,7 @@ fn sigterm_finishes_the_batch_commits_and_exits_zero() {
         .status()
         .expect("kill runs");
     assert!(status.success());
-    let output = child.wait_with_output().expect("consumer exits");
+    let output = finish_within(child, COMMAND_DEADLINE, &["ingest (after SIGTERM)"]);
     assert!(
         output.status.success(),
         "SIGTERM is a clean stop: {:?}",
@@ -650,7 +650,7 @@ fn a_consumer_whose_clock_moved_on_days_accepts_events_stamped_now() {
         &unique_topic("recur-clock"),
         &["--max-batch-wait-ms", "100"],
     );
-    let mut child = recur()
+    let child = recur()
         .args(&args)
         .env("LD_PRELOAD", LIBFAKETIME)
         .env("FAKETIME_TIMESTAMP_FILE", &clock)
@@ -717,5 +717,6 @@ fn a_consumer_whose_clock_moved_on_days_accepts_events_stamped_now() {
         .status()
         .expect("kill runs");
     assert!(status.success());
-    assert!(child.wait().expect("exits").success());
+    let output = finish_within(child, COMMAND_DEADLINE, &["ingest (after SIGTERM)"]);
+    assert!(output.status.success());
 }

@@ -156,6 +156,13 @@ impl Event {
     }
 }
 
+/// The UTC month of a timestamp as one number (`year * 12 + month - 1`): what partitions
+/// compare, without formatting text for every event.
+pub fn month_number(ts_ms: i64) -> i32 {
+    use chrono::Datelike;
+    DateTime::from_timestamp_millis(ts_ms).map_or(0, |t| t.year() * 12 + t.month0() as i32)
+}
+
 /// `YYYY-MM` of a UTC timestamp in milliseconds.
 pub fn month_of(ts_ms: i64) -> String {
     DateTime::from_timestamp_millis(ts_ms)

@@ -9,6 +9,7 @@ pub mod event;
 pub mod frame_json;
 pub mod jobs;
 pub mod recommendation;
+pub mod recs;
 pub mod settings;
 pub mod snapshot;
 pub mod store;

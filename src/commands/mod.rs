@@ -4,6 +4,7 @@ mod audience;
 mod clv;
 mod compact;
 mod demo;
+mod eval;
 mod export;
 mod generate;
 mod ingest;
@@ -22,6 +23,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(args) => produce::produce(&args),
         Command::Stats(args) => stats::stats(&args),
         Command::Compact(args) => compact::compact(&args),
+        Command::Eval(args) => eval::eval(&args),
         Command::Run(args) => run::run(&args),
         Command::Export(ExportCommand::Recommendations(args)) => export::recommendations(&args),
         Command::Serve(args) => serve::serve(&args),

@@ -14,10 +14,23 @@ use rdkafka::message::{Headers, Message};
 /// Kafka tests restart the shared broker, so they take turns.
 static BROKER: Mutex<()> = Mutex::new(());
 
+/// The broker for one test: taken in turn, and empty (see `scripts/services fresh-kafka`), so
+/// no test depends on what the ones before it left in the broker.
 pub fn exclusive_broker() -> MutexGuard<'static, ()> {
-    BROKER
+    let guard = BROKER
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    services("fresh-kafka");
+    guard
+}
+
+fn services(command: &str) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services");
+    let status = std::process::Command::new(script)
+        .arg(command)
+        .status()
+        .expect("scripts/services runs");
+    assert!(status.success(), "scripts/services {command} failed");
 }
 
 /// The broker address; the test command starts the broker and sets this.
@@ -118,12 +131,7 @@ pub fn read_topic(topic: &str, idle: Duration) -> Vec<ReadMessage> {
 
 /// Restarts the broker (SIGKILL, then start again on the same port and data).
 pub fn restart_broker() {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services");
-    let status = std::process::Command::new(script)
-        .arg("restart-kafka")
-        .status()
-        .expect("scripts/services runs");
-    assert!(status.success(), "the broker restarts");
+    services("restart-kafka");
 }
 
 /// The group's committed offset of each partition of `topic` (`None` where nothing was

@@ -19,11 +19,66 @@ pub fn recur() -> Command {
     command
 }
 
-/// Runs `recur args...`, asserting success, and returns stdout.
+/// How long one command of a test may run before it is killed and the test fails: a hung
+/// command must fail the run with its log, never stall CI until its global timeout.
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Runs `recur args...`, asserting success within [`COMMAND_DEADLINE`], and returns stdout.
 pub fn run_ok(args: &[&str]) -> String {
-    let output = recur().args(args).output().expect("recur runs");
+    let output = output_within(recur().args(args), COMMAND_DEADLINE, args);
     assert_success(&output, args);
     String::from_utf8(output.stdout).expect("utf-8 stdout")
+}
+
+/// Runs `command` to completion like [`Command::output`], but kills it and panics with what
+/// it printed if it is still running after `limit`.
+pub fn output_within(command: &mut Command, limit: Duration, what: &[&str]) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("recur starts");
+    finish_within(child, limit, what)
+}
+
+/// Waits for a spawned child like [`Child::wait_with_output`] (its pipes, if any, are
+/// drained meanwhile), but kills it and panics with its stderr if it is still running after
+/// `limit`.
+pub fn finish_within(mut child: Child, limit: Duration, what: &[&str]) -> Output {
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                std::io::Read::read_to_end(&mut pipe, &mut bytes).expect("read a pipe");
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the child") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().expect("kill");
+            child.wait().expect("reap");
+            let stderr = stderr.join().expect("stderr reader");
+            panic!(
+                "recur {} still ran after {limit:?} and was killed\nstderr: {}",
+                what.join(" "),
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
 }
 
 pub fn assert_success(output: &Output, args: &[&str]) {

@@ -163,23 +163,40 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    fn write_data_files(&self, seq: u64, events: &mut [&Event]) -> Result<Vec<DataFile>> {
-        events.sort_by(|a, b| {
-            a.merchant_id
-                .cmp(&b.merchant_id)
-                .then(a.ts_ms.cmp(&b.ts_ms))
-        });
+    fn write_data_files(&self, seq: u64, events: &[&Event]) -> Result<Vec<DataFile>> {
+        // Sort by (merchant, month, ts) on integer keys: the merchant's rank among the batch's
+        // merchants and the month number, so no text is compared or formatted per event.
+        let mut merchants: Vec<&str> = events.iter().map(|e| e.merchant_id.as_str()).collect();
+        merchants.sort_unstable();
+        merchants.dedup();
+        let mut keyed: Vec<(u32, i32, i64, &Event)> = events
+            .iter()
+            .map(|e| {
+                let rank = merchants
+                    .binary_search(&e.merchant_id.as_str())
+                    .expect("every merchant is listed");
+                (
+                    u32::try_from(rank).expect("fewer than 4G merchants"),
+                    crate::event::month_number(e.ts_ms),
+                    e.ts_ms,
+                    *e,
+                )
+            })
+            .collect();
+        keyed.sort_by_key(|(m, month, ts, _)| (*m, *month, *ts));
+        let sorted: Vec<&Event> = keyed.iter().map(|k| k.3).collect();
         let mut files = Vec::new();
         let mut start = 0;
-        while start < events.len() {
-            let merchant = &events[start].merchant_id;
-            let month = events[start].month();
+        while start < sorted.len() {
+            let key = (keyed[start].0, keyed[start].1);
             let end = start
-                + events[start..]
+                + keyed[start..]
                     .iter()
-                    .position(|e| &e.merchant_id != merchant || e.month() != month)
-                    .unwrap_or(events.len() - start);
-            let part = &events[start..end];
+                    .position(|k| (k.0, k.1) != key)
+                    .unwrap_or(sorted.len() - start);
+            let part = &sorted[start..end];
+            let merchant = &part[0].merchant_id;
+            let month = part[0].month();
             let rel = format!(
                 "{EVENTS_DIR}/{}/month={month}/{seq:020}-{:04}.parquet",
                 merchant_dir(merchant),
@@ -358,7 +375,7 @@ impl EventStore for EmbeddedStore {
         }
 
         let seq = self.last_seq() + 1;
-        let files = self.write_data_files(seq, &mut accepted)?;
+        let files = self.write_data_files(seq, &accepted)?;
         let rejected_path = self.write_rejects(seq, &new_rejects)?;
         let keys_rel = format!("{LOG_DIR}/{seq:020}.keys");
         new_event_keys.sort_unstable();

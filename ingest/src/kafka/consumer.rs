@@ -149,10 +149,16 @@ impl ConsumerContext for GroupContext {
             info!(partitions = partitions.count(), "partitions assigned");
             self.note_rebalance();
             self.rejoining.store(false, Ordering::Relaxed);
-            if self.holding.load(Ordering::Relaxed)
-                && let Err(e) = consumer.pause(partitions)
-            {
-                warn!(error = %e, "cannot pause newly assigned partitions");
+            // librdkafka keeps a partition's pause flag across a revocation and a new
+            // assignment: one paused by a hold that was released while the group was
+            // rejoining (so `release` could not see it) would never deliver again. Every
+            // assignment therefore sets the flag to what the consumer wants now.
+            if self.holding.load(Ordering::Relaxed) {
+                if let Err(e) = consumer.pause(partitions) {
+                    warn!(error = %e, "cannot pause newly assigned partitions");
+                }
+            } else if let Err(e) = consumer.resume(partitions) {
+                warn!(error = %e, "cannot resume newly assigned partitions");
             }
         }
     }
@@ -330,6 +336,12 @@ impl Consumption<'_> {
 
     fn accept(&mut self, message: &BorrowedMessage<'_>) {
         let pending = &mut self.pending;
+        if pending.messages == 0 {
+            pending
+                .batch
+                .events
+                .reserve(self.options.max_batch_messages.min(1 << 20));
+        }
         let payload = message.payload().unwrap_or_default();
         match self.options.validator.validate(payload) {
             Ok(event) => pending.batch.events.push(event),

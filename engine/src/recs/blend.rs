@@ -1,0 +1,356 @@
+//! The learned blend: every generator proposes candidates for a customer, each candidate is
+//! described by the generators' scores and features, and a logistic regression (linfa) learned
+//! per merchant ranks them.
+//!
+//! Training never looks past its cut: the blend is fitted on the training baskets split once
+//! more (each customer's last training order is the label, the orders before it the input),
+//! exactly as the evaluation splits the data, so a model scored on held-out orders has never
+//! seen them, and `recur run` learns from the history before its as-of only.
+
+use std::collections::HashMap;
+
+use linfa::DatasetBase;
+use linfa::prelude::Fit;
+use linfa_logistic::LogisticRegression;
+use ndarray::{Array1, Array2, Axis};
+use rand::seq::SliceRandom;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::baskets::{BasketHistory, Holdout, TestCase, split};
+use super::cooccur::{CoPurchase, ItemNeighbours};
+use super::models::{NextBasketModel, top_k};
+use super::repeat::{ItemStats, RepeatTiming};
+use super::tifu::{Index, TifuKnn};
+
+/// The features of one candidate, in [`FEATURE_NAMES`] order.
+pub const FEATURES: usize = 14;
+
+type FeatureRow = [f64; FEATURES];
+
+pub const FEATURE_NAMES: [&str; FEATURES] = [
+    "tifu_relative",
+    "tifu_rank_inverse",
+    "bought_before",
+    "log_times_bought",
+    "order_share",
+    "repeat_probability",
+    "due",
+    "log_cycle_ratio",
+    "has_cycle",
+    "repurchase_rate",
+    "log_days_since",
+    "popularity",
+    "co_purchase_relative",
+    "log_customer_orders",
+];
+
+/// Everything the generators learned from one set of training baskets.
+pub struct Generators {
+    tifu: TifuKnn,
+    repeat: RepeatTiming,
+    index: Index,
+    stats: ItemStats,
+    companions: ItemNeighbours,
+    /// Items by buyers, most first.
+    popular: Vec<u32>,
+    /// Buyers ÷ customers, per item.
+    popularity: Vec<f64>,
+    /// Candidates taken from each ranked generator.
+    per_generator: usize,
+}
+
+/// One candidate item for one customer.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub item: u32,
+    pub features: [f64; FEATURES],
+}
+
+impl Generators {
+    pub fn build(train: &BasketHistory, per_generator: usize) -> Self {
+        let tifu = TifuKnn::default();
+        let stats = ItemStats::from_history(train);
+        let customers = f64::from(stats.customers.max(1));
+        let popularity: Vec<f64> = stats
+            .buyers
+            .iter()
+            .map(|b| f64::from(*b) / customers)
+            .collect();
+        let mut popular: Vec<u32> = (0..train.items.len())
+            .filter(|i| stats.buyers[*i] > 0)
+            .map(|i| u32::try_from(i).expect("item index"))
+            .collect();
+        popular.sort_unstable_by(|a, b| {
+            popularity[*b as usize]
+                .total_cmp(&popularity[*a as usize])
+                .then(a.cmp(b))
+        });
+        popular.truncate(per_generator);
+        Self {
+            index: Index::build(&tifu, train),
+            companions: CoPurchase::default().build(train),
+            tifu,
+            repeat: RepeatTiming::default(),
+            stats,
+            popular,
+            popularity,
+            per_generator,
+        }
+    }
+
+    /// The candidates of training customer `user` for an order after `now_ms`.
+    pub fn candidates(&self, train: &BasketHistory, user: u32, now_ms: i64) -> Vec<Candidate> {
+        let baskets = &train.baskets[user as usize];
+        let mut tifu_scores = self.tifu.scores(&self.index, user);
+        tifu_scores.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let tifu_max = tifu_scores.first().map_or(1.0, |s| s.1.max(1e-12));
+        let profile = self.tifu.user_vector(baskets);
+        let mut co_scores = self.companions.scores(&profile);
+        co_scores.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let co_max = co_scores.first().map_or(1.0, |s| s.1.max(1e-12));
+        let repeat = self.repeat.candidates(&self.stats, baskets, now_ms);
+
+        let mut pool: HashMap<u32, [f64; FEATURES]> = HashMap::new();
+        let mut blank = [0.0; FEATURES];
+        blank[13] = (1.0 + baskets.len() as f64).ln();
+        // The best of each ranked generator enter the pool; every candidate's features are
+        // then filled in from all generators.
+        for (item, _) in tifu_scores.iter().take(self.per_generator) {
+            pool.entry(*item).or_insert(blank);
+        }
+        for (item, _) in co_scores.iter().take(self.per_generator) {
+            pool.entry(*item).or_insert(blank);
+        }
+        for item in &self.popular {
+            pool.entry(*item).or_insert(blank);
+        }
+        for candidate in &repeat {
+            let features = pool.entry(candidate.item).or_insert(blank);
+            features[2] = 1.0;
+            features[3] = (f64::from(candidate.times_bought)).ln_1p();
+            features[4] = candidate.share;
+            features[5] = candidate.probability;
+            features[6] = candidate.due;
+            if let Some(cycle) = candidate.cycle_days {
+                features[7] = (candidate.days_since.max(0.5) / cycle.max(0.5))
+                    .ln()
+                    .clamp(-4.0, 4.0);
+                features[8] = 1.0;
+            }
+            features[10] = candidate.days_since.ln_1p();
+        }
+        let tifu_lookup: HashMap<u32, (usize, f64)> = tifu_scores
+            .iter()
+            .enumerate()
+            .map(|(rank, (item, score))| (*item, (rank, *score)))
+            .collect();
+        let co_lookup: HashMap<u32, f64> = co_scores.into_iter().collect();
+        let mut out: Vec<Candidate> = pool
+            .into_iter()
+            .map(|(item, mut features)| {
+                if let Some((rank, score)) = tifu_lookup.get(&item) {
+                    features[0] = score / tifu_max;
+                    features[1] = 1.0 / (1.0 + *rank as f64);
+                }
+                features[9] = self.stats.repurchase_rate[item as usize];
+                features[11] = self.popularity[item as usize];
+                features[12] = co_lookup.get(&item).map_or(0.0, |s| s / co_max);
+                Candidate { item, features }
+            })
+            .collect();
+        out.sort_unstable_by_key(|c| c.item);
+        out
+    }
+}
+
+/// A fitted blend: standardisation and the regression's weights.
+#[derive(Debug, Clone)]
+pub struct BlendWeights {
+    mean: Array1<f64>,
+    std: Array1<f64>,
+    weights: Array1<f64>,
+}
+
+impl BlendWeights {
+    /// The blend's score of a candidate (a log-odds; only its order matters).
+    pub fn score(&self, features: &[f64; FEATURES]) -> f64 {
+        features
+            .iter()
+            .zip(self.mean.iter().zip(&self.std))
+            .zip(&self.weights)
+            .map(|((x, (m, s)), w)| (x - m) / s * w)
+            .sum()
+    }
+
+    /// Weight per feature name, for the reader of `recur eval --json`.
+    pub fn named(&self) -> Vec<(&'static str, f64)> {
+        FEATURE_NAMES
+            .iter()
+            .copied()
+            .zip(self.weights.iter().copied())
+            .collect()
+    }
+}
+
+/// The blend's parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Blend {
+    /// Candidates taken from each ranked generator.
+    pub per_generator: usize,
+    /// Customers whose last training order trains the regression (a sample, fixed by `seed`).
+    pub training_customers: usize,
+    /// Negative candidates kept per positive one.
+    pub negatives_per_positive: usize,
+    pub seed: u64,
+}
+
+impl Default for Blend {
+    fn default() -> Self {
+        Self {
+            per_generator: 50,
+            training_customers: 20_000,
+            negatives_per_positive: 10,
+            seed: 7,
+        }
+    }
+}
+
+impl Blend {
+    /// Learns the weights from `train` alone: its customers' last orders are the labels.
+    /// `None` when there is too little to learn from (then rank by the fallback).
+    pub fn fit(&self, train: &BasketHistory) -> Option<BlendWeights> {
+        let inner = split(train, Holdout::LastOrder);
+        let mut cases = inner.cases;
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        cases.shuffle(&mut rng);
+        cases.truncate(self.training_customers);
+        let generators = Generators::build(&inner.train, self.per_generator);
+        let rows: Vec<(Vec<FeatureRow>, Vec<FeatureRow>)> = cases
+            .par_iter()
+            .map(|case| {
+                let (positive, negative): (Vec<Candidate>, Vec<Candidate>) = generators
+                    .candidates(&inner.train, case.user, case.now_ms)
+                    .into_iter()
+                    .partition(|c| case.target.binary_search(&c.item).is_ok());
+                (
+                    positive.into_iter().map(|c| c.features).collect(),
+                    negative.into_iter().map(|c| c.features).collect(),
+                )
+            })
+            .collect();
+        let mut x: Vec<FeatureRow> = Vec::new();
+        let mut y: Vec<bool> = Vec::new();
+        for (positive, mut negative) in rows {
+            if positive.is_empty() {
+                continue;
+            }
+            let keep = positive.len() * self.negatives_per_positive;
+            if negative.len() > keep {
+                // A fixed-seed sample per customer: the same data gives the same weights.
+                let mut local = ChaCha8Rng::seed_from_u64(rng.next_u64());
+                negative.shuffle(&mut local);
+                negative.truncate(keep);
+            }
+            y.extend(std::iter::repeat_n(true, positive.len()));
+            y.extend(std::iter::repeat_n(false, negative.len()));
+            x.extend(positive);
+            x.extend(negative);
+        }
+        let positives = y.iter().filter(|p| **p).count();
+        if positives < 20 || positives == y.len() {
+            return None;
+        }
+        let matrix = Array2::from_shape_vec((x.len(), FEATURES), x.concat()).ok()?;
+        let mean = matrix.mean_axis(Axis(0))?;
+        let std = matrix
+            .std_axis(Axis(0), 0.0)
+            .mapv(|s| if s > 1e-12 { s } else { 1.0 });
+        let data = DatasetBase::new((&matrix - &mean) / &std, Array1::from(y));
+        let model = LogisticRegression::default()
+            .alpha(1e-3)
+            .max_iterations(100)
+            .fit(&data)
+            .ok()?;
+        // linfa calls the larger class "positive": turn its weights towards "bought".
+        let sign = if model.labels().pos.class { 1.0 } else { -1.0 };
+        Some(BlendWeights {
+            mean,
+            std,
+            weights: model.params().mapv(|w| w * sign),
+        })
+    }
+}
+
+impl NextBasketModel for Blend {
+    fn name(&self) -> &'static str {
+        "blend"
+    }
+
+    fn recommend(&self, train: &BasketHistory, cases: &[TestCase], k: usize) -> Vec<Vec<u32>> {
+        let weights = self.fit(train);
+        let generators = Generators::build(train, self.per_generator);
+        cases
+            .par_iter()
+            .map(|case| {
+                let scores = generators
+                    .candidates(train, case.user, case.now_ms)
+                    .into_iter()
+                    .map(|c| {
+                        let score = weights.as_ref().map_or_else(
+                            || c.features[0] + c.features[5],
+                            |w| w.score(&c.features),
+                        );
+                        // top_k keeps positive scores only: shift the log-odds.
+                        (c.item, score.exp())
+                    })
+                    .collect();
+                top_k(scores, k)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recs::baskets::Basket;
+
+    const DAY: i64 = 86_400_000;
+
+    #[test]
+    fn the_training_split_sees_nothing_after_its_cut() {
+        // Every customer's last training order holds only item 9, never seen before: a blend
+        // that saw the labels' orders among its inputs would know item 9.
+        let mut baskets = Vec::new();
+        for u in 0..40i64 {
+            baskets.push(vec![
+                Basket {
+                    at_ms: u * DAY,
+                    items: vec![u32::try_from(u % 3).expect("small")],
+                },
+                Basket {
+                    at_ms: (u + 10) * DAY,
+                    items: vec![9],
+                },
+            ]);
+        }
+        let train = BasketHistory {
+            items: (0..10).map(|i| format!("i{i}")).collect(),
+            users: (0..40).map(|u| format!("u{u}")).collect(),
+            baskets,
+        };
+        let inner = split(&train, Holdout::LastOrder);
+        let generators = Generators::build(&inner.train, 50);
+        for case in &inner.cases {
+            let candidates = generators.candidates(&inner.train, case.user, case.now_ms);
+            assert!(
+                candidates.iter().all(|c| c.item != 9),
+                "item 9 is only in the labels"
+            );
+        }
+        // All labels are unreachable: there is nothing to learn, and the blend says so.
+        assert!(Blend::default().fit(&train).is_none());
+    }
+}

@@ -1,0 +1,252 @@
+//! TIFU-KNN (Hu, He, Gao and Zhang, "Modeling Personalized Item Frequency Information for
+//! Next-basket Recommendation", SIGIR 2020): a customer's history as one vector of time-decayed
+//! item frequencies, blended with the mean vector of their nearest neighbours.
+//!
+//! The user vector (paper §3.2): basket `j` of `n` contributes `r_b^(n-1-j)` to each of its
+//! items; baskets are split into `m` groups of consecutive baskets (the first groups one
+//! basket shorter when `n` is not a multiple of `m`), each group's vectors averaged, and group
+//! `g` weighted `r_g^(m-1-g)`; the sum is divided by the number of groups. The prediction
+//! (§3.3) is `α·u + (1-α)·mean(u_neighbours)`, the neighbours being the `k` training vectors
+//! nearest in Euclidean distance (the customer's own included). The defaults are the paper's
+//! Instacart settings.
+//!
+//! Neighbours are found exactly: dot products through an inverted index over the query's items,
+//! and, for customers sharing no item, their norms (pre-sorted). That is fine for the tens of
+//! thousands of customers an evaluation holds; it is not sub-quadratic in customers.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+
+use super::baskets::{Basket, BasketHistory, TestCase};
+use super::models::{NextBasketModel, top_k};
+
+/// TIFU-KNN's parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct TifuKnn {
+    pub neighbours: usize,
+    pub within_decay: f64,
+    pub group_decay: f64,
+    pub groups: usize,
+    pub alpha: f64,
+}
+
+impl Default for TifuKnn {
+    /// The paper's Instacart settings: k = 900, r_b = 0.9, r_g = 0.7, m = 3, α = 0.9.
+    fn default() -> Self {
+        Self {
+            neighbours: 900,
+            within_decay: 0.9,
+            group_decay: 0.7,
+            groups: 3,
+            alpha: 0.9,
+        }
+    }
+}
+
+/// A sparse vector: (item, weight), sorted by item.
+pub type SparseVector = Vec<(u32, f64)>;
+
+impl TifuKnn {
+    /// The time-decayed frequency vector of a history (oldest basket first).
+    pub fn user_vector(&self, baskets: &[Basket]) -> SparseVector {
+        let n = baskets.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let m = self.groups.max(1);
+        // Group sizes: fewer baskets than groups → one basket a group; otherwise the last
+        // n mod m groups get one basket more.
+        let sizes: Vec<usize> = if n < m {
+            vec![1; n]
+        } else {
+            let base = n / m;
+            let extra = n - base * m;
+            (0..m).map(|g| base + usize::from(g >= m - extra)).collect()
+        };
+        let real_groups = sizes.len();
+        let mut vector: HashMap<u32, f64> = HashMap::new();
+        let mut start = 0;
+        for (g, size) in sizes.iter().enumerate() {
+            let group_weight = self
+                .group_decay
+                .powi(i32::try_from(m - g - 1).unwrap_or(i32::MAX))
+                / *size as f64;
+            for (j, basket) in baskets.iter().enumerate().skip(start).take(*size) {
+                let within = self
+                    .within_decay
+                    .powi(i32::try_from(n - 1 - j).unwrap_or(i32::MAX));
+                for item in &basket.items {
+                    *vector.entry(*item).or_default() += group_weight * within;
+                }
+            }
+            start += size;
+        }
+        let mut sparse: SparseVector = vector
+            .into_iter()
+            .map(|(i, w)| (i, w / real_groups as f64))
+            .collect();
+        sparse.sort_unstable_by_key(|(i, _)| *i);
+        sparse
+    }
+}
+
+/// Every training customer's vector, with what the neighbour search needs.
+pub struct Index {
+    vectors: Vec<SparseVector>,
+    norms: Vec<f64>,
+    /// item → (customer, weight)
+    postings: Vec<Vec<(u32, f64)>>,
+    /// Customers by ascending squared norm.
+    by_norm: Vec<u32>,
+}
+
+impl Index {
+    pub fn build(model: &TifuKnn, train: &BasketHistory) -> Self {
+        let vectors: Vec<SparseVector> = train
+            .baskets
+            .par_iter()
+            .map(|b| model.user_vector(b))
+            .collect();
+        let norms: Vec<f64> = vectors
+            .iter()
+            .map(|v| v.iter().map(|(_, w)| w * w).sum())
+            .collect();
+        let mut postings = vec![Vec::new(); train.items.len()];
+        for (user, vector) in vectors.iter().enumerate() {
+            for (item, weight) in vector {
+                postings[*item as usize].push((u32::try_from(user).expect("index"), *weight));
+            }
+        }
+        let mut by_norm: Vec<u32> = (0..vectors.len())
+            .filter(|u| !vectors[*u].is_empty())
+            .map(|u| u32::try_from(u).expect("index"))
+            .collect();
+        by_norm.sort_unstable_by(|a, b| norms[*a as usize].total_cmp(&norms[*b as usize]));
+        Self {
+            vectors,
+            norms,
+            postings,
+            by_norm,
+        }
+    }
+
+    /// The `k` customers nearest to `query` (squared norm `query_norm`).
+    fn nearest(&self, query: &SparseVector, query_norm: f64, k: usize) -> Vec<u32> {
+        let mut dots: HashMap<u32, f64> = HashMap::new();
+        for (item, weight) in query {
+            for (user, w) in &self.postings[*item as usize] {
+                *dots.entry(*user).or_default() += weight * w;
+            }
+        }
+        let distance = |user: u32, dot: f64| query_norm + self.norms[user as usize] - 2.0 * dot;
+        let mut candidates: Vec<(f64, u32)> =
+            dots.iter().map(|(u, d)| (distance(*u, *d), *u)).collect();
+        // Customers sharing no item: the smallest norms are the nearest of them.
+        candidates.extend(
+            self.by_norm
+                .iter()
+                .filter(|u| !dots.contains_key(u))
+                .take(k)
+                .map(|u| (distance(*u, 0.0), *u)),
+        );
+        let k = k.min(candidates.len());
+        if k == 0 {
+            return Vec::new();
+        }
+        candidates.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        candidates.truncate(k);
+        candidates.into_iter().map(|(_, u)| u).collect()
+    }
+}
+
+impl NextBasketModel for TifuKnn {
+    fn name(&self) -> &'static str {
+        "tifu_knn"
+    }
+
+    fn recommend(&self, train: &BasketHistory, cases: &[TestCase], k: usize) -> Vec<Vec<u32>> {
+        let index = Index::build(self, train);
+        cases
+            .par_iter()
+            .map(|case| top_k(self.scores(&index, case.user), k))
+            .collect()
+    }
+}
+
+impl TifuKnn {
+    /// The prediction vector of training customer `user`: their own vector blended with their
+    /// neighbours' mean (empty for a customer without training baskets).
+    pub fn scores(&self, index: &Index, user: u32) -> Vec<(u32, f64)> {
+        let own = &index.vectors[user as usize];
+        if own.is_empty() {
+            return Vec::new();
+        }
+        let neighbours = index.nearest(own, index.norms[user as usize], self.neighbours);
+        let mut scores: HashMap<u32, f64> = HashMap::new();
+        for (item, weight) in own {
+            *scores.entry(*item).or_default() += self.alpha * weight;
+        }
+        let share = (1.0 - self.alpha) / neighbours.len().max(1) as f64;
+        for neighbour in &neighbours {
+            for (item, weight) in &index.vectors[*neighbour as usize] {
+                *scores.entry(*item).or_default() += share * weight;
+            }
+        }
+        scores.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basket(items: &[u32]) -> Basket {
+        Basket {
+            at_ms: 0,
+            items: items.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_user_vector_follows_the_papers_decays_and_groups() {
+        let model = TifuKnn {
+            groups: 2,
+            ..TifuKnn::default()
+        };
+        // 3 baskets, 2 groups: sizes 1 and 2. Basket j weighs 0.9^(2-j).
+        let vector = model.user_vector(&[basket(&[0]), basket(&[0, 1]), basket(&[1])]);
+        let g0 = 0.7 * 0.81; // group 0: basket 0 alone, group weight 0.7^1
+        let g1 = 1.0 / 2.0; // group 1: baskets 1 and 2 averaged, group weight 0.7^0
+        let expected = [(0, (g0 + g1 * 0.9) / 2.0), (1, (g1 * (0.9 + 1.0)) / 2.0)];
+        assert_eq!(vector.len(), 2);
+        for ((item, weight), (want_item, want)) in vector.iter().zip(expected) {
+            assert_eq!(*item, want_item);
+            assert!((weight - want).abs() < 1e-12, "{weight} vs {want}");
+        }
+    }
+
+    #[test]
+    fn neighbours_lend_items_the_customer_never_bought() {
+        let b = |items: &[u32]| vec![basket(items)];
+        let train = BasketHistory {
+            items: (0..4).map(|i| format!("i{i}")).collect(),
+            users: (0..4).map(|i| format!("u{i}")).collect(),
+            baskets: vec![b(&[0]), b(&[0, 1]), b(&[0, 1]), b(&[2, 3])],
+        };
+        let model = TifuKnn {
+            neighbours: 3,
+            alpha: 0.5,
+            ..TifuKnn::default()
+        };
+        let case = TestCase {
+            user: 0,
+            now_ms: 0,
+            target: vec![1],
+            new_items: vec![1],
+        };
+        let lists = model.recommend(&train, &[case], 2);
+        // u0's nearest: itself and the two {0,1} customers, not the {2,3} one.
+        assert_eq!(lists, vec![vec![0, 1]]);
+    }
+}
