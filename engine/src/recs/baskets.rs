@@ -39,7 +39,14 @@ impl BasketHistory {
         let orders = lines
             .filter(col(NET_QUANTITY).gt(lit(0i64)))
             .group_by([col(USER_ID), col(ORDER_ID)])
-            .agg([col(ORDERED_AT).min(), col(ITEM_ID).unique().alias("items")])
+            .agg([
+                col(ORDERED_AT).min(),
+                // Sorted, so items get the same indices (and ties the same order) every run.
+                col(ITEM_ID)
+                    .unique()
+                    .sort(SortOptions::default())
+                    .alias("items"),
+            ])
             .sort(
                 [USER_ID, ORDERED_AT, ORDER_ID],
                 SortMultipleOptions::default(),

@@ -154,8 +154,14 @@ impl Index {
         if k == 0 {
             return Vec::new();
         }
-        candidates.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        // Ties broken by customer and the neighbours sorted: the dot products came out of a
+        // hash map, and summing their vectors in a fixed order keeps every score (and so
+        // every list) the same run after run.
+        let nearest_first =
+            |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        candidates.select_nth_unstable_by(k - 1, nearest_first);
         candidates.truncate(k);
+        candidates.sort_unstable_by(nearest_first);
         candidates.into_iter().map(|(_, u)| u).collect()
     }
 }
