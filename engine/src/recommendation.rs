@@ -8,38 +8,90 @@ pub const REASON: &str = "reason";
 pub const TIMES_BOUGHT: &str = "times_bought";
 /// For `bought_before`: whole days since the last order of the item.
 pub const DAYS_SINCE: &str = "days_since_last";
+/// For `due`: the item's cycle for this customer, in whole days.
+pub const CYCLE_DAYS: &str = "cycle_days";
+/// For `bought_together`: the customer's item that brings this one along.
+pub const WITH_ITEM: &str = "with_item";
+/// For `bought_together`: the percentage of `with_item`'s orders that also hold this item.
+pub const WITH_SHARE: &str = "with_share";
+
+/// What a reason's sentence is made of; absent facts are `None`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReasonFacts<'a> {
+    pub times_bought: Option<u32>,
+    pub days_since: Option<u32>,
+    pub category: Option<&'a str>,
+    pub cycle_days: Option<u32>,
+    pub with_item: Option<&'a str>,
+    pub with_share: Option<u32>,
+}
 
 /// Why an item is recommended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
+    /// Bought before and due again by its cycle (the blend's repeat-with-timing signal).
+    Due,
     BoughtBefore,
+    /// Bought in the same orders as one of the customer's items.
+    BoughtTogether,
+    /// Bought by the customers whose baskets look most like this one's (TIFU-KNN).
+    SimilarCustomers,
     PopularInCategory,
     Popular,
 }
 
+const REASONS: [Reason; 6] = [
+    Reason::Due,
+    Reason::BoughtBefore,
+    Reason::BoughtTogether,
+    Reason::SimilarCustomers,
+    Reason::PopularInCategory,
+    Reason::Popular,
+];
+
 impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Due => "due",
             Self::BoughtBefore => "bought_before",
+            Self::BoughtTogether => "bought_together",
+            Self::SimilarCustomers => "similar_customers",
             Self::PopularInCategory => "popular_in_category",
             Self::Popular => "popular",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::BoughtBefore, Self::PopularInCategory, Self::Popular]
-            .into_iter()
-            .find(|r| r.as_str() == text)
+        REASONS.into_iter().find(|r| r.as_str() == text)
     }
 
     /// A sentence for the person reading the recommendation.
-    pub fn describe(
-        self,
-        times_bought: Option<u32>,
-        days_since: Option<u32>,
-        category: Option<&str>,
-    ) -> String {
+    pub fn describe(self, facts: &ReasonFacts<'_>) -> String {
+        let ReasonFacts {
+            times_bought,
+            days_since,
+            category,
+            ..
+        } = *facts;
+        let ago = |d: u32| match d {
+            0 => "today".to_owned(),
+            1 => "yesterday".to_owned(),
+            d => format!("{d} days ago"),
+        };
         match self {
+            Self::Due => match (facts.cycle_days, days_since) {
+                (Some(cycle), Some(d)) => {
+                    format!("due: bought about every {cycle} days, last {}", ago(d))
+                }
+                _ => "due to be bought again".to_owned(),
+            },
+            Self::BoughtTogether => match (facts.with_item, facts.with_share) {
+                (Some(item), Some(share)) => {
+                    format!("bought with {item} in {share}% of its orders")
+                }
+                _ => "bought together with what you buy".to_owned(),
+            },
+            Self::SimilarCustomers => "customers who shop like you buy it".to_owned(),
             Self::BoughtBefore => match (times_bought, days_since) {
                 (Some(1), Some(0)) => "bought once, today".to_owned(),
                 (Some(1), Some(1)) => "bought once, yesterday".to_owned(),

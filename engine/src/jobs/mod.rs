@@ -119,10 +119,19 @@ pub fn run_merchant(
         k: options.k,
         as_of_ms,
     };
-    let recommendations =
-        recommend::recommendations(merchant_id, events, lines, popular.clone().lazy(), params)
-            .and_then(LazyFrame::collect)
-            .map_err(Error::polars(context("recommending")))?;
+    // CPU-bound generator code; `recur run` is not async, and rayon spreads it over cores.
+    let blended = crate::recs::lists::blended_lists(lines.clone(), as_of_ms, options.k)?;
+    steps.done("blended lists");
+    let recommendations = recommend::recommendations(
+        merchant_id,
+        events,
+        lines,
+        popular.clone().lazy(),
+        blended,
+        params,
+    )
+    .and_then(LazyFrame::collect)
+    .map_err(Error::polars(context("recommending")))?;
     steps.done("recommendations");
     let popular = with_merchant(merchant_id, popular)
         .map_err(Error::polars(context("labelling popular items")))?;
@@ -318,6 +327,7 @@ mod tests {
             events,
             lines,
             popular.lazy(),
+            None,
             RecommendParams { k: 3, as_of_ms },
         )
         .expect("plan")

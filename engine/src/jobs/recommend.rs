@@ -17,7 +17,9 @@ use polars::prelude::*;
 
 use super::purchases::{NET_QUANTITY, ORDERED_AT};
 use crate::event::EventType;
-pub use crate::recommendation::{DAYS_SINCE, RANK, REASON, Reason, SCORE, TIMES_BOUGHT};
+pub use crate::recommendation::{
+    CYCLE_DAYS, DAYS_SINCE, RANK, REASON, Reason, SCORE, TIMES_BOUGHT, WITH_ITEM, WITH_SHARE,
+};
 use crate::store::{CATEGORY, EVENT_TYPE, ITEM_ID, MERCHANT_ID, ORDER_ID, USER_ID};
 
 const DAY_MS: f64 = 86_400_000.0;
@@ -67,12 +69,15 @@ pub fn popular_items(lines: LazyFrame, categories: LazyFrame, as_of_ms: i64) -> 
 }
 
 /// Top-`k` recommendations for every user with an event of this merchant:
-/// `merchant_id, user_id, rank, item_id, score, reason, times_bought, days_since_last, category`.
+/// `merchant_id, user_id, rank, item_id, score, reason, times_bought, days_since_last,
+/// category, cycle_days, with_item, with_share`. Customers in `blended` (the learned blend's
+/// lists, see `recs::lists`) get those; everyone else the three tiers.
 pub fn recommendations(
     merchant_id: &str,
     events: LazyFrame,
     lines: LazyFrame,
     popular: LazyFrame,
+    blended: Option<DataFrame>,
     params: RecommendParams,
 ) -> PolarsResult<LazyFrame> {
     let k = params.k;
@@ -175,17 +180,20 @@ pub fn recommendations(
     let users = events
         .select([col(USER_ID)])
         .unique(None, UniqueKeepStrategy::Any);
-    let most_popular = popular.filter(col(RANK).lt_eq(lit(k as u64))).select([
-        col(ITEM_ID),
-        (col(SCORE) * lit(0.999)).alias(SCORE),
-        lit(Reason::Popular.as_str()).alias(REASON),
-        lit(NULL).cast(DataType::UInt32).alias(TIMES_BOUGHT),
-        lit(NULL).cast(DataType::UInt32).alias(DAYS_SINCE),
-        col(CATEGORY),
-    ]);
+    let most_popular = popular
+        .clone()
+        .filter(col(RANK).lt_eq(lit(k as u64)))
+        .select([
+            col(ITEM_ID),
+            (col(SCORE) * lit(0.999)).alias(SCORE),
+            lit(Reason::Popular.as_str()).alias(REASON),
+            lit(NULL).cast(DataType::UInt32).alias(TIMES_BOUGHT),
+            lit(NULL).cast(DataType::UInt32).alias(DAYS_SINCE),
+            col(CATEGORY),
+        ]);
     let fill = users.cross_join(most_popular, None);
 
-    Ok(concat(
+    let tiers = concat(
         [
             bought_before,
             in_category,
@@ -201,34 +209,91 @@ pub fn recommendations(
         ],
         UnionArgs::default(),
     )?
-    .join(
-        refunded_only,
-        [col(USER_ID), col(ITEM_ID)],
-        [col(USER_ID), col(ITEM_ID)],
-        JoinArgs::new(JoinType::Anti),
-    )
-    .sort(
-        [USER_ID, SCORE, ITEM_ID],
-        SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
-    )
-    // An item found by several tiers keeps its best (first) entry.
-    .unique_stable(Some(cols([USER_ID, ITEM_ID])), UniqueKeepStrategy::First)
-    .group_by_stable([col(USER_ID)])
-    .head(Some(k))
-    .with_column(
-        (col(ITEM_ID).cum_count(false).over([col(USER_ID)])?)
-            .cast(DataType::UInt32)
-            .alias(RANK),
-    )
-    .select([
-        lit(merchant_id).alias(MERCHANT_ID),
+    .with_columns([
+        lit(NULL).cast(DataType::UInt32).alias(CYCLE_DAYS),
+        lit(NULL).cast(DataType::String).alias(WITH_ITEM),
+        lit(NULL).cast(DataType::UInt32).alias(WITH_SHARE),
+    ]);
+    let lists = match blended {
+        Some(blended) => {
+            let blended = blended.lazy();
+            let blended_users = blended
+                .clone()
+                .select([col(USER_ID)])
+                .unique(None, UniqueKeepStrategy::Any);
+            let with_category = blended
+                .join(
+                    popular.clone().select([col(ITEM_ID), col(CATEGORY)]),
+                    [col(ITEM_ID)],
+                    [col(ITEM_ID)],
+                    JoinArgs::new(JoinType::Left),
+                )
+                .select(list_columns());
+            concat(
+                [
+                    tiers
+                        .join(
+                            blended_users,
+                            [col(USER_ID)],
+                            [col(USER_ID)],
+                            JoinArgs::new(JoinType::Anti),
+                        )
+                        .select(list_columns()),
+                    with_category,
+                ],
+                UnionArgs::default(),
+            )?
+        }
+        None => tiers.select(list_columns()),
+    };
+    Ok(lists
+        .join(
+            refunded_only,
+            [col(USER_ID), col(ITEM_ID)],
+            [col(USER_ID), col(ITEM_ID)],
+            JoinArgs::new(JoinType::Anti),
+        )
+        .sort(
+            [USER_ID, SCORE, ITEM_ID],
+            SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
+        )
+        // An item found by several tiers keeps its best (first) entry.
+        .unique_stable(Some(cols([USER_ID, ITEM_ID])), UniqueKeepStrategy::First)
+        .group_by_stable([col(USER_ID)])
+        .head(Some(k))
+        .with_column(
+            (col(ITEM_ID).cum_count(false).over([col(USER_ID)])?)
+                .cast(DataType::UInt32)
+                .alias(RANK),
+        )
+        .select([
+            lit(merchant_id).alias(MERCHANT_ID),
+            col(USER_ID),
+            col(RANK),
+            col(ITEM_ID),
+            col(SCORE),
+            col(REASON),
+            col(TIMES_BOUGHT),
+            col(DAYS_SINCE),
+            col(CATEGORY),
+            col(CYCLE_DAYS),
+            col(WITH_ITEM),
+            col(WITH_SHARE),
+        ]))
+}
+
+/// The columns of one list entry, in order, before ranking.
+fn list_columns() -> [Expr; 10] {
+    [
         col(USER_ID),
-        col(RANK),
         col(ITEM_ID),
         col(SCORE),
         col(REASON),
         col(TIMES_BOUGHT),
         col(DAYS_SINCE),
         col(CATEGORY),
-    ]))
+        col(CYCLE_DAYS),
+        col(WITH_ITEM),
+        col(WITH_SHARE),
+    ]
 }

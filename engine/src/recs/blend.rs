@@ -21,8 +21,8 @@ use rayon::prelude::*;
 use super::baskets::{BasketHistory, Holdout, TestCase, split};
 use super::cooccur::{CoPurchase, ItemNeighbours};
 use super::models::{NextBasketModel, top_k};
-use super::repeat::{ItemStats, RepeatTiming};
-use super::tifu::{Index, TifuKnn};
+use super::repeat::{ItemStats, RepeatCandidate, RepeatTiming};
+use super::tifu::{Index, SparseVector, TifuKnn};
 
 /// The features of one candidate, in [`FEATURE_NAMES`] order.
 pub const FEATURES: usize = 14;
@@ -98,6 +98,22 @@ impl Generators {
             popularity,
             per_generator,
         }
+    }
+
+    /// The repeat generator's view of every item `user` bought, sorted by item.
+    pub fn repeat_candidates(
+        &self,
+        train: &BasketHistory,
+        user: u32,
+        now_ms: i64,
+    ) -> Vec<RepeatCandidate> {
+        self.repeat
+            .candidates(&self.stats, &train.baskets[user as usize], now_ms)
+    }
+
+    /// The item of `profile` that most brings `item` along, and `P(item | it)`.
+    pub fn companion_of(&self, profile: &SparseVector, item: u32) -> Option<(u32, f64)> {
+        self.companions.anchor(profile, item)
     }
 
     /// The candidates of training customer `user` for an order after `now_ms`.

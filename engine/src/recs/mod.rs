@@ -9,6 +9,7 @@ pub mod baskets;
 pub mod blend;
 pub mod cooccur;
 pub mod eval;
+pub mod lists;
 pub mod metrics;
 pub mod models;
 pub mod repeat;

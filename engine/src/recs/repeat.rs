@@ -97,6 +97,8 @@ pub struct RepeatCandidate {
     pub item: u32,
     /// Orders that held it.
     pub times_bought: u32,
+    /// When it was last bought.
+    pub last_bought_ms: i64,
     /// Share of the customer's orders that held it.
     pub share: f64,
     /// Days from its last purchase to the expected next order.
@@ -203,6 +205,7 @@ impl RepeatTiming {
                 RepeatCandidate {
                     item,
                     times_bought,
+                    last_bought_ms: last,
                     share: f64::from(times_bought) / orders,
                     days_since,
                     cycle_days,

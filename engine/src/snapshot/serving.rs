@@ -22,7 +22,10 @@ use crate::analytics::rfm;
 use crate::error::{Error, Result};
 use crate::frame_json;
 use crate::jobs::reports::PERIOD_KIND;
-use crate::recommendation::{DAYS_SINCE, RANK, REASON, Reason, SCORE, TIMES_BOUGHT};
+use crate::recommendation::{
+    CYCLE_DAYS, DAYS_SINCE, RANK, REASON, Reason, ReasonFacts, SCORE, TIMES_BOUGHT, WITH_ITEM,
+    WITH_SHARE,
+};
 use crate::store::{CATEGORY, ITEM_ID, MERCHANT_ID, USER_ID};
 
 /// One recommended item, as the API and exports show it.
@@ -81,8 +84,15 @@ struct Entry {
     score: f32,
     times_bought: u16,
     days_since: u16,
+    cycle_days: u16,
+    /// For `bought_together`: percentage of `with_item`'s orders holding this item.
+    with_share: u16,
+    /// For `bought_together`: the customer's item (an index like `item`), or [`NO_ITEM`].
+    with_item: u32,
     reason: Reason,
 }
+
+const NO_ITEM: u32 = u32::MAX;
 
 const ABSENT: u16 = u16::MAX;
 
@@ -108,6 +118,10 @@ struct MerchantIndex {
 impl MerchantIndex {
     fn intern(&mut self, item: &str, category: Option<&str>) -> u32 {
         if let Some(&i) = self.item_ids.get(item) {
+            // First seen without one (as a `with_item`): its category arrives later.
+            if category.is_some() && self.item_categories[i as usize].is_none() {
+                self.item_categories[i as usize] = category.map(Into::into);
+            }
             return i;
         }
         let i = u32::try_from(self.items.len()).expect("fewer than 4 billion items per merchant");
@@ -123,14 +137,20 @@ impl MerchantIndex {
             .take(k)
             .map(|e| {
                 let known = |v: u16| (v != ABSENT).then_some(u32::from(v));
-                let category = self.item_categories[e.item as usize].as_deref();
+                let facts = ReasonFacts {
+                    times_bought: known(e.times_bought),
+                    days_since: known(e.days_since),
+                    category: self.item_categories[e.item as usize].as_deref(),
+                    cycle_days: known(e.cycle_days),
+                    with_item: (e.with_item != NO_ITEM)
+                        .then(|| self.items[e.with_item as usize].as_ref()),
+                    with_share: known(e.with_share),
+                };
                 RecommendedItem {
                     item_id: self.items[e.item as usize].to_string(),
                     score: round4(f64::from(e.score)),
                     reason: e.reason.as_str(),
-                    detail: e
-                        .reason
-                        .describe(known(e.times_bought), known(e.days_since), category),
+                    detail: e.reason.describe(&facts),
                 }
             })
             .collect()
@@ -345,6 +365,9 @@ fn load_popular(
             score: score.unwrap_or_default() as f32,
             times_bought: ABSENT,
             days_since: ABSENT,
+            cycle_days: ABSENT,
+            with_share: ABSENT,
+            with_item: NO_ITEM,
             reason: Reason::Popular,
         });
     }
@@ -372,6 +395,26 @@ fn load_lists(
     })()
     .map_err(Error::polars("reading recommendation columns"))?;
     let (m, u, i, c, s, r, t, d) = typed;
+    // The blend's facts; a snapshot written before they existed has none.
+    let optional_u32 = |name: &str| -> Result<UInt32Chunked> {
+        match recs.column(name) {
+            Ok(column) => column
+                .u32()
+                .cloned()
+                .map_err(Error::polars("reading recommendation columns")),
+            Err(_) => Ok(UInt32Chunked::full_null(name.into(), recs.height())),
+        }
+    };
+    let cycles = optional_u32(CYCLE_DAYS)?;
+    let shares = optional_u32(WITH_SHARE)?;
+    let with_items = match recs.column(WITH_ITEM) {
+        Ok(column) => column
+            .str()
+            .cloned()
+            .map_err(Error::polars("reading recommendation columns"))?,
+        Err(_) => StringChunked::full_null(WITH_ITEM.into(), recs.height()),
+    };
+    let mut extra = cycles.iter().zip(shares.iter()).zip(with_items.iter());
     let mut current: Option<(String, String, Vec<Entry>)> = None;
     let flush = |merchants: &mut HashMap<String, MerchantIndex>,
                  done: Option<(String, String, Vec<Entry>)>| {
@@ -393,6 +436,7 @@ fn load_lists(
         .zip(t.iter())
         .zip(d.iter());
     for (((((((merchant, user), item), category), score), reason), times), days) in rows {
+        let ((cycle, share), with_item) = extra.next().unwrap_or(((None, None), None));
         let (Some(merchant), Some(user), Some(item), Some(reason)) =
             (merchant, user, item, reason.and_then(Reason::parse))
         else {
@@ -405,10 +449,9 @@ fn load_lists(
             flush(merchants, current.take());
             current = Some((merchant.to_owned(), user.to_owned(), Vec::new()));
         }
-        let item = merchants
-            .entry(merchant.to_owned())
-            .or_default()
-            .intern(item, category);
+        let index = merchants.entry(merchant.to_owned()).or_default();
+        let item = index.intern(item, category);
+        let with_item = with_item.map_or(NO_ITEM, |w| index.intern(w, None));
         let small = |v: Option<u32>| v.map_or(ABSENT, |v| u16::try_from(v).unwrap_or(ABSENT - 1));
         #[allow(clippy::cast_possible_truncation)]
         let entry = Entry {
@@ -416,6 +459,9 @@ fn load_lists(
             score: score.unwrap_or_default() as f32,
             times_bought: small(times),
             days_since: small(days),
+            cycle_days: small(cycle),
+            with_share: small(share),
+            with_item,
             reason,
         };
         if let Some((_, _, entries)) = current.as_mut() {

@@ -1,0 +1,157 @@
+//! The lists `recur run` stores for customers with kept orders: the learned blend's top `k`
+//! at the as-of, each item with the reason of its strongest signal.
+//!
+//! Guarantees: only the merchant's kept order lines before the as-of are read (the caller's
+//! `lines` end there); the blend is fitted on those alone ([`super::blend`]); an item the
+//! customer bought and fully refunded is never listed; the same data gives the same rows.
+
+use std::collections::{HashMap, HashSet};
+
+use polars::prelude::*;
+use rayon::prelude::*;
+
+use super::baskets::BasketHistory;
+use super::blend::{Blend, Generators};
+use super::tifu::TifuKnn;
+use crate::error::{Error, Result};
+use crate::jobs::purchases::NET_QUANTITY;
+use crate::recommendation::{
+    CYCLE_DAYS, DAYS_SINCE, REASON, Reason, SCORE, TIMES_BOUGHT, WITH_ITEM, WITH_SHARE,
+};
+use crate::store::{ITEM_ID, USER_ID};
+
+/// One listed item, before it becomes a row.
+struct Listed {
+    user: u32,
+    item: u32,
+    score: f64,
+    reason: Reason,
+    times_bought: Option<u32>,
+    days_since: Option<u32>,
+    cycle_days: Option<u32>,
+    with_item: Option<u32>,
+    with_share: Option<u32>,
+}
+
+/// The blend's lists, or `None` when the merchant's history is too small to fit it (the
+/// caller then keeps its transparent tiers). Columns: `user_id, item_id, score, reason,
+/// times_bought, days_since_last, cycle_days, with_item, with_share`.
+pub fn blended_lists(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Option<DataFrame>> {
+    let refunded_only = refunded_only(lines.clone())?;
+    let history = BasketHistory::from_lines(lines)?;
+    let blend = Blend::default();
+    let Some(weights) = blend.fit(&history) else {
+        return Ok(None);
+    };
+    let generators = Generators::build(&history, blend.per_generator);
+    let decay = TifuKnn::default();
+    let (users, items) = (index_of(&history.users), index_of(&history.items));
+    let refunded: HashSet<(u32, u32)> = refunded_only
+        .iter()
+        .filter_map(|(u, i)| Some((*users.get(u.as_str())?, *items.get(i.as_str())?)))
+        .collect();
+    let listed: Vec<Listed> = (0..history.users.len())
+        .into_par_iter()
+        .flat_map_iter(|user| {
+            let user = u32::try_from(user).expect("fewer than 4G customers");
+            let mut scored: Vec<(f64, super::blend::Candidate)> = generators
+                .candidates(&history, user, as_of_ms)
+                .into_iter()
+                .filter(|c| !refunded.contains(&(user, c.item)))
+                .map(|c| (weights.score(&c.features), c))
+                .collect();
+            scored.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.item.cmp(&b.1.item)));
+            scored.truncate(k);
+            let profile = decay.user_vector(&history.baskets[user as usize]);
+            let repeats = generators.repeat_candidates(&history, user, as_of_ms);
+            scored
+                .into_iter()
+                .map(|(score, c)| {
+                    let f = &c.features;
+                    let bought = f[2] > 0.0;
+                    let due = f[6];
+                    let (reason, with) = if bought && f[8] > 0.0 && due >= 0.5 {
+                        (Reason::Due, None)
+                    } else if bought {
+                        (Reason::BoughtBefore, None)
+                    } else if f[12] > 0.0 && f[12] >= f[0] {
+                        (
+                            Reason::BoughtTogether,
+                            generators.companion_of(&profile, c.item),
+                        )
+                    } else if f[0] > 0.0 {
+                        (Reason::SimilarCustomers, None)
+                    } else {
+                        (Reason::Popular, None)
+                    };
+                    let repeat = repeats
+                        .binary_search_by_key(&c.item, |r| r.item)
+                        .ok()
+                        .map(|i| &repeats[i]);
+                    Listed {
+                        user,
+                        item: c.item,
+                        // The blend's probability of the item being in the next order.
+                        score: 1.0 / (1.0 + (-score).exp()),
+                        reason,
+                        times_bought: repeat.map(|r| r.times_bought),
+                        days_since: repeat.map(|r| whole_days(as_of_ms - r.last_bought_ms)),
+                        cycle_days: repeat.and_then(|r| r.cycle_days).map(|d| d.round() as u32),
+                        with_item: with.map(|(item, _)| item),
+                        with_share: with.map(|(_, share)| (share * 100.0).round() as u32),
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let text = |index: u32| history.items[index as usize].as_str();
+    let frame = df!(
+        USER_ID => listed.iter().map(|l| history.users[l.user as usize].as_str()).collect::<Vec<_>>(),
+        ITEM_ID => listed.iter().map(|l| text(l.item)).collect::<Vec<_>>(),
+        SCORE => listed.iter().map(|l| l.score).collect::<Vec<_>>(),
+        REASON => listed.iter().map(|l| l.reason.as_str()).collect::<Vec<_>>(),
+        TIMES_BOUGHT => listed.iter().map(|l| l.times_bought).collect::<Vec<_>>(),
+        DAYS_SINCE => listed.iter().map(|l| l.days_since).collect::<Vec<_>>(),
+        CYCLE_DAYS => listed.iter().map(|l| l.cycle_days).collect::<Vec<_>>(),
+        WITH_ITEM => listed.iter().map(|l| l.with_item.map(text)).collect::<Vec<_>>(),
+        WITH_SHARE => listed.iter().map(|l| l.with_share).collect::<Vec<_>>(),
+    )
+    .map_err(Error::polars("assembling the blended lists"))?;
+    Ok(Some(frame))
+}
+
+/// (user, item) pairs whose every order line was refunded in full.
+fn refunded_only(lines: LazyFrame) -> Result<HashSet<(String, String)>> {
+    let pairs = lines
+        .group_by([col(USER_ID), col(ITEM_ID)])
+        .agg([col(NET_QUANTITY).max().alias("kept")])
+        .filter(col("kept").lt_eq(lit(0i64)))
+        .collect()
+        .map_err(Error::polars("finding refunded items"))?;
+    let users = pairs
+        .column(USER_ID)
+        .and_then(|c| c.str().cloned())
+        .map_err(Error::polars("reading refunded items"))?;
+    let items = pairs
+        .column(ITEM_ID)
+        .and_then(|c| c.str().cloned())
+        .map_err(Error::polars("reading refunded items"))?;
+    Ok(users
+        .iter()
+        .zip(items.iter())
+        .filter_map(|(u, i)| Some((u?.to_owned(), i?.to_owned())))
+        .collect())
+}
+
+/// Name → index, for a list of names.
+fn index_of(names: &[String]) -> HashMap<&str, u32> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), u32::try_from(i).expect("fewer than 4G names")))
+        .collect()
+}
+
+fn whole_days(ms: i64) -> u32 {
+    u32::try_from(ms.max(0) / 86_400_000).unwrap_or(u32::MAX)
+}
