@@ -104,6 +104,12 @@ impl EmbeddedStore {
         self.state.seq
     }
 
+    /// Events stored, from the log alone (no data file is read).
+    pub fn stored_events(&mut self) -> Result<u64> {
+        self.refresh()?;
+        Ok(self.state.files.iter().map(|f| f.rows).sum())
+    }
+
     /// Bytes of memory the dedup index holds (0 before the first append).
     pub fn index_memory_bytes(&self) -> u64 {
         self.index.as_ref().map_or(0, KeyIndex::memory_bytes)
