@@ -10,9 +10,13 @@
 //! nearest in Euclidean distance (the customer's own included). The defaults are the paper's
 //! Instacart settings.
 //!
-//! Neighbours are found exactly: dot products through an inverted index over the query's items,
-//! and, for customers sharing no item, their norms (pre-sorted). That is fine for the tens of
-//! thousands of customers an evaluation holds; it is not sub-quadratic in customers.
+//! Neighbours are found through an inverted index: dot products over the query's
+//! [`TifuKnn::search_items`] heaviest items, each item's holders scanned heaviest first up to
+//! [`TifuKnn::search_holders`], and, for customers sharing no item, their norms (pre-sorted).
+//! While no item has more holders than that, the search is exact; beyond, it is an
+//! approximation (customers holding the query's main items lightly are not seen, and dot
+//! products skip the query's lightest items) whose cost per query is bounded, so a merchant's
+//! whole search is linear in customers, never quadratic.
 
 use std::collections::HashMap;
 
@@ -29,6 +33,10 @@ pub struct TifuKnn {
     pub group_decay: f64,
     pub groups: usize,
     pub alpha: f64,
+    /// The neighbour search looks at the query's this many heaviest items…
+    pub search_items: usize,
+    /// …and, for each, at the this many customers holding it most heavily.
+    pub search_holders: usize,
 }
 
 impl Default for TifuKnn {
@@ -40,6 +48,8 @@ impl Default for TifuKnn {
             group_decay: 0.7,
             groups: 3,
             alpha: 0.9,
+            search_items: 24,
+            search_holders: 1_000,
         }
     }
 }
@@ -112,12 +122,16 @@ impl Index {
             .iter()
             .map(|v| v.iter().map(|(_, w)| w * w).sum())
             .collect();
-        let mut postings = vec![Vec::new(); train.items.len()];
+        let mut postings: Vec<Vec<(u32, f64)>> = vec![Vec::new(); train.items.len()];
         for (user, vector) in vectors.iter().enumerate() {
             for (item, weight) in vector {
                 postings[*item as usize].push((u32::try_from(user).expect("index"), *weight));
             }
         }
+        // Heaviest holders first: a capped scan sees those.
+        postings.par_iter_mut().for_each(|holders| {
+            holders.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        });
         let mut by_norm: Vec<u32> = (0..vectors.len())
             .filter(|u| !vectors[*u].is_empty())
             .map(|u| u32::try_from(u).expect("index"))
@@ -131,11 +145,26 @@ impl Index {
         }
     }
 
-    /// The `k` customers nearest to `query` (squared norm `query_norm`).
-    fn nearest(&self, query: &SparseVector, query_norm: f64, k: usize) -> Vec<u32> {
+    /// The `k` customers nearest to `query` (squared norm `query_norm`), searched as the
+    /// module says.
+    fn nearest(
+        &self,
+        model: &TifuKnn,
+        query: &SparseVector,
+        query_norm: f64,
+        k: usize,
+    ) -> Vec<u32> {
+        let mut heaviest: Vec<&(u32, f64)> = query.iter().collect();
+        heaviest.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        heaviest.truncate(model.search_items);
+        // Summed in item order, so a dot product does not depend on the weights' ties.
+        heaviest.sort_unstable_by_key(|(item, _)| *item);
         let mut dots: HashMap<u32, f64> = HashMap::new();
-        for (item, weight) in query {
-            for (user, w) in &self.postings[*item as usize] {
+        for (item, weight) in heaviest {
+            for (user, w) in self.postings[*item as usize]
+                .iter()
+                .take(model.search_holders)
+            {
                 *dots.entry(*user).or_default() += weight * w;
             }
         }
@@ -188,7 +217,7 @@ impl TifuKnn {
         if own.is_empty() {
             return Vec::new();
         }
-        let neighbours = index.nearest(own, index.norms[user as usize], self.neighbours);
+        let neighbours = index.nearest(self, own, index.norms[user as usize], self.neighbours);
         let mut scores: HashMap<u32, f64> = HashMap::new();
         for (item, weight) in own {
             *scores.entry(*item).or_default() += self.alpha * weight;
