@@ -100,17 +100,6 @@ impl Generators {
         }
     }
 
-    /// The repeat generator's view of every item `user` bought, sorted by item.
-    pub fn repeat_candidates(
-        &self,
-        train: &BasketHistory,
-        user: u32,
-        now_ms: i64,
-    ) -> Vec<RepeatCandidate> {
-        self.repeat
-            .candidates(&self.stats, &train.baskets[user as usize], now_ms)
-    }
-
     /// The item of `profile` that most brings `item` along, and `P(item | it)`.
     pub fn companion_of(&self, profile: &SparseVector, item: u32) -> Option<(u32, f64)> {
         self.companions.anchor(profile, item)
@@ -118,6 +107,16 @@ impl Generators {
 
     /// The candidates of training customer `user` for an order after `now_ms`.
     pub fn candidates(&self, train: &BasketHistory, user: u32, now_ms: i64) -> Vec<Candidate> {
+        self.candidates_in_context(train, user, now_ms).candidates
+    }
+
+    /// [`Self::candidates`], with what they were computed from, for the reasons of a list.
+    pub fn candidates_in_context(
+        &self,
+        train: &BasketHistory,
+        user: u32,
+        now_ms: i64,
+    ) -> UserCandidates {
         let baskets = &train.baskets[user as usize];
         let mut tifu_scores = self.tifu.scores(&self.index, user);
         tifu_scores.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -177,8 +176,22 @@ impl Generators {
             })
             .collect();
         out.sort_unstable_by_key(|c| c.item);
-        out
+        UserCandidates {
+            candidates: out,
+            repeat,
+            profile,
+        }
     }
+}
+
+/// One customer's candidates and their context.
+pub struct UserCandidates {
+    /// Sorted by item.
+    pub candidates: Vec<Candidate>,
+    /// The repeat generator's view of every item the customer bought, sorted by item.
+    pub repeat: Vec<RepeatCandidate>,
+    /// The customer's time-decayed item vector (TIFU-KNN's user vector).
+    pub profile: SparseVector,
 }
 
 /// A fitted blend: standardisation and the regression's weights.

@@ -11,8 +11,7 @@ use polars::prelude::*;
 use rayon::prelude::*;
 
 use super::baskets::BasketHistory;
-use super::blend::{Blend, Generators};
-use super::tifu::TifuKnn;
+use super::blend::{Blend, Candidate, Generators, UserCandidates};
 use crate::error::{Error, Result};
 use crate::jobs::purchases::NET_QUANTITY;
 use crate::recommendation::{
@@ -44,7 +43,6 @@ pub fn blended_lists(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Option
         return Ok(None);
     };
     let generators = Generators::build(&history, blend.per_generator);
-    let decay = TifuKnn::default();
     let (users, items) = (index_of(&history.users), index_of(&history.items));
     let refunded: HashSet<(u32, u32)> = refunded_only
         .iter()
@@ -54,16 +52,18 @@ pub fn blended_lists(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Option
         .into_par_iter()
         .flat_map_iter(|user| {
             let user = u32::try_from(user).expect("fewer than 4G customers");
-            let mut scored: Vec<(f64, super::blend::Candidate)> = generators
-                .candidates(&history, user, as_of_ms)
+            let UserCandidates {
+                candidates,
+                repeat: repeats,
+                profile,
+            } = generators.candidates_in_context(&history, user, as_of_ms);
+            let mut scored: Vec<(f64, Candidate)> = candidates
                 .into_iter()
                 .filter(|c| !refunded.contains(&(user, c.item)))
                 .map(|c| (weights.score(&c.features), c))
                 .collect();
             scored.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.item.cmp(&b.1.item)));
             scored.truncate(k);
-            let profile = decay.user_vector(&history.baskets[user as usize]);
-            let repeats = generators.repeat_candidates(&history, user, as_of_ms);
             scored
                 .into_iter()
                 .map(|(score, c)| {
