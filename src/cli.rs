@@ -327,6 +327,10 @@ pub(crate) struct SynthShape {
     /// Share of extra malformed lines.
     #[arg(long, default_value_t = 0.005, value_name = "RATE")]
     pub malformed_rate: f64,
+    /// Items per merchant: the named catalogue (10-18 items) extended by a generated long
+    /// tail with Zipf popularity (e.g. 50000 for a supermarket-sized catalogue).
+    #[arg(long, value_name = "N")]
+    pub items: Option<usize>,
 }
 
 #[derive(Args)]

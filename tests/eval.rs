@@ -6,13 +6,14 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-const MODELS: [&str; 6] = [
+const MODELS: [&str; 7] = [
     "popularity",
     "p_topfreq",
     "tifu_knn",
     "repeat_timing",
     "co_purchase",
     "blend",
+    "blend_explore",
 ];
 
 fn ingest_generated(dir: &std::path::Path) -> std::path::PathBuf {

@@ -52,6 +52,7 @@ pub(crate) fn config_of(shape: &SynthShape) -> anyhow::Result<SynthConfig> {
         malformed_rate: shape.malformed_rate,
         merchants: shape.merchants,
         users: shape.users,
+        items: shape.items,
         days: shape.days,
         seed: shape.seed,
         end: recur_engine::event::parse_date(&shape.end)

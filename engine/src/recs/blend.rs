@@ -7,7 +7,7 @@
 //! exactly as the evaluation splits the data, so a model scored on held-out orders has never
 //! seen them, and `recur run` learns from the history before its as-of only.
 
-use std::collections::HashMap;
+use std::time::Instant;
 
 use linfa::DatasetBase;
 use linfa::prelude::Fit;
@@ -17,7 +17,9 @@ use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
+use tracing::debug;
 
+use super::accumulate::{Scratch, best_first};
 use super::baskets::{BasketHistory, Holdout, TestCase, split};
 use super::cooccur::{CoPurchase, ItemNeighbours};
 use super::models::{NextBasketModel, top_k};
@@ -45,6 +47,9 @@ pub const FEATURE_NAMES: [&str; FEATURES] = [
     "co_purchase_relative",
     "log_customer_orders",
 ];
+
+/// Index of the `bought_before` feature.
+pub const BOUGHT_BEFORE: usize = 2;
 
 /// Everything the generators learned from one set of training baskets.
 pub struct Generators {
@@ -88,9 +93,21 @@ impl Generators {
                 .then(a.cmp(b))
         });
         popular.truncate(per_generator);
+        let started = Instant::now();
+        let index = Index::build(&tifu, train);
+        let index_ms = started.elapsed().as_millis() as u64;
+        let started = Instant::now();
+        let companions = CoPurchase::default().build(train);
+        debug!(
+            customers = train.users.len(),
+            items = train.items.len(),
+            tifu_index_ms = index_ms,
+            co_purchase_ms = started.elapsed().as_millis() as u64,
+            "generators built"
+        );
         Self {
-            index: Index::build(&tifu, train),
-            companions: CoPurchase::default().build(train),
+            index,
+            companions,
             tifu,
             repeat: RepeatTiming::default(),
             stats,
@@ -106,8 +123,20 @@ impl Generators {
     }
 
     /// The candidates of training customer `user` for an order after `now_ms`.
-    pub fn candidates(&self, train: &BasketHistory, user: u32, now_ms: i64) -> Vec<Candidate> {
-        self.candidates_in_context(train, user, now_ms).candidates
+    pub fn candidates(
+        &self,
+        train: &BasketHistory,
+        user: u32,
+        now_ms: i64,
+        scratch: &mut Scratch,
+    ) -> Vec<Candidate> {
+        self.candidates_in_context(train, user, now_ms, scratch)
+            .candidates
+    }
+
+    /// A scratch space sized for `train`, one per worker thread.
+    pub fn scratch(train: &BasketHistory) -> Scratch {
+        Scratch::new(train.users.len(), train.items.len())
     }
 
     /// [`Self::candidates`], with what they were computed from, for the reasons of a list.
@@ -116,73 +145,94 @@ impl Generators {
         train: &BasketHistory,
         user: u32,
         now_ms: i64,
+        scratch: &mut Scratch,
     ) -> UserCandidates {
         let baskets = &train.baskets[user as usize];
-        let mut tifu_scores = self.tifu.scores(&self.index, user);
-        tifu_scores.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let tifu_max = tifu_scores.first().map_or(1.0, |s| s.1.max(1e-12));
+        // TIFU-KNN's scores stay in `scratch.items`, co-purchase's in `scratch.companions`;
+        // only the best of each are sorted (a customer's neighbours can reach thousands of
+        // items, and a full sort of those per customer was most of a run's time).
+        self.tifu.accumulate(&self.index, user, scratch);
+        let tifu_best = best_first(
+            scratch.items.iter().collect(),
+            RANKED.max(self.per_generator),
+        );
+        let tifu_max = tifu_best.first().map_or(1.0, |s| s.1.max(1e-12));
         let profile = self.tifu.user_vector(baskets);
-        let mut co_scores = self.companions.scores(&profile);
-        co_scores.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let co_max = co_scores.first().map_or(1.0, |s| s.1.max(1e-12));
+        self.companions
+            .accumulate(&profile, &mut scratch.companions);
+        let co_best = best_first(scratch.companions.iter().collect(), self.per_generator);
+        let co_max = co_best.first().map_or(1.0, |s| s.1.max(1e-12));
         let repeat = self.repeat.candidates(&self.stats, baskets, now_ms);
 
-        let mut pool: HashMap<u32, [f64; FEATURES]> = HashMap::new();
-        let mut blank = [0.0; FEATURES];
-        blank[13] = (1.0 + baskets.len() as f64).ln();
-        // The best of each ranked generator enter the pool; every candidate's features are
-        // then filled in from all generators.
-        for (item, _) in tifu_scores.iter().take(self.per_generator) {
-            pool.entry(*item).or_insert(blank);
-        }
-        for (item, _) in co_scores.iter().take(self.per_generator) {
-            pool.entry(*item).or_insert(blank);
-        }
-        for item in &self.popular {
-            pool.entry(*item).or_insert(blank);
-        }
-        for candidate in &repeat {
-            let features = pool.entry(candidate.item).or_insert(blank);
-            features[2] = 1.0;
-            features[3] = (f64::from(candidate.times_bought)).ln_1p();
-            features[4] = candidate.share;
-            features[5] = candidate.probability;
-            features[6] = candidate.due;
-            if let Some(cycle) = candidate.cycle_days {
-                features[7] = (candidate.days_since.max(0.5) / cycle.max(0.5))
-                    .ln()
-                    .clamp(-4.0, 4.0);
-                features[8] = 1.0;
-            }
-            features[10] = candidate.days_since.ln_1p();
-        }
-        let tifu_lookup: HashMap<u32, (usize, f64)> = tifu_scores
+        // The best of each ranked generator enter the pool, with every bought item; every
+        // candidate's features are then filled in from all generators.
+        let mut pool: Vec<u32> = tifu_best
             .iter()
-            .enumerate()
-            .map(|(rank, (item, score))| (*item, (rank, *score)))
+            .take(self.per_generator)
+            .chain(&co_best)
+            .map(|(item, _)| *item)
+            .chain(self.popular.iter().copied())
+            .chain(repeat.iter().map(|r| r.item))
             .collect();
-        let co_lookup: HashMap<u32, f64> = co_scores.into_iter().collect();
-        let mut out: Vec<Candidate> = pool
+        pool.sort_unstable();
+        pool.dedup();
+        scratch.ranks.clear();
+        for (rank, (item, _)) in tifu_best.iter().enumerate() {
+            scratch.ranks.add(*item, rank as f64);
+        }
+        let customer_orders = (1.0 + baskets.len() as f64).ln();
+        let candidates = pool
             .into_iter()
-            .map(|(item, mut features)| {
-                if let Some((rank, score)) = tifu_lookup.get(&item) {
-                    features[0] = score / tifu_max;
-                    features[1] = 1.0 / (1.0 + *rank as f64);
+            .map(|item| {
+                let mut features = [0.0; FEATURES];
+                features[13] = customer_orders;
+                if let Ok(i) = repeat.binary_search_by_key(&item, |r| r.item) {
+                    let candidate = &repeat[i];
+                    features[2] = 1.0;
+                    features[3] = (f64::from(candidate.times_bought)).ln_1p();
+                    features[4] = candidate.share;
+                    features[5] = candidate.probability;
+                    features[6] = candidate.due;
+                    if let Some(cycle) = candidate.cycle_days {
+                        features[7] = (candidate.days_since.max(0.5) / cycle.max(0.5))
+                            .ln()
+                            .clamp(-4.0, 4.0);
+                        features[8] = 1.0;
+                    }
+                    features[10] = candidate.days_since.ln_1p();
+                }
+                if scratch.items.contains(item) {
+                    features[0] = scratch.items.get(item) / tifu_max;
+                    // Items past the ranked head share the head's length as their rank.
+                    let rank = if scratch.ranks.contains(item) {
+                        scratch.ranks.get(item)
+                    } else {
+                        tifu_best.len() as f64
+                    };
+                    features[1] = 1.0 / (1.0 + rank);
                 }
                 features[9] = self.stats.repurchase_rate[item as usize];
                 features[11] = self.popularity[item as usize];
-                features[12] = co_lookup.get(&item).map_or(0.0, |s| s / co_max);
+                if scratch.companions.contains(item) {
+                    features[12] = scratch.companions.get(item) / co_max;
+                }
                 Candidate { item, features }
             })
             .collect();
-        out.sort_unstable_by_key(|c| c.item);
+        scratch.items.clear();
+        scratch.companions.clear();
+        scratch.ranks.clear();
         UserCandidates {
-            candidates: out,
+            candidates,
             repeat,
             profile,
         }
     }
 }
+
+/// TIFU-KNN's items ranked exactly per customer (its rank feature); the rest share rank
+/// `RANKED`, a difference of under 0.4% in that feature.
+const RANKED: usize = 256;
 
 /// One customer's candidates and their context.
 pub struct UserCandidates {
@@ -233,6 +283,9 @@ pub struct Blend {
     /// Negative candidates kept per positive one.
     pub negatives_per_positive: usize,
     pub seed: u64,
+    /// Explore lists: only items the customer never bought are candidates, in training and
+    /// in the lists (the cross-sell and new-item feeds of `exclude_purchased`).
+    pub explore: bool,
 }
 
 impl Default for Blend {
@@ -242,11 +295,18 @@ impl Default for Blend {
             training_customers: 20_000,
             negatives_per_positive: 10,
             seed: 7,
+            explore: false,
         }
     }
 }
 
 impl Blend {
+    /// Whether `candidate` may be listed: every candidate, or in an explore list only items
+    /// the customer never bought.
+    pub fn admits(&self, candidate: &Candidate) -> bool {
+        !self.explore || candidate.features[BOUGHT_BEFORE] == 0.0
+    }
+
     /// Learns the weights from `train` alone: its customers' last orders are the labels.
     /// `None` when there is too little to learn from (then rank by the fallback).
     pub fn fit(&self, train: &BasketHistory) -> Option<BlendWeights> {
@@ -258,16 +318,20 @@ impl Blend {
         let generators = Generators::build(&inner.train, self.per_generator);
         let rows: Vec<(Vec<FeatureRow>, Vec<FeatureRow>)> = cases
             .par_iter()
-            .map(|case| {
-                let (positive, negative): (Vec<Candidate>, Vec<Candidate>) = generators
-                    .candidates(&inner.train, case.user, case.now_ms)
-                    .into_iter()
-                    .partition(|c| case.target.binary_search(&c.item).is_ok());
-                (
-                    positive.into_iter().map(|c| c.features).collect(),
-                    negative.into_iter().map(|c| c.features).collect(),
-                )
-            })
+            .map_init(
+                || Generators::scratch(&inner.train),
+                |scratch, case| {
+                    let (positive, negative): (Vec<Candidate>, Vec<Candidate>) = generators
+                        .candidates(&inner.train, case.user, case.now_ms, scratch)
+                        .into_iter()
+                        .filter(|c| self.admits(c))
+                        .partition(|c| case.target.binary_search(&c.item).is_ok());
+                    (
+                        positive.into_iter().map(|c| c.features).collect(),
+                        negative.into_iter().map(|c| c.features).collect(),
+                    )
+                },
+            )
             .collect();
         let mut x: Vec<FeatureRow> = Vec::new();
         let mut y: Vec<bool> = Vec::new();
@@ -314,7 +378,11 @@ impl Blend {
 
 impl NextBasketModel for Blend {
     fn name(&self) -> &'static str {
-        "blend"
+        if self.explore {
+            "blend_explore"
+        } else {
+            "blend"
+        }
     }
 
     fn recommend(&self, train: &BasketHistory, cases: &[TestCase], k: usize) -> Vec<Vec<u32>> {
@@ -322,21 +390,25 @@ impl NextBasketModel for Blend {
         let generators = Generators::build(train, self.per_generator);
         cases
             .par_iter()
-            .map(|case| {
-                let scores = generators
-                    .candidates(train, case.user, case.now_ms)
-                    .into_iter()
-                    .map(|c| {
-                        let score = weights.as_ref().map_or_else(
-                            || c.features[0] + c.features[5],
-                            |w| w.score(&c.features),
-                        );
-                        // top_k keeps positive scores only: shift the log-odds.
-                        (c.item, score.exp())
-                    })
-                    .collect();
-                top_k(scores, k)
-            })
+            .map_init(
+                || Generators::scratch(train),
+                |scratch, case| {
+                    let scores = generators
+                        .candidates(train, case.user, case.now_ms, scratch)
+                        .into_iter()
+                        .filter(|c| self.admits(c))
+                        .map(|c| {
+                            let score = weights.as_ref().map_or_else(
+                                || c.features[0] + c.features[5],
+                                |w| w.score(&c.features),
+                            );
+                            // top_k keeps positive scores only: shift the log-odds.
+                            (c.item, score.exp())
+                        })
+                        .collect();
+                    top_k(scores, k)
+                },
+            )
             .collect()
     }
 }
@@ -372,8 +444,10 @@ mod tests {
         };
         let inner = split(&train, Holdout::LastOrder);
         let generators = Generators::build(&inner.train, 50);
+        let mut scratch = Generators::scratch(&inner.train);
         for case in &inner.cases {
-            let candidates = generators.candidates(&inner.train, case.user, case.now_ms);
+            let candidates =
+                generators.candidates(&inner.train, case.user, case.now_ms, &mut scratch);
             assert!(
                 candidates.iter().all(|c| c.item != 9),
                 "item 9 is only in the labels"

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
+use super::accumulate::Accumulator;
 use super::baskets::{BasketHistory, TestCase};
 use super::models::{NextBasketModel, top_k};
 use super::tifu::{SparseVector, TifuKnn};
@@ -77,14 +78,22 @@ impl CoPurchase {
 impl ItemNeighbours {
     /// Items bought with those of `profile` (item → weight), each scored by the weighted sum
     /// of its `P(j | i)`; the profile's own items included.
-    pub fn scores(&self, profile: &SparseVector) -> Vec<(u32, f64)> {
-        let mut scores: HashMap<u32, f64> = HashMap::new();
+    /// In no particular order; `scores` is a scratch accumulator over items.
+    pub fn scores(&self, profile: &SparseVector, scores: &mut Accumulator) -> Vec<(u32, f64)> {
+        self.accumulate(profile, scores);
+        let out = scores.iter().collect();
+        scores.clear();
+        out
+    }
+
+    /// [`Self::scores`], left in `scores` (cleared first).
+    pub fn accumulate(&self, profile: &SparseVector, scores: &mut Accumulator) {
+        scores.clear();
         for (item, weight) in profile {
             for (other, p) in &self.companions[*item as usize] {
-                *scores.entry(*other).or_default() += weight * p;
+                scores.add(*other, weight * p);
             }
         }
-        scores.into_iter().collect()
     }
 }
 
@@ -116,10 +125,13 @@ impl NextBasketModel for CoPurchase {
         let decay = TifuKnn::default();
         cases
             .par_iter()
-            .map(|case| {
-                let profile = decay.user_vector(&train.baskets[case.user as usize]);
-                top_k(neighbours.scores(&profile), k)
-            })
+            .map_init(
+                || Accumulator::new(train.items.len()),
+                |scratch, case| {
+                    let profile = decay.user_vector(&train.baskets[case.user as usize]);
+                    top_k(neighbours.scores(&profile, scratch), k)
+                },
+            )
             .collect()
     }
 }

@@ -49,7 +49,8 @@ pub struct MerchantEval {
     pub models: Vec<ModelEval>,
 }
 
-/// The models compared: baselines first, then each generator alone, then the blend.
+/// The models compared: baselines first, then each generator alone, then the blend and its
+/// explore list.
 pub fn models() -> Vec<Box<dyn NextBasketModel>> {
     vec![
         Box::new(GlobalPopularity),
@@ -58,6 +59,11 @@ pub fn models() -> Vec<Box<dyn NextBasketModel>> {
         Box::new(RepeatTiming::default()),
         Box::new(CoPurchase::default()),
         Box::new(Blend::default()),
+        // The exclude-purchased list: scored on new items, against popularity.
+        Box::new(Blend {
+            explore: true,
+            ..Blend::default()
+        }),
     ]
 }
 

@@ -6,9 +6,11 @@
 //! customer bought and fully refunded is never listed; the same data gives the same rows.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use polars::prelude::*;
 use rayon::prelude::*;
+use tracing::debug;
 
 use super::baskets::BasketHistory;
 use super::blend::{Blend, Candidate, Generators, UserCandidates};
@@ -36,12 +38,17 @@ struct Listed {
 /// caller then keeps its transparent tiers). Columns: `user_id, item_id, score, reason,
 /// times_bought, days_since_last, cycle_days, with_item, with_share`.
 pub fn blended_lists(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Option<DataFrame>> {
+    let started = Instant::now();
     let refunded_only = refunded_only(lines.clone())?;
     let history = BasketHistory::from_lines(lines)?;
+    debug!(ms = started.elapsed().as_millis() as u64, "baskets built");
+    let started = Instant::now();
     let blend = Blend::default();
     let Some(weights) = blend.fit(&history) else {
         return Ok(None);
     };
+    debug!(ms = started.elapsed().as_millis() as u64, "blend fitted");
+    let started = Instant::now();
     let generators = Generators::build(&history, blend.per_generator);
     let (users, items) = (index_of(&history.users), index_of(&history.items));
     let refunded: HashSet<(u32, u32)> = refunded_only
@@ -50,60 +57,69 @@ pub fn blended_lists(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Option
         .collect();
     let listed: Vec<Listed> = (0..history.users.len())
         .into_par_iter()
-        .flat_map_iter(|user| {
-            let user = u32::try_from(user).expect("fewer than 4G customers");
-            let UserCandidates {
-                candidates,
-                repeat: repeats,
-                profile,
-            } = generators.candidates_in_context(&history, user, as_of_ms);
-            let mut scored: Vec<(f64, Candidate)> = candidates
-                .into_iter()
-                .filter(|c| !refunded.contains(&(user, c.item)))
-                .map(|c| (weights.score(&c.features), c))
-                .collect();
-            scored.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.item.cmp(&b.1.item)));
-            scored.truncate(k);
-            scored
-                .into_iter()
-                .map(|(score, c)| {
-                    let f = &c.features;
-                    let bought = f[2] > 0.0;
-                    let due = f[6];
-                    let (reason, with) = if bought && f[8] > 0.0 && due >= 0.5 {
-                        (Reason::Due, None)
-                    } else if bought {
-                        (Reason::BoughtBefore, None)
-                    } else if f[12] > 0.0 && f[12] >= f[0] {
-                        (
-                            Reason::BoughtTogether,
-                            generators.companion_of(&profile, c.item),
-                        )
-                    } else if f[0] > 0.0 {
-                        (Reason::SimilarCustomers, None)
-                    } else {
-                        (Reason::Popular, None)
-                    };
-                    let repeat = repeats
-                        .binary_search_by_key(&c.item, |r| r.item)
-                        .ok()
-                        .map(|i| &repeats[i]);
-                    Listed {
-                        user,
-                        item: c.item,
-                        // The blend's probability of the item being in the next order.
-                        score: 1.0 / (1.0 + (-score).exp()),
-                        reason,
-                        times_bought: repeat.map(|r| r.times_bought),
-                        days_since: repeat.map(|r| whole_days(as_of_ms - r.last_bought_ms)),
-                        cycle_days: repeat.and_then(|r| r.cycle_days).map(|d| d.round() as u32),
-                        with_item: with.map(|(item, _)| item),
-                        with_share: with.map(|(_, share)| (share * 100.0).round() as u32),
-                    }
-                })
-                .collect::<Vec<_>>()
-        })
+        .map_init(
+            || Generators::scratch(&history),
+            |scratch, user| {
+                let user = u32::try_from(user).expect("fewer than 4G customers");
+                let UserCandidates {
+                    candidates,
+                    repeat: repeats,
+                    profile,
+                } = generators.candidates_in_context(&history, user, as_of_ms, scratch);
+                let mut scored: Vec<(f64, Candidate)> = candidates
+                    .into_iter()
+                    .filter(|c| !refunded.contains(&(user, c.item)))
+                    .map(|c| (weights.score(&c.features), c))
+                    .collect();
+                scored.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.item.cmp(&b.1.item)));
+                scored.truncate(k);
+                scored
+                    .into_iter()
+                    .map(|(score, c)| {
+                        let f = &c.features;
+                        let bought = f[2] > 0.0;
+                        let due = f[6];
+                        let (reason, with) = if bought && f[8] > 0.0 && due >= 0.5 {
+                            (Reason::Due, None)
+                        } else if bought {
+                            (Reason::BoughtBefore, None)
+                        } else if f[12] > 0.0 && f[12] >= f[0] {
+                            (
+                                Reason::BoughtTogether,
+                                generators.companion_of(&profile, c.item),
+                            )
+                        } else if f[0] > 0.0 {
+                            (Reason::SimilarCustomers, None)
+                        } else {
+                            (Reason::Popular, None)
+                        };
+                        let repeat = repeats
+                            .binary_search_by_key(&c.item, |r| r.item)
+                            .ok()
+                            .map(|i| &repeats[i]);
+                        Listed {
+                            user,
+                            item: c.item,
+                            // The blend's probability of the item being in the next order.
+                            score: 1.0 / (1.0 + (-score).exp()),
+                            reason,
+                            times_bought: repeat.map(|r| r.times_bought),
+                            days_since: repeat.map(|r| whole_days(as_of_ms - r.last_bought_ms)),
+                            cycle_days: repeat.and_then(|r| r.cycle_days).map(|d| d.round() as u32),
+                            with_item: with.map(|(item, _)| item),
+                            with_share: with.map(|(_, share)| (share * 100.0).round() as u32),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            },
+        )
+        .flatten_iter()
         .collect();
+    debug!(
+        customers = history.users.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "lists scored"
+    );
     let text = |index: u32| history.items[index as usize].as_str();
     let frame = df!(
         USER_ID => listed.iter().map(|l| history.users[l.user as usize].as_str()).collect::<Vec<_>>(),

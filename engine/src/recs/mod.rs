@@ -5,6 +5,7 @@
 //! Everything here works on [`baskets::BasketHistory`], built once per merchant from the net
 //! order lines with Polars; the models are numeric code over its item indices.
 
+pub mod accumulate;
 pub mod baskets;
 pub mod blend;
 pub mod cooccur;

@@ -18,10 +18,9 @@
 //! products skip the query's lightest items) whose cost per query is bounded, so a merchant's
 //! whole search is linear in customers, never quadratic.
 
-use std::collections::HashMap;
-
 use rayon::prelude::*;
 
+use super::accumulate::{Accumulator, Scratch};
 use super::baskets::{Basket, BasketHistory, TestCase};
 use super::models::{NextBasketModel, top_k};
 
@@ -74,8 +73,11 @@ impl TifuKnn {
             let extra = n - base * m;
             (0..m).map(|g| base + usize::from(g >= m - extra)).collect()
         };
-        let real_groups = sizes.len();
-        let mut vector: HashMap<u32, f64> = HashMap::new();
+        let real_groups = sizes.len() as f64;
+        // (item, weight) of every basket line, then summed per item: a stable sort keeps
+        // each item's terms in basket order, so its sum does not depend on anything else.
+        let mut terms: Vec<(u32, f64)> =
+            Vec::with_capacity(baskets.iter().map(|b| b.items.len()).sum());
         let mut start = 0;
         for (g, size) in sizes.iter().enumerate() {
             let group_weight = self
@@ -86,17 +88,26 @@ impl TifuKnn {
                 let within = self
                     .within_decay
                     .powi(i32::try_from(n - 1 - j).unwrap_or(i32::MAX));
-                for item in &basket.items {
-                    *vector.entry(*item).or_default() += group_weight * within;
-                }
+                terms.extend(
+                    basket
+                        .items
+                        .iter()
+                        .map(|item| (*item, group_weight * within)),
+                );
             }
             start += size;
         }
-        let mut sparse: SparseVector = vector
-            .into_iter()
-            .map(|(i, w)| (i, w / real_groups as f64))
-            .collect();
-        sparse.sort_unstable_by_key(|(i, _)| *i);
+        terms.sort_by_key(|(item, _)| *item);
+        let mut sparse: SparseVector = Vec::with_capacity(terms.len());
+        for (item, weight) in terms {
+            match sparse.last_mut() {
+                Some((last, sum)) if *last == item => *sum += weight,
+                _ => sparse.push((item, weight)),
+            }
+        }
+        for (_, weight) in &mut sparse {
+            *weight /= real_groups;
+        }
         sparse
     }
 }
@@ -153,38 +164,40 @@ impl Index {
         query: &SparseVector,
         query_norm: f64,
         k: usize,
+        dots: &mut Accumulator,
     ) -> Vec<u32> {
         let mut heaviest: Vec<&(u32, f64)> = query.iter().collect();
         heaviest.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         heaviest.truncate(model.search_items);
         // Summed in item order, so a dot product does not depend on the weights' ties.
         heaviest.sort_unstable_by_key(|(item, _)| *item);
-        let mut dots: HashMap<u32, f64> = HashMap::new();
+        dots.clear();
         for (item, weight) in heaviest {
             for (user, w) in self.postings[*item as usize]
                 .iter()
                 .take(model.search_holders)
             {
-                *dots.entry(*user).or_default() += weight * w;
+                dots.add(*user, weight * w);
             }
         }
         let distance = |user: u32, dot: f64| query_norm + self.norms[user as usize] - 2.0 * dot;
         let mut candidates: Vec<(f64, u32)> =
-            dots.iter().map(|(u, d)| (distance(*u, *d), *u)).collect();
+            dots.iter().map(|(u, d)| (distance(u, d), u)).collect();
         // Customers sharing no item: the smallest norms are the nearest of them.
         candidates.extend(
             self.by_norm
                 .iter()
-                .filter(|u| !dots.contains_key(u))
+                .filter(|u| !dots.contains(**u))
                 .take(k)
                 .map(|u| (distance(*u, 0.0), *u)),
         );
+        dots.clear();
         let k = k.min(candidates.len());
         if k == 0 {
             return Vec::new();
         }
-        // Ties broken by customer and the neighbours sorted: the dot products came out of a
-        // hash map, and summing their vectors in a fixed order keeps every score (and so
+        // Ties broken by customer and the neighbours sorted: the dot products came in the
+        // order the postings were scanned, and summing their vectors in a fixed order keeps every score (and so
         // every list) the same run after run.
         let nearest_first =
             |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
@@ -204,7 +217,10 @@ impl NextBasketModel for TifuKnn {
         let index = Index::build(self, train);
         cases
             .par_iter()
-            .map(|case| top_k(self.scores(&index, case.user), k))
+            .map_init(
+                || Scratch::new(train.users.len(), train.items.len()),
+                |scratch, case| top_k(self.scores(&index, case.user, scratch), k),
+            )
             .collect()
     }
 }
@@ -212,23 +228,38 @@ impl NextBasketModel for TifuKnn {
 impl TifuKnn {
     /// The prediction vector of training customer `user`: their own vector blended with their
     /// neighbours' mean (empty for a customer without training baskets).
-    pub fn scores(&self, index: &Index, user: u32) -> Vec<(u32, f64)> {
+    /// In no particular order.
+    pub fn scores(&self, index: &Index, user: u32, scratch: &mut Scratch) -> Vec<(u32, f64)> {
+        self.accumulate(index, user, scratch);
+        let out = scratch.items.iter().collect();
+        scratch.items.clear();
+        out
+    }
+
+    /// [`Self::scores`], left in `scratch.items` (cleared first).
+    pub fn accumulate(&self, index: &Index, user: u32, scratch: &mut Scratch) {
+        scratch.items.clear();
         let own = &index.vectors[user as usize];
         if own.is_empty() {
-            return Vec::new();
+            return;
         }
-        let neighbours = index.nearest(self, own, index.norms[user as usize], self.neighbours);
-        let mut scores: HashMap<u32, f64> = HashMap::new();
+        let neighbours = index.nearest(
+            self,
+            own,
+            index.norms[user as usize],
+            self.neighbours,
+            &mut scratch.users,
+        );
+        let scores = &mut scratch.items;
         for (item, weight) in own {
-            *scores.entry(*item).or_default() += self.alpha * weight;
+            scores.add(*item, self.alpha * weight);
         }
         let share = (1.0 - self.alpha) / neighbours.len().max(1) as f64;
         for neighbour in &neighbours {
             for (item, weight) in &index.vectors[*neighbour as usize] {
-                *scores.entry(*item).or_default() += share * weight;
+                scores.add(*item, share * weight);
             }
         }
-        scores.into_iter().collect()
     }
 }
 

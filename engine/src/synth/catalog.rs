@@ -1,5 +1,11 @@
 //! The three kinds of merchant the synthetic stream imitates, with their catalogues, channels,
-//! rhythms and the BG/NBD parameters their customers' purchase rates are drawn from.
+//! rhythms and the BG/NBD parameters their customers' purchase rates are drawn from; and the
+//! [`Catalogue`] a merchant sells from: the named items, optionally extended to a long tail of
+//! generated ones, with Zipf popularity within each category and items bought together.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, LogNormal};
 
 use crate::event::Channel;
 
@@ -34,6 +40,8 @@ pub(super) struct Archetype {
     pub refund_rate: f64,
     /// WeChat subscription message templates customers consent to.
     pub templates: &'static [&'static str],
+    /// (item, companion, probability that an order of the item also holds the companion)
+    pub companions: &'static [(&'static str, &'static str, f64)],
 }
 
 const MORNING_AND_EVENING: [f64; 24] = [
@@ -104,6 +112,11 @@ pub(super) const ARCHETYPES: [Archetype; 3] = [
         hours: MORNING_AND_EVENING,
         refund_rate: 0.02,
         templates: &["tmpl_order_ready", "tmpl_fresh_bake_alert"],
+        companions: &[
+            ("sku_croissant", "sku_latte", 0.45),
+            ("sku_egg_tart", "sku_americano", 0.3),
+            ("sku_baguette", "sku_cheesecake_slice", 0.15),
+        ],
     },
     Archetype {
         key: "kids_edu",
@@ -157,6 +170,11 @@ pub(super) const ARCHETYPES: [Archetype; 3] = [
         hours: EVENINGS,
         refund_rate: 0.06,
         templates: &["tmpl_class_reminder", "tmpl_term_renewal"],
+        companions: &[
+            ("crs_math_term", "crs_math_workbook", 0.5),
+            ("crs_drawing_term", "crs_art_supplies", 0.6),
+            ("crs_english_term", "crs_reading_club", 0.3),
+        ],
     },
     Archetype {
         key: "laundry",
@@ -205,5 +223,121 @@ pub(super) const ARCHETYPES: [Archetype; 3] = [
         hours: EVENINGS,
         refund_rate: 0.03,
         templates: &["tmpl_pickup_ready", "tmpl_laundry_reminder"],
+        companions: &[
+            ("svc_dry_clean_suit", "svc_dry_clean_shirt", 0.5),
+            ("svc_wash_fold_10kg", "svc_sneaker_clean", 0.2),
+        ],
     },
 ];
+
+/// One item a merchant sells.
+pub(super) struct CatalogueItem {
+    pub id: String,
+    pub category: usize,
+    pub price: f64,
+    /// The category's typical days between two purchases; `None` for one-off items.
+    pub cycle_days: Option<f64>,
+    /// An item often put in the same order, and how often.
+    pub companion: Option<(usize, f64)>,
+}
+
+/// A merchant's catalogue: items, and per category its items with Zipf popularity.
+pub(super) struct Catalogue {
+    pub items: Vec<CatalogueItem>,
+    /// Per category: its item indices, most popular first.
+    pub by_category: Vec<Vec<usize>>,
+    /// Per category: cumulative Zipf weights of `by_category` (for a binary-search draw).
+    cumulative: Vec<Vec<f64>>,
+}
+
+/// Companion probability of the generated long tail: an item's same-rank peer in the next
+/// category.
+const TAIL_COMPANION_PROBABILITY: f64 = 0.25;
+
+impl Catalogue {
+    /// The archetype's named items, extended to `size` items (when larger) by generated ones
+    /// spread over the categories in proportion to their named sizes. `seed` fixes prices.
+    pub(super) fn build(archetype: &Archetype, size: Option<usize>, seed: u64) -> Self {
+        let named: usize = archetype.categories.iter().map(|c| c.items.len()).sum();
+        let extra = size.map_or(0, |s| s.saturating_sub(named));
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let spread = LogNormal::new(0.0, 0.3).expect("valid log-normal");
+        let mut items = Vec::new();
+        let mut by_category = Vec::new();
+        for (c, category) in archetype.categories.iter().enumerate() {
+            let share = extra * category.items.len() / named.max(1);
+            let mut members = Vec::new();
+            for (id, price) in category.items {
+                members.push(items.len());
+                items.push(CatalogueItem {
+                    id: (*id).to_owned(),
+                    category: c,
+                    price: *price,
+                    cycle_days: category.replenish_days,
+                    companion: None,
+                });
+            }
+            let mut prices: Vec<f64> = category.items.iter().map(|(_, p)| *p).collect();
+            prices.sort_by(f64::total_cmp);
+            let median = prices[prices.len() / 2];
+            for k in 0..share {
+                members.push(items.len());
+                let price: f64 = median * spread.sample(&mut rng);
+                items.push(CatalogueItem {
+                    id: format!("{}_{:05}", category.name, k + 1),
+                    category: c,
+                    price: (price * 10.0).round().max(1.0) / 10.0,
+                    cycle_days: category.replenish_days,
+                    companion: None,
+                });
+            }
+            by_category.push(members);
+        }
+        let index_of = |items: &[CatalogueItem], id: &str| items.iter().position(|i| i.id == id);
+        for (item, with, probability) in archetype.companions {
+            if let (Some(a), Some(b)) = (index_of(&items, item), index_of(&items, with)) {
+                items[a].companion = Some((b, *probability));
+            }
+        }
+        if extra > 0 {
+            let categories = by_category.len();
+            for c in 0..categories {
+                let next = &by_category[(c + 1) % categories];
+                for (rank, item) in by_category[c].iter().enumerate() {
+                    if items[*item].companion.is_none() && rank < next.len() && rng.random_bool(0.5)
+                    {
+                        items[*item].companion = Some((next[rank], TAIL_COMPANION_PROBABILITY));
+                    }
+                }
+            }
+        }
+        let cumulative = by_category
+            .iter()
+            .map(|members| {
+                let mut total = 0.0;
+                (1..=members.len())
+                    .map(|rank| {
+                        total += 1.0 / rank as f64;
+                        total
+                    })
+                    .collect()
+            })
+            .collect();
+        Self {
+            items,
+            by_category,
+            cumulative,
+        }
+    }
+
+    /// An item of `category`, by Zipf popularity (the first the most popular).
+    pub(super) fn draw(&self, rng: &mut ChaCha8Rng, category: usize) -> usize {
+        let cumulative = &self.cumulative[category];
+        let total = cumulative.last().copied().unwrap_or(0.0);
+        let target = rng.random::<f64>() * total;
+        let rank = cumulative
+            .partition_point(|c| *c <= target)
+            .min(cumulative.len() - 1);
+        self.by_category[category][rank]
+    }
+}

@@ -2,16 +2,23 @@
 //!
 //! Customers follow the BG/NBD story (Fader, Hardie and Lee 2005): while alive, a customer buys
 //! as a Poisson process with rate λ ~ Gamma(r, α); after each repeat purchase they drop out
-//! with probability p ~ Beta(a, b) (never right after the first, as in the model). Purchases are thinned by weekday so weekly seasonality shows,
-//! item choice prefers consumables due for replenishment, and each order comes with a browse →
-//! cart → purchase funnel, occasional refunds, shares, push opens and subscription consents.
+//! with probability p ~ Beta(a, b) (never right after the first, as in the model). Purchases
+//! are thinned by weekday so weekly seasonality shows. What goes in an order follows real
+//! shopping: each customer has their own cycle for every staple they buy (the item's typical
+//! cycle times a personal pace), and the staples that are due go in together; one-off items
+//! (a birthday cake, a trial class) are not bought twice; some items bring a companion along
+//! (croissant and latte); repeat orders now and then try something new; the rest is taste by
+//! category and Zipf popularity within it. `--items` extends the named catalogue with a long
+//! tail. Each order comes with a browse → cart → purchase funnel, occasional refunds, shares,
+//! push opens and subscription consents.
 //! Some users never buy; some appear under a second user_id sharing their unionid.
 //! Duplicated lines (same event_id, a producer retry) and malformed lines are mixed in at
 //! small rates. Each user has its own ChaCha8 stream derived from (seed, user index), so the
 //! same seed gives the same bytes.
 //!
 //! Ground truth goes beside the events: a summary line (counts, each merchant's r, α, a, b),
-//! then one line per user with λ, p and when they dropped out.
+//! then one line per user with λ, p, when they dropped out, their own cycle per staple and
+//! their first-time tries.
 
 mod catalog;
 
@@ -20,12 +27,12 @@ use std::io::Write;
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Beta, Distribution, Exp, Gamma};
+use rand_distr::{Beta, Distribution, Exp, Gamma, LogNormal};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::event::{Channel, EventType};
-use catalog::{ARCHETYPES, Archetype};
+use catalog::{ARCHETYPES, Archetype, Catalogue};
 
 /// Settings of one generated stream.
 #[derive(Debug, Clone)]
@@ -41,6 +48,9 @@ pub struct SynthConfig {
     pub duplicate_rate: f64,
     /// Share of extra malformed lines.
     pub malformed_rate: f64,
+    /// Items per merchant: the named catalogue extended by a generated long tail (at least
+    /// the named items; `None` keeps just those).
+    pub items: Option<usize>,
 }
 
 impl Default for SynthConfig {
@@ -53,6 +63,7 @@ impl Default for SynthConfig {
             end: NaiveDate::from_ymd_opt(2026, 10, 31).expect("a valid date"),
             duplicate_rate: 0.01,
             malformed_rate: 0.005,
+            items: None,
         }
     }
 }
@@ -93,11 +104,24 @@ struct UserTruth<'a> {
     dropped_out_at: Option<String>,
     unionid: Option<&'a str>,
     aliases: Vec<String>,
+    /// The customer's own cycle for each replenished item they bought (days), which their
+    /// purchases of it follow: what a timing model should recover.
+    item_cycles: Vec<ItemCycleTruth>,
+    /// Items added to a repeat order as something the customer never bought (first-time
+    /// tries; other new items also come from taste and popularity).
+    first_time_tries: u32,
+}
+
+#[derive(Serialize)]
+struct ItemCycleTruth {
+    item_id: String,
+    cycle_days: f64,
+    purchases: u32,
 }
 
 /// The JSON form of one generated event; field order is fixed so output is byte-stable.
 #[derive(Serialize, Clone)]
-struct WireEvent {
+struct WireEvent<'a> {
     event_id: String,
     merchant_id: String,
     user_id: String,
@@ -106,7 +130,7 @@ struct WireEvent {
     ts: serde_json::Value,
     channel: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    item_id: Option<&'static str>,
+    item_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     category: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -141,12 +165,22 @@ fn merchant_id(index: usize) -> String {
     }
 }
 
+/// A staple is due once this share of the customer's own cycle for it has passed…
+const DUE_AT: f64 = 0.75;
+/// …and then goes into an order with this probability, up to this many staples an order.
+const RESTOCK_RATE: f64 = 0.85;
+const MAX_RESTOCK: usize = 6;
+
+/// Share of repeat orders that add an item the customer never bought.
+const FIRST_TIME_TRY_RATE: f64 = 0.15;
+
 /// WeChat's most common entry scenes: search, QR code, chat share, official account menu.
 const SCENES: [u32; 5] = [1001, 1011, 1007, 1035, 1089];
 
 struct UserSim<'a> {
     rng: ChaCha8Rng,
     archetype: &'a Archetype,
+    catalogue: &'a Catalogue,
     merchant_id: &'a str,
     user_id: String,
     alias: Option<String>,
@@ -156,15 +190,26 @@ struct UserSim<'a> {
     start: NaiveDate,
     days: u32,
     category_taste: Vec<f64>,
-    /// (category index, item index) → local day of last purchase
-    last_bought: Vec<((usize, usize), f64)>,
-    lines: Vec<(i64, WireEvent)>,
+    /// Every item bought, with the customer's own cycle for it.
+    habits: Vec<Habit>,
+    first_time_tries: u32,
+    lines: Vec<(i64, WireEvent<'a>)>,
     event_seq: u32,
     order_seq: u32,
     subscribed: Vec<&'static str>,
 }
 
-impl UserSim<'_> {
+/// One item a customer bought: when last, how often, and their own cycle for it.
+struct Habit {
+    item: usize,
+    last_day: f64,
+    purchases: u32,
+    /// The item's typical cycle scaled by this customer's pace (log-normal, σ = 0.35);
+    /// `None` for one-off items.
+    cycle_days: Option<f64>,
+}
+
+impl<'a> UserSim<'a> {
     fn next_event_id(&mut self) -> String {
         self.event_seq += 1;
         format!(
@@ -196,7 +241,7 @@ impl UserSim<'_> {
         &mut self,
         when: DateTime<FixedOffset>,
         event_type: EventType,
-        fill: impl FnOnce(&mut WireEvent),
+        fill: impl FnOnce(&mut WireEvent<'a>),
     ) {
         let ts_ms = when.timestamp_millis();
         // Most SDKs send RFC 3339 local time; some send epoch milliseconds.
@@ -240,33 +285,88 @@ impl UserSim<'_> {
         self.lines.push((ts_ms, event));
     }
 
-    fn pick_item(&mut self, day: f64) -> (usize, usize) {
-        let due: Vec<(usize, usize)> = self
-            .last_bought
+    fn bought(&self, item: usize) -> bool {
+        self.habits.iter().any(|h| h.item == item)
+    }
+
+    /// Whether the customer would buy `item` on `day`: not a one-off they have, nor an item
+    /// they bought less than half their own cycle ago (nobody restocks bread the next day).
+    fn wants(&self, item: usize, day: f64) -> bool {
+        match self.habits.iter().find(|h| h.item == item) {
+            None => true,
+            Some(habit) => habit
+                .cycle_days
+                .is_some_and(|cycle| day - habit.last_day >= 0.5 * cycle),
+        }
+    }
+
+    /// An item for an order or a view on `day`: most often one the customer is due to buy
+    /// again by their own cycle, else one of a category they like, by popularity (a one-off
+    /// item they already have is passed over).
+    fn pick_item(&mut self, day: f64) -> usize {
+        let due: Vec<usize> = self
+            .habits
             .iter()
-            .filter(|((c, _), last)| {
-                self.archetype.categories[*c]
-                    .replenish_days
-                    .is_some_and(|cycle| day - last >= 0.8 * cycle)
+            .filter(|h| {
+                h.cycle_days
+                    .is_some_and(|cycle| day - h.last_day >= 0.8 * cycle)
             })
-            .map(|(key, _)| *key)
+            .map(|h| h.item)
             .collect();
         if !due.is_empty() && self.rng.random_bool(0.7) {
             return due[self.rng.random_range(0..due.len())];
         }
-        let category = weighted_index(&mut self.rng, &self.category_taste);
-        let n = self.archetype.categories[category].items.len();
-        // Zipf-like: the first items of a category are the popular ones.
-        let weights: Vec<f64> = (1..=n).map(|rank| 1.0 / rank as f64).collect();
-        (category, weighted_index(&mut self.rng, &weights))
+        // An item the customer does not want now is drawn again, from another category if
+        // need be (a cake lover who has had every cake moves on).
+        let mut item = 0;
+        for _ in 0..4 {
+            let category = weighted_index(&mut self.rng, &self.category_taste);
+            for _ in 0..8 {
+                item = self.catalogue.draw(&mut self.rng, category);
+                if self.wants(item, day) {
+                    return item;
+                }
+            }
+        }
+        item
+    }
+
+    /// An item the customer never bought, from a category they like (a first-time try).
+    fn pick_new_item(&mut self) -> Option<usize> {
+        for _ in 0..5 {
+            let category = weighted_index(&mut self.rng, &self.category_taste);
+            let item = self.catalogue.draw(&mut self.rng, category);
+            if !self.bought(item) {
+                return Some(item);
+            }
+        }
+        None
+    }
+
+    fn remember_purchase(&mut self, item: usize, day: f64) {
+        if let Some(habit) = self.habits.iter_mut().find(|h| h.item == item) {
+            habit.last_day = day;
+            habit.purchases += 1;
+            return;
+        }
+        let pace = LogNormal::new(0.0, 0.35).expect("valid log-normal");
+        let cycle_days = self.catalogue.items[item]
+            .cycle_days
+            .map(|typical| typical * pace.sample(&mut self.rng));
+        self.habits.push(Habit {
+            item,
+            last_day: day,
+            purchases: 1,
+            cycle_days,
+        });
     }
 
     fn browse(&mut self, day: f64, with_cart: bool) {
         let views = self.rng.random_range(1..=4);
         let mut offset = -600;
         if self.rng.random_bool(0.2) {
-            let (c, _) = self.pick_item(day);
-            let query = self.archetype.categories[c].name;
+            let item = self.pick_item(day);
+            let query = self.archetype.categories[self.catalogue.items[item].category].name;
             let when = self.local_time(day, offset);
             self.emit(when, EventType::Search, |e| {
                 e.properties = Some(serde_json::json!({ "query": query }));
@@ -274,24 +374,24 @@ impl UserSim<'_> {
         }
         for _ in 0..views {
             offset += self.rng.random_range(20..120);
-            let (c, i) = self.pick_item(day);
+            let item = &self.catalogue.items[self.pick_item(day)];
+            let category = self.archetype.categories[item.category].name;
             let when = self.local_time(day, offset);
-            let category = &self.archetype.categories[c];
             self.emit(when, EventType::View, |e| {
-                e.item_id = Some(category.items[i].0);
-                e.category = Some(category.name);
+                e.item_id = Some(&item.id);
+                e.category = Some(category);
             });
             if with_cart && self.rng.random_bool(0.3) {
                 self.emit(when + Duration::seconds(15), EventType::AddToCart, |e| {
-                    e.item_id = Some(category.items[i].0);
-                    e.category = Some(category.name);
-                    e.price = Some(category.items[i].1);
+                    e.item_id = Some(&item.id);
+                    e.category = Some(category);
+                    e.price = Some(item.price);
                 });
             }
             if self.rng.random_bool(0.03) {
                 self.emit(when + Duration::seconds(20), EventType::Favorite, |e| {
-                    e.item_id = Some(category.items[i].0);
-                    e.category = Some(category.name);
+                    e.item_id = Some(&item.id);
+                    e.category = Some(category);
                 });
             }
         }
@@ -304,47 +404,79 @@ impl UserSim<'_> {
         let basket =
             1 + usize::from(self.rng.random_bool(0.35)) + usize::from(self.rng.random_bool(0.1));
         let paid_at = self.local_time(day, 0);
-        let mut picked = Vec::new();
-        for _ in 0..basket {
-            let key = self.pick_item(day);
-            if picked.contains(&key) {
-                continue;
+        // Staples that are due go in together (one trip restocks them all), then what the
+        // customer fancies today.
+        let due: Vec<usize> = self
+            .habits
+            .iter()
+            .filter(|h| {
+                h.cycle_days
+                    .is_some_and(|cycle| day - h.last_day >= DUE_AT * cycle)
+            })
+            .map(|h| h.item)
+            .collect();
+        let mut picked: Vec<usize> = Vec::new();
+        for item in due {
+            if picked.len() < MAX_RESTOCK && self.rng.random_bool(RESTOCK_RATE) {
+                picked.push(item);
             }
-            picked.push(key);
-            let category = &self.archetype.categories[key.0];
-            let (item, price) = category.items[key.1];
+        }
+        for _ in 0..basket {
+            let item = self.pick_item(day);
+            if !picked.contains(&item) {
+                picked.push(item);
+            }
+        }
+        // Now and then something the customer never had (their first order is all new).
+        if self.order_seq > 1
+            && self.rng.random_bool(FIRST_TIME_TRY_RATE)
+            && let Some(item) = self.pick_new_item().filter(|i| !picked.contains(i))
+        {
+            picked.push(item);
+            self.first_time_tries += 1;
+        }
+        // Items bought together.
+        let catalogue = self.catalogue;
+        for position in 0..picked.len() {
+            if let Some((companion, probability)) = catalogue.items[picked[position]].companion
+                && !picked.contains(&companion)
+                && self.rng.random_bool(probability)
+            {
+                picked.push(companion);
+            }
+        }
+        for index in picked.iter().copied() {
+            let item = &catalogue.items[index];
+            let category = self.archetype.categories[item.category].name;
             let quantity = match self.rng.random_range(0..20) {
                 0 => 3,
                 1..=3 => 2,
                 _ => 1,
             };
             self.emit(paid_at - Duration::seconds(40), EventType::AddToCart, |e| {
-                e.item_id = Some(item);
-                e.category = Some(category.name);
-                e.price = Some(price);
+                e.item_id = Some(&item.id);
+                e.category = Some(category);
+                e.price = Some(item.price);
                 e.quantity = Some(quantity);
             });
             let order = order_id.clone();
             self.emit(paid_at, EventType::Purchase, |e| {
-                e.item_id = Some(item);
-                e.category = Some(category.name);
-                e.price = Some(price);
+                e.item_id = Some(&item.id);
+                e.category = Some(category);
+                e.price = Some(item.price);
                 e.quantity = Some(quantity);
                 e.order_id = Some(order);
             });
-            match self.last_bought.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, last)) => *last = day,
-                None => self.last_bought.push((key, day)),
-            }
+            self.remember_purchase(index, day);
             let refund_day = day + self.rng.random_range(0.5..5.0);
             if self.rng.random_bool(self.archetype.refund_rate) && refund_day < f64::from(self.days)
             {
                 let when = self.local_time(refund_day, 0);
                 let order = order_id.clone();
                 self.emit(when, EventType::Refund, |e| {
-                    e.item_id = Some(item);
-                    e.category = Some(category.name);
-                    e.price = Some(price);
+                    e.item_id = Some(&item.id);
+                    e.category = Some(category);
+                    e.price = Some(item.price);
                     e.quantity = Some(quantity);
                     e.order_id = Some(order);
                 });
@@ -364,11 +496,11 @@ impl UserSim<'_> {
             });
         }
         if self.rng.random_bool(0.05) {
-            let (c, i) = picked[0];
-            let category = &self.archetype.categories[c];
+            let item = &catalogue.items[picked[0]];
+            let category = self.archetype.categories[item.category].name;
             self.emit(paid_at + Duration::seconds(30), EventType::Share, |e| {
-                e.item_id = Some(category.items[i].0);
-                e.category = Some(category.name);
+                e.item_id = Some(&item.id);
+                e.category = Some(category);
             });
         }
         let open_day = day + self.rng.random_range(1.0..10.0);
@@ -424,6 +556,15 @@ pub fn generate(
     let start = config.end - Duration::days(i64::from(config.days) - 1);
     let merchant_ids: Vec<String> = (0..config.merchants).map(merchant_id).collect();
     let archetype_of = |m: usize| &ARCHETYPES[m % ARCHETYPES.len()];
+    let catalogues: Vec<Catalogue> = (0..config.merchants)
+        .map(|m| {
+            Catalogue::build(
+                archetype_of(m),
+                config.items,
+                user_seed(config.seed, m) ^ 0xCA7A,
+            )
+        })
+        .collect();
     let weights: Vec<f64> = (0..config.merchants)
         .map(|m| archetype_of(m).user_weight)
         .collect();
@@ -466,6 +607,7 @@ pub fn generate(
         let mut sim = UserSim {
             rng,
             archetype,
+            catalogue: &catalogues[m],
             merchant_id: &merchant_ids[m],
             user_id: user_id.clone(),
             alias: alias.clone(),
@@ -475,7 +617,8 @@ pub fn generate(
             start,
             days: config.days,
             category_taste: taste,
-            last_bought: Vec::new(),
+            habits: Vec::new(),
+            first_time_tries: 0,
             lines: Vec::new(),
             event_seq: 0,
             order_seq: 0,
@@ -494,6 +637,8 @@ pub fn generate(
             dropped_out_at: None,
             unionid: unionid.as_deref(),
             aliases: alias.iter().cloned().collect(),
+            item_cycles: Vec::new(),
+            first_time_tries: 0,
         };
         if is_buyer {
             let lambda = Gamma::new(archetype.r, 1.0 / archetype.alpha)
@@ -554,6 +699,18 @@ pub fn generate(
                 t += visits.sample(&mut sim.rng);
             }
         }
+        truth.first_time_tries = sim.first_time_tries;
+        truth.item_cycles = sim
+            .habits
+            .iter()
+            .filter_map(|h| {
+                Some(ItemCycleTruth {
+                    item_id: sim.catalogue.items[h.item].id.clone(),
+                    cycle_days: (h.cycle_days? * 100.0).round() / 100.0,
+                    purchases: h.purchases,
+                })
+            })
+            .collect();
         user_truths.push(serde_json::to_string(&truth).expect("truth serializes"));
 
         let duplicate_rate = config.duplicate_rate;
@@ -584,16 +741,12 @@ pub fn generate(
             lines.push(Line { ts_ms, seq, text });
             seq += 1;
         }
+        if lines.len() >= SORTED_BLOCK_LINES {
+            flush_sorted(&mut lines, events, &mut counts)?;
+        }
     }
 
-    lines.sort_unstable_by_key(|l| (l.ts_ms, l.seq));
-    counts.lines = lines.len() as u64;
-    for line in &lines {
-        events
-            .write_all(line.text.as_bytes())
-            .and_then(|()| events.write_all(b"\n"))
-            .map_err(Error::io("write", "events output"))?;
-    }
+    flush_sorted(&mut lines, events, &mut counts)?;
 
     let merchants: Vec<MerchantTruth> = (0..config.merchants)
         .map(|m| {
@@ -629,6 +782,27 @@ pub fn generate(
         write_truth(line).map_err(Error::io("write", "truth output"))?;
     }
     Ok(counts)
+}
+
+/// Lines are written in time order within blocks of about this many: a stream of millions of
+/// customers need not be held in memory at once (a Kafka topic is not globally ordered either).
+const SORTED_BLOCK_LINES: usize = 2_000_000;
+
+/// Writes `lines` in time order (then generation order) and empties it.
+fn flush_sorted(
+    lines: &mut Vec<Line>,
+    events: &mut dyn Write,
+    counts: &mut SynthCounts,
+) -> Result<()> {
+    lines.sort_unstable_by_key(|l| (l.ts_ms, l.seq));
+    counts.lines += lines.len() as u64;
+    for line in lines.drain(..) {
+        events
+            .write_all(line.text.as_bytes())
+            .and_then(|()| events.write_all(b"\n"))
+            .map_err(Error::io("write", "events output"))?;
+    }
+    Ok(())
 }
 
 /// A broken copy of an event, of one of the kinds real pipelines see.
@@ -671,6 +845,201 @@ mod tests {
         let (mut events, mut truth) = (Vec::new(), Vec::new());
         let counts = generate(config, &mut events, &mut truth).expect("generate");
         (events, truth, counts)
+    }
+
+    /// Purchases of generated events as one bakery's baskets, and the truth lines.
+    fn bakery_history(
+        users: usize,
+        days: u32,
+    ) -> (crate::recs::baskets::BasketHistory, Vec<serde_json::Value>) {
+        use crate::recs::baskets::{Basket, BasketHistory};
+        use std::collections::BTreeMap;
+        let config = SynthConfig {
+            merchants: 1,
+            users,
+            days,
+            duplicate_rate: 0.0,
+            malformed_rate: 0.0,
+            ..SynthConfig::default()
+        };
+        let (events, truth, _) = run(&config);
+        let validator = crate::event::EventValidator::new(i64::MAX / 4);
+        // user → order → (time, items)
+        let mut orders: BTreeMap<String, BTreeMap<String, (i64, Vec<String>)>> = BTreeMap::new();
+        for line in events.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let event = validator.validate(line).expect("a clean line");
+            if event.event_type != EventType::Purchase {
+                continue;
+            }
+            let order = orders
+                .entry(event.user_id)
+                .or_default()
+                .entry(event.order_id.expect("an order"))
+                .or_insert((event.ts_ms, Vec::new()));
+            order.1.push(event.item_id.expect("an item"));
+        }
+        let mut history = BasketHistory::default();
+        let mut index: BTreeMap<String, u32> = BTreeMap::new();
+        for (user, user_orders) in orders {
+            let mut baskets: Vec<Basket> = user_orders
+                .into_values()
+                .map(|(at_ms, ids)| {
+                    let mut items: Vec<u32> = ids
+                        .into_iter()
+                        .map(|id| {
+                            let next = u32::try_from(index.len()).expect("small");
+                            *index.entry(id).or_insert(next)
+                        })
+                        .collect();
+                    items.sort_unstable();
+                    items.dedup();
+                    Basket { at_ms, items }
+                })
+                .collect();
+            baskets.sort_by_key(|b| b.at_ms);
+            history.users.push(user);
+            history.baskets.push(baskets);
+        }
+        history.items = vec![String::new(); index.len()];
+        for (id, i) in index {
+            history.items[i as usize] = id;
+        }
+        let truth = truth
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).expect("truth is JSON"))
+            .collect();
+        (history, truth)
+    }
+
+    #[test]
+    fn the_timing_model_recovers_each_customers_own_cycles() {
+        use crate::recs::repeat::{ItemStats, RepeatTiming};
+        let (history, truth) = bakery_history(4000, 360);
+        let stats = ItemStats::from_history(&history);
+        let model = RepeatTiming::default();
+        let user_index: std::collections::HashMap<&str, usize> = history
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.as_str(), i))
+            .collect();
+        // (truth cycle, the customer's own mean gap as the model measures it)
+        let mut pairs: Vec<(f64, f64)> = Vec::new();
+        for line in truth.iter().filter(|t| t["kind"] == "user") {
+            let (Some(lambda), Some(&user)) = (
+                line["lambda_per_day"].as_f64(),
+                user_index.get(line["user_id"].as_str().expect("id")),
+            ) else {
+                continue;
+            };
+            let baskets = &history.baskets[user];
+            let measured = model.candidates(&stats, baskets, i64::MAX / 4);
+            for cycle in line["item_cycles"].as_array().expect("cycles") {
+                let truth_days = cycle["cycle_days"].as_f64().expect("days");
+                // A cycle shows only in a customer who shops several times within it.
+                if cycle["purchases"].as_u64() < Some(4) || lambda * truth_days < 1.5 {
+                    continue;
+                }
+                let id = cycle["item_id"].as_str().expect("id");
+                let own = measured
+                    .iter()
+                    .find(|c| history.items[c.item as usize] == id)
+                    .and_then(|c| c.own_cycle_days);
+                if let Some(own) = own {
+                    pairs.push((truth_days, own));
+                }
+            }
+        }
+        assert!(
+            pairs.len() >= 30,
+            "too few frequent shoppers: {}",
+            pairs.len()
+        );
+        let rank = |values: Vec<f64>| -> Vec<f64> {
+            let mut order: Vec<usize> = (0..values.len()).collect();
+            order.sort_by(|a, b| values[*a].total_cmp(&values[*b]));
+            let mut ranks = vec![0.0; values.len()];
+            for (r, i) in order.into_iter().enumerate() {
+                ranks[i] = r as f64;
+            }
+            ranks
+        };
+        let a = rank(pairs.iter().map(|p| p.0).collect());
+        let b = rank(pairs.iter().map(|p| p.1).collect());
+        let n = a.len() as f64;
+        let mean = (n - 1.0) / 2.0;
+        let cov: f64 = a.iter().zip(&b).map(|(x, y)| (x - mean) * (y - mean)).sum();
+        let var: f64 = a.iter().map(|x| (x - mean).powi(2)).sum();
+        let spearman = cov / var;
+        let mut ratios: Vec<f64> = pairs.iter().map(|(t, o)| o / t).collect();
+        ratios.sort_by(f64::total_cmp);
+        let median = ratios[ratios.len() / 2];
+        assert!(
+            spearman > 0.5,
+            "measured cycles follow the true ones: Spearman {spearman:.2} over {} pairs",
+            pairs.len()
+        );
+        assert!(
+            (0.8..1.8).contains(&median),
+            "measured ÷ true cycle, median {median:.2}"
+        );
+    }
+
+    #[test]
+    fn companions_come_along_and_one_offs_are_not_bought_twice() {
+        let (history, _) = bakery_history(1500, 180);
+        let id = |name: &str| {
+            u32::try_from(history.items.iter().position(|i| i == name).expect(name)).expect("small")
+        };
+        let (croissant, latte, cake) = (
+            id("sku_croissant"),
+            id("sku_latte"),
+            id("sku_birthday_cake_6in"),
+        );
+        let baskets: Vec<&crate::recs::baskets::Basket> =
+            history.baskets.iter().flatten().collect();
+        let with = |a: u32| baskets.iter().filter(move |b| b.items.contains(&a));
+        let latte_share = with(latte).count() as f64 / baskets.len() as f64;
+        let latte_given_croissant = with(croissant).filter(|b| b.items.contains(&latte)).count()
+            as f64
+            / with(croissant).count() as f64;
+        assert!(
+            latte_given_croissant > 0.4 && latte_given_croissant > 1.5 * latte_share,
+            "P(latte | croissant) {latte_given_croissant:.2}, P(latte) {latte_share:.2}"
+        );
+        let cakes: Vec<usize> = history
+            .baskets
+            .iter()
+            .map(|b| b.iter().filter(|b| b.items.contains(&cake)).count())
+            .filter(|n| *n > 0)
+            .collect();
+        let twice = cakes.iter().filter(|n| **n > 1).count();
+        assert!(!cakes.is_empty());
+        assert!(
+            (twice as f64) < 0.1 * cakes.len() as f64,
+            "{twice} of {} cake buyers bought it twice",
+            cakes.len()
+        );
+    }
+
+    #[test]
+    fn a_long_tail_catalogue_has_the_size_asked_for() {
+        let config = SynthConfig {
+            merchants: 1,
+            users: 300,
+            days: 60,
+            items: Some(2_000),
+            ..SynthConfig::default()
+        };
+        let (events, _, _) = run(&config);
+        let text = String::from_utf8(events).expect("utf-8");
+        let catalogue = Catalogue::build(&ARCHETYPES[0], Some(2_000), 1);
+        assert!((1_990..=2_000).contains(&catalogue.items.len()));
+        assert!(
+            text.contains("\"item_id\":\"bread_"),
+            "long-tail items are bought"
+        );
     }
 
     #[test]
