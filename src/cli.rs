@@ -257,7 +257,7 @@ pub(crate) struct RunArgs {
 pub(crate) enum ExportCommand {
     /// Every user's recommendations as JSONL on stdout.
     #[command(
-        after_help = "Example:\n  recur export recommendations --data-dir data --k 10 > recs.jsonl"
+        after_help = "Examples:\n  recur export recommendations --data-dir data --k 10 > recs.jsonl\n  recur export recommendations --data-dir data --k 10 --exclude-purchased > explore.jsonl"
     )]
     Recommendations(ExportRecommendationsArgs),
 }
@@ -272,6 +272,13 @@ pub(crate) struct ExportRecommendationsArgs {
     /// Only this merchant's users.
     #[arg(long, value_name = "MERCHANT_ID")]
     pub merchant: Option<String>,
+    /// Each customer's explore list: no item they bought and kept (cross-sell and new-item
+    /// feeds).
+    #[arg(long)]
+    pub exclude_purchased: bool,
+    /// Only items of this category.
+    #[arg(long, value_name = "CATEGORY")]
+    pub category: Option<String>,
 }
 
 #[derive(Args)]

@@ -86,9 +86,73 @@ fn generated_merchants_get_blended_lists_with_worded_reasons() {
         }
     }
 
+    // The explore lists hold no item the customer bought and kept, and are not empty.
+    let kept = kept_pairs(&events, &person);
+    let explore: Vec<Value> = run_ok(&[
+        "export",
+        "recommendations",
+        "--data-dir",
+        path_str(&data),
+        "--exclude-purchased",
+    ])
+    .lines()
+    .map(|l| serde_json::from_str(l).expect("JSONL"))
+    .collect();
+    assert_eq!(
+        explore.len(),
+        first.len(),
+        "every customer has an explore list"
+    );
+    let mut listed = 0;
+    for line in &explore {
+        let user = line["user_id"].as_str().expect("user");
+        let who = person.get(user).cloned().unwrap_or_else(|| user.to_owned());
+        for item in line["items"].as_array().expect("items") {
+            let id = item["item_id"].as_str().expect("item");
+            assert!(
+                !kept.contains(&(who.clone(), id.to_owned())),
+                "{user}'s explore list has {id}, which they bought"
+            );
+            listed += 1;
+        }
+    }
+    assert!(
+        listed >= explore.len() * 5,
+        "explore lists are filled: {listed} items"
+    );
+
     // The same store gives the same lists, byte for byte.
     run_ok(&["run", "--data-dir", path_str(&data)]);
     assert_eq!(first, export(&data));
+}
+
+/// (person, item) pairs bought and kept (net quantity above zero), from the raw events.
+fn kept_pairs(
+    events: &std::path::Path,
+    person: &BTreeMap<String, String>,
+) -> HashSet<(String, String)> {
+    let text = std::fs::read_to_string(events).expect("events");
+    let mut net: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for line in text.lines() {
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let (Some(user), Some(item)) = (event["user_id"].as_str(), event["item_id"].as_str())
+        else {
+            continue;
+        };
+        let who = person.get(user).cloned().unwrap_or_else(|| user.to_owned());
+        let quantity = event["quantity"].as_i64().unwrap_or(1);
+        match event["type"].as_str() {
+            Some("purchase") => *net.entry((who, item.to_owned())).or_default() += quantity,
+            Some("refund") => *net.entry((who, item.to_owned())).or_default() -= quantity,
+            _ => {}
+        }
+    }
+    net.into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(key, _)| key)
+        .collect()
 }
 
 /// (person, item) pairs whose every purchase was refunded in full, from the raw events, and

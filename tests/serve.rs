@@ -103,6 +103,36 @@ fn recommendations_health_and_errors_over_http() {
     let (status, body) = server.get("/nowhere");
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], json!("not_found"));
+
+    // Filters: the explore list leaves out what alice bought, a category narrows the list,
+    // an offset pages it, and a silly offset is refused.
+    let (status, body) =
+        server.get("/v1/merchants/m1/users/alice/recommendations?exclude_purchased=true");
+    assert_eq!(status, 200);
+    let explore: Vec<&str> = body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["item_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        explore,
+        vec!["baguette"],
+        "croissant is alice's: not in her explore list"
+    );
+    let (_, body) = server.get("/v1/merchants/m1/users/alice/recommendations?category=bread");
+    let bread: Vec<&str> = body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["item_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(bread, vec!["baguette"]);
+    let (_, body) = server.get("/v1/merchants/m1/users/alice/recommendations?offset=1&k=1");
+    assert_eq!(body["items"][0]["item_id"], json!("baguette"));
+    let (status, body) = server.get("/v1/merchants/m1/users/alice/recommendations?offset=5000");
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], json!("bad_offset"));
 }
 
 #[test]

@@ -6,6 +6,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use recur_engine::event::EventValidator;
+use recur_engine::snapshot::ListFilter;
 use recur_engine::store::EventStore;
 use recur_ingest::kafka::EventPublisher;
 use serde::Deserialize;
@@ -36,7 +37,19 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Json<Value> {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RecommendationQuery {
     k: Option<usize>,
+    /// The explore list: no item the customer bought and kept.
+    #[serde(default)]
+    exclude_purchased: bool,
+    /// Only items of this category.
+    category: Option<String>,
+    /// Items skipped from the top (paging), at most [`MAX_OFFSET`].
+    #[serde(default)]
+    offset: usize,
 }
+
+/// The deepest page: lists are at most `recur run --k` long, and a larger offset is a bug in
+/// the caller, not a request to honour.
+const MAX_OFFSET: usize = 1_000;
 
 pub(crate) async fn recommendations(
     State(state): State<AppState>,
@@ -61,8 +74,19 @@ pub(crate) async fn recommendations(
             ),
         ));
     }
+    if query.offset > MAX_OFFSET {
+        return Err(ApiError::bad_request(
+            "bad_offset",
+            format!("offset must be at most {MAX_OFFSET}, got {}", query.offset),
+        ));
+    }
+    let filter = ListFilter {
+        exclude_purchased: query.exclude_purchased,
+        category: query.category,
+        offset: query.offset,
+    };
     let list = snapshot
-        .recommend(&merchant_id, &user_id, k)
+        .recommend_filtered(&merchant_id, &user_id, k, &filter)
         .ok_or_else(|| {
             ApiError::not_found(
                 "unknown_merchant",

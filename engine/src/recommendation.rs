@@ -14,6 +14,9 @@ pub const CYCLE_DAYS: &str = "cycle_days";
 pub const WITH_ITEM: &str = "with_item";
 /// For `bought_together`: the percentage of `with_item`'s orders that also hold this item.
 pub const WITH_SHARE: &str = "with_share";
+/// True in a customer's explore list: items they never bought and kept (cross-sell and
+/// new-item feeds, `exclude_purchased`); false in their main list.
+pub const EXPLORE: &str = "explore";
 
 /// What a reason's sentence is made of; absent facts are `None`.
 #[derive(Debug, Clone, Copy, Default)]

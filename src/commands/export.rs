@@ -2,6 +2,8 @@
 
 use std::io::{BufWriter, Write};
 
+use recur_engine::snapshot::ListFilter;
+
 use crate::cli::ExportRecommendationsArgs;
 
 pub(crate) fn recommendations(args: &ExportRecommendationsArgs) -> anyhow::Result<()> {
@@ -14,6 +16,11 @@ pub(crate) fn recommendations(args: &ExportRecommendationsArgs) -> anyhow::Resul
         &args.data.data_dir,
         args.k,
         args.merchant.as_deref(),
+        &ListFilter {
+            exclude_purchased: args.exclude_purchased,
+            category: args.category.clone(),
+            offset: 0,
+        },
         &mut out,
     )?;
     out.flush()?;

@@ -333,6 +333,13 @@ mod tests {
         .expect("plan")
         .collect()
         .expect("recommendations");
+        let explore_mask = recs
+            .column("explore")
+            .expect("explore")
+            .bool()
+            .expect("bool");
+        let explore = recs.filter(explore_mask).expect("filter");
+        let recs = recs.filter(&!explore_mask).expect("filter");
 
         let f = 2.0 * 0.5f64.powf(10.0 / 30.0);
         let expected = vec![
@@ -385,6 +392,22 @@ mod tests {
             .flatten()
             .collect();
         assert_eq!(ranks, vec![1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3]);
+
+        // The explore lists: the same tiers without what each user bought and kept.
+        let explored: Vec<(String, String)> = lists(&explore)
+            .into_iter()
+            .map(|(u, i, _, _)| (u, i))
+            .collect();
+        let pair = |u: &str, i: &str| (u.to_owned(), i.to_owned());
+        for bought in [
+            pair("u1", "A"),
+            pair("u2", "A"),
+            pair("u2", "C"),
+            pair("u3", "D"),
+        ] {
+            assert!(!explored.contains(&bought), "{bought:?} in {explored:?}");
+        }
+        assert!(explored.contains(&pair("u1", "D")) && explored.contains(&pair("u3", "A")));
     }
 
     #[test]

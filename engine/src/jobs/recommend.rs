@@ -18,7 +18,8 @@ use polars::prelude::*;
 use super::purchases::{NET_QUANTITY, ORDERED_AT};
 use crate::event::EventType;
 pub use crate::recommendation::{
-    CYCLE_DAYS, DAYS_SINCE, RANK, REASON, Reason, SCORE, TIMES_BOUGHT, WITH_ITEM, WITH_SHARE,
+    CYCLE_DAYS, DAYS_SINCE, EXPLORE, RANK, REASON, Reason, SCORE, TIMES_BOUGHT, WITH_ITEM,
+    WITH_SHARE,
 };
 use crate::store::{CATEGORY, EVENT_TYPE, ITEM_ID, MERCHANT_ID, ORDER_ID, USER_ID};
 
@@ -68,10 +69,12 @@ pub fn popular_items(lines: LazyFrame, categories: LazyFrame, as_of_ms: i64) -> 
         .select([col(RANK), col(ITEM_ID), col(CATEGORY), col(SCORE)])
 }
 
-/// Top-`k` recommendations for every user with an event of this merchant:
+/// Top-`k` recommendations for every user with an event of this merchant, twice: the main list
+/// and the explore list (`explore` true: only items the customer never bought and kept):
 /// `merchant_id, user_id, rank, item_id, score, reason, times_bought, days_since_last,
-/// category, cycle_days, with_item, with_share`. Customers in `blended` (the learned blend's
-/// lists, see `recs::lists`) get those; everyone else the three tiers.
+/// category, cycle_days, with_item, with_share, explore`. Customers in `blended` (the learned
+/// blend's lists, see `recs::lists`) get those; everyone else the three tiers (their explore
+/// list: the tiers without the items bought).
 pub fn recommendations(
     merchant_id: &str,
     events: LazyFrame,
@@ -91,6 +94,7 @@ pub fn recommendations(
             .max()
             .alias("last_kept_ms"),
     ]);
+    let per_item_kept = per_item.clone();
     // Items bought and all refunded: never shown back to this user.
     let refunded_only = per_item
         .clone()
@@ -213,7 +217,22 @@ pub fn recommendations(
         lit(NULL).cast(DataType::UInt32).alias(CYCLE_DAYS),
         lit(NULL).cast(DataType::String).alias(WITH_ITEM),
         lit(NULL).cast(DataType::UInt32).alias(WITH_SHARE),
+        lit(false).alias(EXPLORE),
     ]);
+    // The tiers' explore list: their entries for items the customer never bought and kept.
+    let bought = per_item_kept
+        .filter(col("kept_orders").gt(lit(0)))
+        .select([col(USER_ID), col(ITEM_ID)]);
+    let tiers_explore = tiers
+        .clone()
+        .join(
+            bought,
+            [col(USER_ID), col(ITEM_ID)],
+            [col(USER_ID), col(ITEM_ID)],
+            JoinArgs::new(JoinType::Anti),
+        )
+        .with_column(lit(true).alias(EXPLORE));
+    let tiers = concat([tiers, tiers_explore], UnionArgs::default())?;
     let lists = match blended {
         Some(blended) => {
             let blended = blended.lazy();
@@ -254,17 +273,22 @@ pub fn recommendations(
             JoinArgs::new(JoinType::Anti),
         )
         .sort(
-            [USER_ID, SCORE, ITEM_ID],
-            SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
+            [USER_ID, EXPLORE, SCORE, ITEM_ID],
+            SortMultipleOptions::default().with_order_descending_multi([false, false, true, false]),
         )
         // An item found by several tiers keeps its best (first) entry.
-        .unique_stable(Some(cols([USER_ID, ITEM_ID])), UniqueKeepStrategy::First)
-        .group_by_stable([col(USER_ID)])
+        .unique_stable(
+            Some(cols([USER_ID, EXPLORE, ITEM_ID])),
+            UniqueKeepStrategy::First,
+        )
+        .group_by_stable([col(USER_ID), col(EXPLORE)])
         .head(Some(k))
         .with_column(
-            (col(ITEM_ID).cum_count(false).over([col(USER_ID)])?)
-                .cast(DataType::UInt32)
-                .alias(RANK),
+            (col(ITEM_ID)
+                .cum_count(false)
+                .over([col(USER_ID), col(EXPLORE)])?)
+            .cast(DataType::UInt32)
+            .alias(RANK),
         )
         .select([
             lit(merchant_id).alias(MERCHANT_ID),
@@ -279,11 +303,12 @@ pub fn recommendations(
             col(CYCLE_DAYS),
             col(WITH_ITEM),
             col(WITH_SHARE),
+            col(EXPLORE),
         ]))
 }
 
 /// The columns of one list entry, in order, before ranking.
-fn list_columns() -> [Expr; 10] {
+fn list_columns() -> [Expr; 11] {
     [
         col(USER_ID),
         col(ITEM_ID),
@@ -295,5 +320,6 @@ fn list_columns() -> [Expr; 10] {
         col(CYCLE_DAYS),
         col(WITH_ITEM),
         col(WITH_SHARE),
+        col(EXPLORE),
     ]
 }

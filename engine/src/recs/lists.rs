@@ -13,17 +13,19 @@ use rayon::prelude::*;
 use tracing::debug;
 
 use super::baskets::BasketHistory;
-use super::blend::{Blend, Candidate, Generators, UserCandidates};
+use super::blend::{Blend, BlendWeights, Candidate, Generators, UserCandidates};
 use crate::error::{Error, Result};
 use crate::jobs::purchases::NET_QUANTITY;
 use crate::recommendation::{
-    CYCLE_DAYS, DAYS_SINCE, REASON, Reason, SCORE, TIMES_BOUGHT, WITH_ITEM, WITH_SHARE,
+    CYCLE_DAYS, DAYS_SINCE, EXPLORE, REASON, Reason, SCORE, TIMES_BOUGHT, WITH_ITEM, WITH_SHARE,
 };
 use crate::store::{ITEM_ID, USER_ID};
 
 /// One listed item, before it becomes a row.
 struct Listed {
     user: u32,
+    /// In the explore list (never-bought items) rather than the main one.
+    explore: bool,
     item: u32,
     score: f64,
     reason: Reason,
@@ -35,8 +37,9 @@ struct Listed {
 }
 
 /// The blend's lists, or `None` when the merchant's history is too small to fit it (the
-/// caller then keeps its transparent tiers). Columns: `user_id, item_id, score, reason,
-/// times_bought, days_since_last, cycle_days, with_item, with_share`.
+/// caller then keeps its transparent tiers): per customer the main list and the explore list
+/// (items they never bought; `explore` true). Columns: `user_id, item_id, score, reason,
+/// times_bought, days_since_last, cycle_days, with_item, with_share, explore`.
 pub fn blended_lists(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Option<DataFrame>> {
     let started = Instant::now();
     let refunded_only = refunded_only(lines.clone())?;
@@ -47,6 +50,13 @@ pub fn blended_lists(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Option
     let Some(weights) = blend.fit(&history) else {
         return Ok(None);
     };
+    // The explore list ranks never-bought items with weights learned on those alone (what
+    // brings a customer to a new item is not what brings them back to an old one).
+    let explore = Blend {
+        explore: true,
+        ..blend
+    };
+    let explore_weights = explore.fit(&history).unwrap_or_else(|| weights.clone());
     debug!(ms = started.elapsed().as_millis() as u64, "blend fitted");
     let started = Instant::now();
     let generators = Generators::build(&history, blend.per_generator);
@@ -66,16 +76,27 @@ pub fn blended_lists(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Option
                     repeat: repeats,
                     profile,
                 } = generators.candidates_in_context(&history, user, as_of_ms, scratch);
-                let mut scored: Vec<(f64, Candidate)> = candidates
+                let candidates: Vec<Candidate> = candidates
                     .into_iter()
                     .filter(|c| !refunded.contains(&(user, c.item)))
-                    .map(|c| (weights.score(&c.features), c))
                     .collect();
-                scored.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.item.cmp(&b.1.item)));
-                scored.truncate(k);
-                scored
-                    .into_iter()
-                    .map(|(score, c)| {
+                let best = |weights: &BlendWeights, admits: &dyn Fn(&Candidate) -> bool| {
+                    let mut scored: Vec<(f64, &Candidate)> = candidates
+                        .iter()
+                        .filter(|c| admits(c))
+                        .map(|c| (weights.score(&c.features), c))
+                        .collect();
+                    scored
+                        .sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.item.cmp(&b.1.item)));
+                    scored.truncate(k);
+                    scored
+                };
+                let main = best(&weights, &|_| true);
+                let new_only = best(&explore_weights, &|c| explore.admits(c));
+                main.into_iter()
+                    .map(|entry| (false, entry))
+                    .chain(new_only.into_iter().map(|entry| (true, entry)))
+                    .map(|(explore, (score, c))| {
                         let f = &c.features;
                         let bought = f[2] > 0.0;
                         let due = f[6];
@@ -99,6 +120,7 @@ pub fn blended_lists(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Option
                             .map(|i| &repeats[i]);
                         Listed {
                             user,
+                            explore,
                             item: c.item,
                             // The blend's probability of the item being in the next order.
                             score: 1.0 / (1.0 + (-score).exp()),
@@ -131,6 +153,7 @@ pub fn blended_lists(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Option
         CYCLE_DAYS => listed.iter().map(|l| l.cycle_days).collect::<Vec<_>>(),
         WITH_ITEM => listed.iter().map(|l| l.with_item.map(text)).collect::<Vec<_>>(),
         WITH_SHARE => listed.iter().map(|l| l.with_share).collect::<Vec<_>>(),
+        EXPLORE => listed.iter().map(|l| l.explore).collect::<Vec<_>>(),
     )
     .map_err(Error::polars("assembling the blended lists"))?;
     Ok(Some(frame))

@@ -10,17 +10,19 @@ use std::path::Path;
 use polars::prelude::*;
 use serde::Serialize;
 
-use super::{ServingSnapshot, SnapshotTable, require_current, scan_current};
+use super::{ListFilter, ServingSnapshot, SnapshotTable, require_current, scan_current};
 use crate::error::{Error, Result};
 use crate::store::{MERCHANT_ID, USER_ID};
 
 /// Writes every user's top-`k` as JSONL: `{"merchant_id","user_id","customer_id","items":[...]}`,
-/// sorted by merchant and user id, one line for each id of a stitched customer. Returns the
-/// number of lines written.
+/// sorted by merchant and user id, one line for each id of a stitched customer; `filter`
+/// narrows each list as the API's does (`exclude_purchased` gives the explore lists). Returns
+/// the number of lines written.
 pub fn export_recommendations(
     data_dir: &Path,
     k: usize,
     merchant: Option<&str>,
+    filter: &ListFilter,
     out: &mut dyn Write,
 ) -> Result<u64> {
     let name = require_current(data_dir)?;
@@ -34,7 +36,7 @@ pub fn export_recommendations(
         for (user, customer) in snapshot.list_owners(merchant_id) {
             let items = match &rendered {
                 Some((c, items)) if *c == customer => items.clone(),
-                _ => snapshot.items_of(merchant_id, customer, k),
+                _ => snapshot.items_of(merchant_id, customer, k, filter),
             };
             let line = serde_json::json!({
                 "merchant_id": merchant_id,

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 
 pub use export::{CustomerHighlight, export_recommendations, top_customers};
 pub use publish::publish;
-pub use serving::{RecommendationList, RecommendedItem, ServingSnapshot};
+pub use serving::{ListFilter, RecommendationList, RecommendedItem, ServingSnapshot};
 
 pub const SNAPSHOTS_DIR: &str = "snapshots";
 const CURRENT: &str = "CURRENT";
@@ -91,7 +91,8 @@ impl SnapshotTable {
     pub fn sort_key(self) -> &'static [&'static str] {
         match self {
             Self::Profiles | Self::Identities => &["user_id"],
-            Self::Recommendations | Self::RecentOrders => &["user_id", "rank"],
+            Self::Recommendations => &["user_id", "explore", "rank"],
+            Self::RecentOrders => &["user_id", "rank"],
             Self::Popular => &["rank"],
             Self::Lifecycle => &["period_kind", "period"],
             Self::Retention => &["period_kind", "mode", "cohort", "offset"],

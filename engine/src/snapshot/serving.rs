@@ -23,8 +23,8 @@ use crate::error::{Error, Result};
 use crate::frame_json;
 use crate::jobs::reports::PERIOD_KIND;
 use crate::recommendation::{
-    CYCLE_DAYS, DAYS_SINCE, RANK, REASON, Reason, ReasonFacts, SCORE, TIMES_BOUGHT, WITH_ITEM,
-    WITH_SHARE,
+    CYCLE_DAYS, DAYS_SINCE, EXPLORE, RANK, REASON, Reason, ReasonFacts, SCORE, TIMES_BOUGHT,
+    WITH_ITEM, WITH_SHARE,
 };
 use crate::store::{CATEGORY, ITEM_ID, MERCHANT_ID, USER_ID};
 
@@ -102,6 +102,8 @@ struct MerchantIndex {
     item_categories: Vec<Option<Box<str>>>,
     item_ids: HashMap<Box<str>, u32>,
     users: HashMap<Box<str>, Box<[Entry]>>,
+    /// Each customer's explore list (items they never bought and kept).
+    explore: HashMap<Box<str>, Box<[Entry]>>,
     popular: Vec<Entry>,
     /// A user id folded into another customer by unionid → that customer's id.
     aliases: HashMap<Box<str>, Box<str>>,
@@ -131,9 +133,12 @@ impl MerchantIndex {
         i
     }
 
-    fn render(&self, entries: &[Entry], k: usize) -> Vec<RecommendedItem> {
+    fn render<'e>(
+        &self,
+        entries: impl Iterator<Item = &'e Entry>,
+        k: usize,
+    ) -> Vec<RecommendedItem> {
         entries
-            .iter()
             .take(k)
             .map(|e| {
                 let known = |v: u16| (v != ABSENT).then_some(u32::from(v));
@@ -164,6 +169,17 @@ impl MerchantIndex {
 
 fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
+}
+
+/// What a caller narrows a list to.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// The explore list: only items the customer never bought and kept.
+    pub exclude_purchased: bool,
+    /// Only items of this category.
+    pub category: Option<String>,
+    /// Items skipped from the top (paging).
+    pub offset: usize,
 }
 
 /// The current snapshot, held in memory for serving; answers without touching disk.
@@ -237,18 +253,42 @@ impl ServingSnapshot {
         user_id: &str,
         k: usize,
     ) -> Option<RecommendationList> {
+        self.recommend_filtered(merchant_id, user_id, k, &ListFilter::default())
+    }
+
+    /// [`Self::recommend`] with the list's filters: the explore list instead of the main one,
+    /// only items of a category, and `offset` items skipped (for paging).
+    pub fn recommend_filtered(
+        &self,
+        merchant_id: &str,
+        user_id: &str,
+        k: usize,
+        filter: &ListFilter,
+    ) -> Option<RecommendationList> {
         let index = self.merchants.get(merchant_id)?;
         let customer = index.customer(user_id);
-        let (personalized, entries) = match index.users.get(customer) {
-            Some(entries) => (true, &entries[..]),
-            None => (false, &index.popular[..]),
+        let main = index.users.get(customer);
+        let personalized = main.is_some();
+        let entries: Box<dyn Iterator<Item = &Entry>> = match (main, filter.exclude_purchased) {
+            (None, _) => Box::new(index.popular.iter()),
+            (Some(main), false) => Box::new(main.iter()),
+            (Some(main), true) => match index.explore.get(customer) {
+                Some(explore) => Box::new(explore.iter()),
+                // A snapshot from before explore lists: the main list without bought items.
+                None => Box::new(main.iter().filter(|e| e.times_bought == ABSENT)),
+            },
+        };
+        let in_category = |e: &&Entry| {
+            filter.category.as_deref().is_none_or(|wanted| {
+                index.item_categories[e.item as usize].as_deref() == Some(wanted)
+            })
         };
         Some(RecommendationList {
             merchant_id: merchant_id.to_owned(),
             user_id: user_id.to_owned(),
             customer_id: customer.to_owned(),
             personalized,
-            items: index.render(entries, k),
+            items: index.render(entries.filter(in_category).skip(filter.offset), k),
         })
     }
 
@@ -315,10 +355,10 @@ impl ServingSnapshot {
         merchant_id: &str,
         customer: &str,
         k: usize,
+        filter: &ListFilter,
     ) -> Vec<RecommendedItem> {
-        self.merchants
-            .get(merchant_id)
-            .and_then(|index| index.users.get(customer).map(|e| index.render(e, k)))
+        self.recommend_filtered(merchant_id, customer, k, filter)
+            .map(|list| list.items)
             .unwrap_or_default()
     }
 
@@ -379,7 +419,7 @@ fn load_lists(
     name: &str,
     merchants: &mut HashMap<String, MerchantIndex>,
 ) -> Result<()> {
-    // Stored in (merchant, user, rank) order: each user's entries are one run of rows.
+    // Stored in (merchant, user, explore, rank) order: each list is one run of rows.
     let recs = load_table(data_dir, name, SnapshotTable::Recommendations)?;
     let typed = (|| -> PolarsResult<_> {
         Ok((
@@ -414,16 +454,29 @@ fn load_lists(
             .map_err(Error::polars("reading recommendation columns"))?,
         Err(_) => StringChunked::full_null(WITH_ITEM.into(), recs.height()),
     };
-    let mut extra = cycles.iter().zip(shares.iter()).zip(with_items.iter());
-    let mut current: Option<(String, String, Vec<Entry>)> = None;
+    let explore = match recs.column(EXPLORE) {
+        Ok(column) => column
+            .bool()
+            .cloned()
+            .map_err(Error::polars("reading recommendation columns"))?,
+        Err(_) => BooleanChunked::full(EXPLORE.into(), false, recs.height()),
+    };
+    let mut extra = cycles
+        .iter()
+        .zip(shares.iter())
+        .zip(with_items.iter())
+        .zip(explore.iter());
+    let mut current: Option<(String, String, bool, Vec<Entry>)> = None;
     let flush = |merchants: &mut HashMap<String, MerchantIndex>,
-                 done: Option<(String, String, Vec<Entry>)>| {
-        if let Some((merchant, user, entries)) = done {
-            merchants
-                .entry(merchant)
-                .or_default()
-                .users
-                .insert(user.into(), entries.into());
+                 done: Option<(String, String, bool, Vec<Entry>)>| {
+        if let Some((merchant, user, explore, entries)) = done {
+            let index = merchants.entry(merchant).or_default();
+            let lists = if explore {
+                &mut index.explore
+            } else {
+                &mut index.users
+            };
+            lists.insert(user.into(), entries.into());
         }
     };
     let rows = m
@@ -436,18 +489,20 @@ fn load_lists(
         .zip(t.iter())
         .zip(d.iter());
     for (((((((merchant, user), item), category), score), reason), times), days) in rows {
-        let ((cycle, share), with_item) = extra.next().unwrap_or(((None, None), None));
+        let (((cycle, share), with_item), explore) =
+            extra.next().unwrap_or((((None, None), None), None));
+        let explore = explore.unwrap_or(false);
         let (Some(merchant), Some(user), Some(item), Some(reason)) =
             (merchant, user, item, reason.and_then(Reason::parse))
         else {
             continue;
         };
-        let same_user = current
+        let same_list = current
             .as_ref()
-            .is_some_and(|(cm, cu, _)| cm == merchant && cu == user);
-        if !same_user {
+            .is_some_and(|(cm, cu, ce, _)| cm == merchant && cu == user && *ce == explore);
+        if !same_list {
             flush(merchants, current.take());
-            current = Some((merchant.to_owned(), user.to_owned(), Vec::new()));
+            current = Some((merchant.to_owned(), user.to_owned(), explore, Vec::new()));
         }
         let index = merchants.entry(merchant.to_owned()).or_default();
         let item = index.intern(item, category);
@@ -464,7 +519,7 @@ fn load_lists(
             with_item,
             reason,
         };
-        if let Some((_, _, entries)) = current.as_mut() {
+        if let Some((_, _, _, entries)) = current.as_mut() {
             entries.push(entry);
         }
     }
