@@ -260,6 +260,23 @@ pub(crate) enum ExportCommand {
         after_help = "Examples:\n  recur export recommendations --data-dir data --k 10 > recs.jsonl\n  recur export recommendations --data-dir data --k 10 --exclude-purchased > explore.jsonl"
     )]
     Recommendations(ExportRecommendationsArgs),
+    /// Every item's most frequent companions in orders as JSONL on stdout.
+    #[command(
+        after_help = "Example:\n  recur export similar --data-dir data --k 10 --merchant m_bakery > similar.jsonl"
+    )]
+    Similar(ExportSimilarArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ExportSimilarArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Similar items per item.
+    #[arg(long, default_value_t = 10, value_name = "K")]
+    pub k: usize,
+    /// Only this merchant's items.
+    #[arg(long, value_name = "MERCHANT_ID")]
+    pub merchant: Option<String>,
 }
 
 #[derive(Args)]

@@ -121,6 +121,31 @@ fn generated_merchants_get_blended_lists_with_worded_reasons() {
         "explore lists are filled: {listed} items"
     );
 
+    // Similar items: the generator puts a latte with a croissant in 45% of its orders; no
+    // other item comes along as often.
+    let similar: Vec<Value> = run_ok(&[
+        "export",
+        "similar",
+        "--data-dir",
+        path_str(&data),
+        "--merchant",
+        "m_bakery",
+        "--k",
+        "3",
+    ])
+    .lines()
+    .map(|l| serde_json::from_str(l).expect("JSONL"))
+    .collect();
+    let croissant = similar
+        .iter()
+        .find(|l| l["item_id"] == "sku_croissant")
+        .expect("the croissant has companions");
+    assert_eq!(
+        croissant["similar"][0]["item_id"], "sku_latte",
+        "{croissant}"
+    );
+    assert!(croissant["similar"].as_array().expect("list").len() <= 3);
+
     // The same store gives the same lists, byte for byte.
     run_ok(&["run", "--data-dir", path_str(&data)]);
     assert_eq!(first, export(&data));

@@ -133,6 +133,17 @@ fn recommendations_health_and_errors_over_http() {
     let (status, body) = server.get("/v1/merchants/m1/users/alice/recommendations?offset=5000");
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], json!("bad_offset"));
+
+    // Similar items: no order here holds two items, so none has companions.
+    let (status, body) = server.get("/v1/merchants/m1/items/croissant/similar");
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], json!("unknown_item"));
+    let (status, body) = server.get("/v1/merchants/m404/items/croissant/similar");
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], json!("unknown_merchant"));
+    let (status, body) = server.get("/v1/merchants/m1/items/croissant/similar?k=0");
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], json!("bad_k"));
 }
 
 #[test]

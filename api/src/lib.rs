@@ -30,6 +30,10 @@ fn routes(state: AppState) -> Router {
             get(routes::recommendations),
         )
         .route(
+            "/v1/merchants/{merchant_id}/items/{item_id}/similar",
+            get(routes::similar),
+        )
+        .route(
             "/v1/merchants/{merchant_id}/reports/{report}",
             get(analytics::report),
         )

@@ -6,7 +6,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use recur_engine::event::EventValidator;
-use recur_engine::snapshot::ListFilter;
+use recur_engine::snapshot::{ListFilter, ServingSnapshot};
 use recur_engine::store::EventStore;
 use recur_ingest::kafka::EventPublisher;
 use serde::Deserialize;
@@ -51,12 +51,12 @@ pub(crate) struct RecommendationQuery {
 /// the caller, not a request to honour.
 const MAX_OFFSET: usize = 1_000;
 
-pub(crate) async fn recommendations(
-    State(state): State<AppState>,
-    Path((merchant_id, user_id)): Path<(String, String)>,
-    query: Result<Query<RecommendationQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+/// The snapshot to answer from, and the list length asked for (`k`, default 10, at most what
+/// `recur run --k` kept).
+fn snapshot_and_k(
+    state: &AppState,
+    k: Option<usize>,
+) -> Result<(std::sync::Arc<ServingSnapshot>, usize), ApiError> {
     let snapshot = state.snapshot.load_full().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -65,15 +65,25 @@ pub(crate) async fn recommendations(
         )
     })?;
     let max_k = snapshot.manifest.k;
-    let k = query.k.unwrap_or(DEFAULT_K.min(max_k));
+    let k = k.unwrap_or(DEFAULT_K.min(max_k));
     if k == 0 || k > max_k {
         return Err(ApiError::bad_request(
             "bad_k",
             format!(
-                "k must be between 1 and {max_k}, got {k} (`recur run --k N` keeps more per user)"
+                "k must be between 1 and {max_k}, got {k} (`recur run --k N` keeps more per list)"
             ),
         ));
     }
+    Ok((snapshot, k))
+}
+
+pub(crate) async fn recommendations(
+    State(state): State<AppState>,
+    Path((merchant_id, user_id)): Path<(String, String)>,
+    query: Result<Query<RecommendationQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let (snapshot, k) = snapshot_and_k(&state, query.k)?;
     if query.offset > MAX_OFFSET {
         return Err(ApiError::bad_request(
             "bad_offset",
@@ -96,6 +106,44 @@ pub(crate) async fn recommendations(
     let mut body = serde_json::to_value(list).map_err(|e| ApiError::internal(&e))?;
     body["snapshot"] = Value::from(snapshot.manifest.name.clone());
     Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SimilarQuery {
+    k: Option<usize>,
+}
+
+/// Items most often bought with an item (`bought_together`, with the share of its orders).
+pub(crate) async fn similar(
+    State(state): State<AppState>,
+    Path((merchant_id, item_id)): Path<(String, String)>,
+    query: Result<Query<SimilarQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let (snapshot, k) = snapshot_and_k(&state, query.k)?;
+    let items = snapshot
+        .similar(&merchant_id, &item_id, k)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_merchant",
+                format!("no data for merchant {merchant_id:?}"),
+            )
+        })?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_item",
+                format!(
+                    "merchant {merchant_id:?} has no orders holding {item_id:?} with other items"
+                ),
+            )
+        })?;
+    Ok(Json(json!({
+        "merchant_id": merchant_id,
+        "item_id": item_id,
+        "snapshot": snapshot.manifest.name,
+        "items": items,
+    })))
 }
 
 pub(crate) async fn post_events(

@@ -17,6 +17,8 @@ pub const WITH_SHARE: &str = "with_share";
 /// True in a customer's explore list: items they never bought and kept (cross-sell and
 /// new-item feeds, `exclude_purchased`); false in their main list.
 pub const EXPLORE: &str = "explore";
+/// In the similar-items table: the item found with `item_id`.
+pub const SIMILAR_ITEM_ID: &str = "similar_item_id";
 
 /// What a reason's sentence is made of; absent facts are `None`.
 #[derive(Debug, Clone, Copy, Default)]

@@ -26,6 +26,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::eval(&args),
         Command::Run(args) => run::run(&args),
         Command::Export(ExportCommand::Recommendations(args)) => export::recommendations(&args),
+        Command::Export(ExportCommand::Similar(args)) => export::similar(&args),
         Command::Serve(args) => serve::serve(&args),
         Command::Generate(args) => generate::generate(&args),
         Command::Clv(ClvCommand::Fit(args)) => clv::fit(&args),

@@ -120,7 +120,12 @@ pub fn run_merchant(
         as_of_ms,
     };
     // CPU-bound generator code; `recur run` is not async, and rayon spreads it over cores.
-    let blended = crate::recs::lists::blended_lists(lines.clone(), as_of_ms, options.k)?;
+    let crate::recs::lists::MerchantRecs {
+        lists: blended,
+        similar,
+    } = crate::recs::lists::merchant_recs(lines.clone(), as_of_ms, options.k)?;
+    let similar = with_merchant(merchant_id, similar)
+        .map_err(Error::polars(context("labelling similar items")))?;
     steps.done("blended lists");
     let recommendations = recommend::recommendations(
         merchant_id,
@@ -163,6 +168,7 @@ pub fn run_merchant(
         (SnapshotTable::Clusters, customer_tables.clusters),
         (SnapshotTable::Identities, identities),
         (SnapshotTable::Audiences, audiences.members),
+        (SnapshotTable::SimilarItems, similar),
     ]);
     Ok(Some(MerchantOutput { tables, summary }))
 }

@@ -117,6 +117,11 @@ impl Generators {
         }
     }
 
+    /// Each item's companions in orders (the co-purchase generator's table).
+    pub fn companions(&self) -> &ItemNeighbours {
+        &self.companions
+    }
+
     /// The item of `profile` that most brings `item` along, and `P(item | it)`.
     pub fn companion_of(&self, profile: &SparseVector, item: u32) -> Option<(u32, f64)> {
         self.companions.anchor(profile, item)

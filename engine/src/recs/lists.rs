@@ -14,10 +14,12 @@ use tracing::debug;
 
 use super::baskets::BasketHistory;
 use super::blend::{Blend, BlendWeights, Candidate, Generators, UserCandidates};
+use super::cooccur::{CoPurchase, ItemNeighbours};
 use crate::error::{Error, Result};
 use crate::jobs::purchases::NET_QUANTITY;
 use crate::recommendation::{
-    CYCLE_DAYS, DAYS_SINCE, EXPLORE, REASON, Reason, SCORE, TIMES_BOUGHT, WITH_ITEM, WITH_SHARE,
+    CYCLE_DAYS, DAYS_SINCE, EXPLORE, RANK, REASON, Reason, SCORE, SIMILAR_ITEM_ID, TIMES_BOUGHT,
+    WITH_ITEM, WITH_SHARE,
 };
 use crate::store::{ITEM_ID, USER_ID};
 
@@ -41,6 +43,19 @@ struct Listed {
 /// (items they never bought; `explore` true). Columns: `user_id, item_id, score, reason,
 /// times_bought, days_since_last, cycle_days, with_item, with_share, explore`.
 pub fn blended_lists(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Option<DataFrame>> {
+    Ok(merchant_recs(lines, as_of_ms, k)?.lists)
+}
+
+/// What `recur run` stores of the recommenders for one merchant.
+pub struct MerchantRecs {
+    /// [`blended_lists`]' lists.
+    pub lists: Option<DataFrame>,
+    /// Each item's most frequent companions ([`similar_items`]).
+    pub similar: DataFrame,
+}
+
+/// The blended lists and the similar items of one merchant, from one set of baskets.
+pub fn merchant_recs(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<MerchantRecs> {
     let started = Instant::now();
     let refunded_only = refunded_only(lines.clone())?;
     let history = BasketHistory::from_lines(lines)?;
@@ -48,7 +63,11 @@ pub fn blended_lists(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Option
     let started = Instant::now();
     let blend = Blend::default();
     let Some(weights) = blend.fit(&history) else {
-        return Ok(None);
+        let companions = CoPurchase::default().build(&history);
+        return Ok(MerchantRecs {
+            lists: None,
+            similar: similar_items(&history, &companions, k)?,
+        });
     };
     // The explore list ranks never-bought items with weights learned on those alone (what
     // brings a customer to a new item is not what brings them back to an old one).
@@ -156,7 +175,39 @@ pub fn blended_lists(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Option
         EXPLORE => listed.iter().map(|l| l.explore).collect::<Vec<_>>(),
     )
     .map_err(Error::polars("assembling the blended lists"))?;
-    Ok(Some(frame))
+    Ok(MerchantRecs {
+        lists: Some(frame),
+        similar: similar_items(&history, generators.companions(), k)?,
+    })
+}
+
+/// Each item's `k` most frequent companions in orders: `item_id, rank, similar_item_id,
+/// score` (`P(similar | item)`, see [`super::cooccur`]), best first.
+pub fn similar_items(
+    history: &BasketHistory,
+    companions: &ItemNeighbours,
+    k: usize,
+) -> Result<DataFrame> {
+    let rows: Vec<(u32, u32, u32, f64)> = companions
+        .companions
+        .iter()
+        .enumerate()
+        .flat_map(|(item, list)| {
+            let item = u32::try_from(item).expect("fewer than 4G items");
+            list.iter()
+                .take(k)
+                .enumerate()
+                .map(move |(rank, (other, p))| (item, rank as u32 + 1, *other, *p))
+        })
+        .collect();
+    let text = |index: u32| history.items[index as usize].as_str();
+    df!(
+        ITEM_ID => rows.iter().map(|r| text(r.0)).collect::<Vec<_>>(),
+        RANK => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        SIMILAR_ITEM_ID => rows.iter().map(|r| text(r.2)).collect::<Vec<_>>(),
+        SCORE => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+    )
+    .map_err(Error::polars("assembling the similar items"))
 }
 
 /// (user, item) pairs whose every order line was refunded in full.

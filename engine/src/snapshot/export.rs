@@ -44,14 +44,51 @@ pub fn export_recommendations(
                 "customer_id": customer,
                 "items": items,
             });
-            serde_json::to_writer(&mut *out, &line)
-                .map_err(|e| Error::io("write", "stdout")(e.into()))?;
-            out.write_all(b"\n").map_err(Error::io("write", "stdout"))?;
+            write_line(out, &line)?;
             rendered = Some((customer, items));
             lines += 1;
         }
     }
     Ok(lines)
+}
+
+/// Writes every item's `k` most frequent companions as JSONL:
+/// `{"merchant_id","item_id","similar":[{"item_id","score","reason","detail"}]}`, sorted by
+/// merchant and item id. Returns the number of lines written.
+pub fn export_similar(
+    data_dir: &Path,
+    k: usize,
+    merchant: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let name = require_current(data_dir)?;
+    let snapshot = ServingSnapshot::load(data_dir, &name)?;
+    let mut lines = 0u64;
+    for merchant_id in snapshot.merchant_ids() {
+        if merchant.is_some_and(|m| m != merchant_id) {
+            continue;
+        }
+        for item_id in snapshot.items_with_similar(merchant_id) {
+            let similar = snapshot
+                .similar(merchant_id, item_id, k)
+                .flatten()
+                .unwrap_or_default();
+            let line = serde_json::json!({
+                "merchant_id": merchant_id,
+                "item_id": item_id,
+                "similar": similar,
+            });
+            write_line(out, &line)?;
+            lines += 1;
+        }
+    }
+    Ok(lines)
+}
+
+/// Writes one JSON value and a newline.
+fn write_line(out: &mut dyn Write, line: &serde_json::Value) -> Result<()> {
+    serde_json::to_writer(&mut *out, line).map_err(|e| Error::io("write", "stdout")(e.into()))?;
+    out.write_all(b"\n").map_err(Error::io("write", "stdout"))
 }
 
 /// A customer worth showing first: the most frequent buyers of a merchant.

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub use export::{CustomerHighlight, export_recommendations, top_customers};
+pub use export::{CustomerHighlight, export_recommendations, export_similar, top_customers};
 pub use publish::publish;
 pub use serving::{ListFilter, RecommendationList, RecommendedItem, ServingSnapshot};
 
@@ -49,10 +49,12 @@ pub enum SnapshotTable {
     Clusters,
     Identities,
     Audiences,
+    /// Each item's most frequent companions in orders (`/items/{id}/similar`).
+    SimilarItems,
 }
 
 impl SnapshotTable {
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Profiles,
         Self::Recommendations,
         Self::Popular,
@@ -64,6 +66,7 @@ impl SnapshotTable {
         Self::Clusters,
         Self::Identities,
         Self::Audiences,
+        Self::SimilarItems,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +82,7 @@ impl SnapshotTable {
             Self::Clusters => "clusters",
             Self::Identities => "identities",
             Self::Audiences => "audiences",
+            Self::SimilarItems => "similar_items",
         }
     }
 
@@ -100,6 +104,7 @@ impl SnapshotTable {
             Self::TimeBetweenOrders => &["category"],
             Self::Clusters => &["cluster"],
             Self::Audiences => &["audience", "user_id"],
+            Self::SimilarItems => &["item_id", "rank"],
         }
     }
 }

@@ -23,8 +23,8 @@ use crate::error::{Error, Result};
 use crate::frame_json;
 use crate::jobs::reports::PERIOD_KIND;
 use crate::recommendation::{
-    CYCLE_DAYS, DAYS_SINCE, EXPLORE, RANK, REASON, Reason, ReasonFacts, SCORE, TIMES_BOUGHT,
-    WITH_ITEM, WITH_SHARE,
+    CYCLE_DAYS, DAYS_SINCE, EXPLORE, RANK, REASON, Reason, ReasonFacts, SCORE, SIMILAR_ITEM_ID,
+    TIMES_BOUGHT, WITH_ITEM, WITH_SHARE,
 };
 use crate::store::{CATEGORY, ITEM_ID, MERCHANT_ID, USER_ID};
 
@@ -104,6 +104,8 @@ struct MerchantIndex {
     users: HashMap<Box<str>, Box<[Entry]>>,
     /// Each customer's explore list (items they never bought and kept).
     explore: HashMap<Box<str>, Box<[Entry]>>,
+    /// Item → its companions in orders, best first, with `P(companion | item)`.
+    similar: HashMap<u32, Box<[(u32, f32)]>>,
     popular: Vec<Entry>,
     /// A user id folded into another customer by unionid → that customer's id.
     aliases: HashMap<Box<str>, Box<str>>,
@@ -233,11 +235,58 @@ impl ServingSnapshot {
         load_lists(data_dir, name, &mut merchants)?;
         load_reports(data_dir, name, &mut merchants)?;
         load_profiles(data_dir, name, &mut merchants)?;
+        load_similar(data_dir, name, &mut merchants)?;
         info!(snapshot = %name, merchants = merchants.len(), "snapshot loaded for serving");
         Ok(Self {
             manifest,
             merchants,
         })
+    }
+
+    /// Up to `k` items most often bought with `item_id`; `None` if the merchant is unknown,
+    /// `Some(None)` if the item is (never sold, or not in this snapshot).
+    pub fn similar(
+        &self,
+        merchant_id: &str,
+        item_id: &str,
+        k: usize,
+    ) -> Option<Option<Vec<RecommendedItem>>> {
+        let index = self.merchants.get(merchant_id)?;
+        let Some(item) = index.item_ids.get(item_id) else {
+            return Some(None);
+        };
+        let Some(companions) = index.similar.get(item) else {
+            return Some(None);
+        };
+        Some(Some(
+            companions
+                .iter()
+                .take(k)
+                .map(|(other, p)| {
+                    let share = (f64::from(*p) * 100.0).round() as u32;
+                    RecommendedItem {
+                        item_id: index.items[*other as usize].to_string(),
+                        score: round4(f64::from(*p)),
+                        reason: Reason::BoughtTogether.as_str(),
+                        detail: format!("in {share}% of the orders of {item_id}"),
+                    }
+                })
+                .collect(),
+        ))
+    }
+
+    /// Every item of the merchant with companions, sorted by id (for the export).
+    pub(crate) fn items_with_similar(&self, merchant_id: &str) -> Vec<&str> {
+        let Some(index) = self.merchants.get(merchant_id) else {
+            return Vec::new();
+        };
+        let mut items: Vec<&str> = index
+            .similar
+            .keys()
+            .map(|i| index.items[*i as usize].as_ref())
+            .collect();
+        items.sort_unstable();
+        items
     }
 
     /// Whether the snapshot has data of this merchant.
@@ -524,6 +573,54 @@ fn load_lists(
         }
     }
     flush(merchants, current.take());
+    Ok(())
+}
+
+/// Reads each merchant's similar items (absent from snapshots made before them: none).
+fn load_similar(
+    data_dir: &Path,
+    name: &str,
+    merchants: &mut HashMap<String, MerchantIndex>,
+) -> Result<()> {
+    let path = super::snapshots_dir(data_dir)
+        .join(name)
+        .join(SnapshotTable::SimilarItems.file_name());
+    if !path.exists() {
+        return Ok(());
+    }
+    // Stored in (merchant, item, rank) order: each item's companions are one run of rows.
+    let similar = load_table(data_dir, name, SnapshotTable::SimilarItems)?;
+    let typed = (|| -> PolarsResult<_> {
+        Ok((
+            similar.column(MERCHANT_ID)?.str()?.clone(),
+            similar.column(ITEM_ID)?.str()?.clone(),
+            similar.column(SIMILAR_ITEM_ID)?.str()?.clone(),
+            similar.column(SCORE)?.f64()?.clone(),
+        ))
+    })()
+    .map_err(Error::polars("reading similar items"))?;
+    let (m, i, o, s) = typed;
+    let mut lists: HashMap<(String, u32), Vec<(u32, f32)>> = HashMap::new();
+    for (((merchant, item), other), score) in m.iter().zip(i.iter()).zip(o.iter()).zip(s.iter()) {
+        let (Some(merchant), Some(item), Some(other)) = (merchant, item, other) else {
+            continue;
+        };
+        let index = merchants.entry(merchant.to_owned()).or_default();
+        let item = index.intern(item, None);
+        let other = index.intern(other, None);
+        #[allow(clippy::cast_possible_truncation)]
+        lists
+            .entry((merchant.to_owned(), item))
+            .or_default()
+            .push((other, score.unwrap_or_default() as f32));
+    }
+    for ((merchant, item), companions) in lists {
+        merchants
+            .entry(merchant)
+            .or_default()
+            .similar
+            .insert(item, companions.into());
+    }
     Ok(())
 }
 
