@@ -84,6 +84,28 @@ pub fn recommendations(
     params: RecommendParams,
 ) -> PolarsResult<LazyFrame> {
     let k = params.k;
+    // The tiers are computed for the customers the blend did not list only: at a million
+    // customers, tiers for everyone (a cross join with the popular items, twice with the
+    // explore lists) took more memory than the machine had, to be thrown away.
+    let (events, lines) = match &blended {
+        Some(blended) => {
+            let listed = blended
+                .clone()
+                .lazy()
+                .select([col(USER_ID)])
+                .unique(None, UniqueKeepStrategy::Any);
+            let without = |frame: LazyFrame| {
+                frame.join(
+                    listed.clone(),
+                    [col(USER_ID)],
+                    [col(USER_ID)],
+                    JoinArgs::new(JoinType::Anti),
+                )
+            };
+            (without(events), without(lines))
+        }
+        None => (events, lines),
+    };
     let per_item = lines.group_by([col(USER_ID), col(ITEM_ID)]).agg([
         col(ORDER_ID)
             .filter(col(NET_QUANTITY).gt(lit(0i64)))
