@@ -116,7 +116,6 @@ pub fn recommendations(
             .max()
             .alias("last_kept_ms"),
     ]);
-    let per_item_kept = per_item.clone();
     // Items bought and all refunded: never shown back to this user.
     let refunded_only = per_item
         .clone()
@@ -132,6 +131,7 @@ pub fn recommendations(
     let freshness = lit(0.5).pow(days_since.clone() / lit(REPEAT_HALF_LIFE_DAYS));
     let strength = col("kept_orders").cast(DataType::Float64) * freshness;
     let bought_before = per_item
+        .clone()
         .filter(col("kept_orders").gt(lit(0)))
         .join(
             popular.clone().select([col(ITEM_ID), col(CATEGORY)]),
@@ -242,7 +242,8 @@ pub fn recommendations(
         lit(false).alias(EXPLORE),
     ]);
     // The tiers' explore list: their entries for items the customer never bought and kept.
-    let bought = per_item_kept
+    let bought = per_item
+        .clone()
         .filter(col("kept_orders").gt(lit(0)))
         .select([col(USER_ID), col(ITEM_ID)]);
     let tiers_explore = tiers
@@ -255,14 +256,11 @@ pub fn recommendations(
         )
         .with_column(lit(true).alias(EXPLORE));
     let tiers = concat([tiers, tiers_explore], UnionArgs::default())?;
+    // The tiers hold only customers the blend did not list (see the top).
     let lists = match blended {
         Some(blended) => {
-            let blended = blended.lazy();
-            let blended_users = blended
-                .clone()
-                .select([col(USER_ID)])
-                .unique(None, UniqueKeepStrategy::Any);
             let with_category = blended
+                .lazy()
                 .join(
                     popular.clone().select([col(ITEM_ID), col(CATEGORY)]),
                     [col(ITEM_ID)],
@@ -271,17 +269,7 @@ pub fn recommendations(
                 )
                 .select(list_columns());
             concat(
-                [
-                    tiers
-                        .join(
-                            blended_users,
-                            [col(USER_ID)],
-                            [col(USER_ID)],
-                            JoinArgs::new(JoinType::Anti),
-                        )
-                        .select(list_columns()),
-                    with_category,
-                ],
+                [tiers.select(list_columns()), with_category],
                 UnionArgs::default(),
             )?
         }

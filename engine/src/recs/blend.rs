@@ -162,7 +162,8 @@ impl Generators {
             RANKED.max(self.per_generator),
         );
         let tifu_max = tifu_best.first().map_or(1.0, |s| s.1.max(1e-12));
-        let profile = self.tifu.user_vector(baskets);
+        // The index holds every training customer's vector already.
+        let profile = self.index.vector(user).clone();
         self.companions
             .accumulate(&profile, &mut scratch.companions);
         let co_best = best_first(scratch.companions.iter().collect(), self.per_generator);
@@ -249,6 +250,15 @@ pub struct UserCandidates {
     pub profile: SparseVector,
 }
 
+/// The customers a blend is fitted on (each one's last training order the label) and their
+/// candidates; see [`Blend::training_set`].
+pub struct TrainingSet {
+    cases: Vec<TestCase>,
+    candidates: Vec<Vec<Candidate>>,
+    /// The sampling generator as the customers' shuffle left it.
+    rng: ChaCha8Rng,
+}
+
 /// A fitted blend: standardisation and the regression's weights.
 #[derive(Debug, Clone)]
 pub struct BlendWeights {
@@ -315,29 +325,53 @@ impl Blend {
     /// Learns the weights from `train` alone: its customers' last orders are the labels.
     /// `None` when there is too little to learn from (then rank by the fallback).
     pub fn fit(&self, train: &BasketHistory) -> Option<BlendWeights> {
+        self.fit_on(&self.training_set(train))
+    }
+
+    /// The customers a fit learns from and their candidates: computed once, so the main and
+    /// the explore blend (which differ only in the candidates they admit) share them.
+    pub fn training_set(&self, train: &BasketHistory) -> TrainingSet {
         let inner = split(train, Holdout::LastOrder);
         let mut cases = inner.cases;
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         cases.shuffle(&mut rng);
         cases.truncate(self.training_customers);
         let generators = Generators::build(&inner.train, self.per_generator);
-        let rows: Vec<(Vec<FeatureRow>, Vec<FeatureRow>)> = cases
+        let candidates = cases
             .par_iter()
             .map_init(
                 || Generators::scratch(&inner.train),
                 |scratch, case| {
-                    let (positive, negative): (Vec<Candidate>, Vec<Candidate>) = generators
-                        .candidates(&inner.train, case.user, case.now_ms, scratch)
-                        .into_iter()
-                        .filter(|c| self.admits(c))
-                        .partition(|c| case.target.binary_search(&c.item).is_ok());
-                    (
-                        positive.into_iter().map(|c| c.features).collect(),
-                        negative.into_iter().map(|c| c.features).collect(),
-                    )
+                    generators.candidates(&inner.train, case.user, case.now_ms, scratch)
                 },
             )
             .collect();
+        TrainingSet {
+            cases,
+            candidates,
+            rng,
+        }
+    }
+
+    /// Learns the weights from a [`TrainingSet`] of `train`, over the candidates this blend
+    /// admits.
+    pub fn fit_on(&self, set: &TrainingSet) -> Option<BlendWeights> {
+        // Negatives are sampled from where the customers' shuffle left the generator.
+        let mut rng = set.rng.clone();
+        let rows = set
+            .cases
+            .iter()
+            .zip(&set.candidates)
+            .map(|(case, candidates)| {
+                let (positive, negative): (Vec<&Candidate>, Vec<&Candidate>) = candidates
+                    .iter()
+                    .filter(|c| self.admits(c))
+                    .partition(|c| case.target.binary_search(&c.item).is_ok());
+                let features = |list: Vec<&Candidate>| -> Vec<FeatureRow> {
+                    list.into_iter().map(|c| c.features).collect()
+                };
+                (features(positive), features(negative))
+            });
         let mut x: Vec<FeatureRow> = Vec::new();
         let mut y: Vec<bool> = Vec::new();
         for (positive, mut negative) in rows {

@@ -38,17 +38,12 @@ struct Listed {
     with_share: Option<u32>,
 }
 
-/// The blend's lists, or `None` when the merchant's history is too small to fit it (the
-/// caller then keeps its transparent tiers): per customer the main list and the explore list
-/// (items they never bought; `explore` true). Columns: `user_id, item_id, score, reason,
-/// times_bought, days_since_last, cycle_days, with_item, with_share, explore`.
-pub fn blended_lists(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Option<DataFrame>> {
-    Ok(merchant_recs(lines, as_of_ms, k)?.lists)
-}
-
 /// What `recur run` stores of the recommenders for one merchant.
 pub struct MerchantRecs {
-    /// [`blended_lists`]' lists.
+    /// The blend's lists, or `None` when the merchant's history is too small to fit it (the
+    /// caller then keeps its transparent tiers): per customer the main list and the explore
+    /// list (items they never bought; `explore` true). Columns: `user_id, item_id, score,
+    /// reason, times_bought, days_since_last, cycle_days, with_item, with_share, explore`.
     pub lists: Option<DataFrame>,
     /// Each item's most frequent companions ([`similar_items`]).
     pub similar: DataFrame,
@@ -62,7 +57,8 @@ pub fn merchant_recs(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Mercha
     debug!(ms = started.elapsed().as_millis() as u64, "baskets built");
     let started = Instant::now();
     let blend = Blend::default();
-    let Some(weights) = blend.fit(&history) else {
+    let training = blend.training_set(&history);
+    let Some(weights) = blend.fit_on(&training) else {
         let companions = CoPurchase::default().build(&history);
         return Ok(MerchantRecs {
             lists: None,
@@ -75,7 +71,8 @@ pub fn merchant_recs(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Mercha
         explore: true,
         ..blend
     };
-    let explore_weights = explore.fit(&history).unwrap_or_else(|| weights.clone());
+    let explore_weights = explore.fit_on(&training).unwrap_or_else(|| weights.clone());
+    drop(training);
     debug!(ms = started.elapsed().as_millis() as u64, "blend fitted");
     let started = Instant::now();
     let generators = Generators::build(&history, blend.per_generator);

@@ -156,6 +156,11 @@ impl Index {
         }
     }
 
+    /// Training customer `user`'s vector ([`TifuKnn::user_vector`] of their baskets).
+    pub fn vector(&self, user: u32) -> &SparseVector {
+        &self.vectors[user as usize]
+    }
+
     /// The `k` customers nearest to `query` (squared norm `query_norm`), searched as the
     /// module says.
     fn nearest(

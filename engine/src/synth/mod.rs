@@ -170,6 +170,9 @@ const DUE_AT: f64 = 0.75;
 /// …and then goes into an order with this probability, up to this many staples an order.
 const RESTOCK_RATE: f64 = 0.85;
 const MAX_RESTOCK: usize = 6;
+/// A single pick (a view, an order's taste pick) prefers staples from this share of their
+/// cycle on.
+const PICK_DUE_AT: f64 = 0.8;
 
 /// Share of repeat orders that add an item the customer never bought.
 const FIRST_TIME_TRY_RATE: f64 = 0.15;
@@ -285,6 +288,18 @@ impl<'a> UserSim<'a> {
         self.lines.push((ts_ms, event));
     }
 
+    /// The staples of which at least `share` of the customer's own cycle has passed on `day`.
+    fn due_staples(&self, day: f64, share: f64) -> Vec<usize> {
+        self.habits
+            .iter()
+            .filter(|h| {
+                h.cycle_days
+                    .is_some_and(|cycle| day - h.last_day >= share * cycle)
+            })
+            .map(|h| h.item)
+            .collect()
+    }
+
     fn bought(&self, item: usize) -> bool {
         self.habits.iter().any(|h| h.item == item)
     }
@@ -304,15 +319,7 @@ impl<'a> UserSim<'a> {
     /// again by their own cycle, else one of a category they like, by popularity (a one-off
     /// item they already have is passed over).
     fn pick_item(&mut self, day: f64) -> usize {
-        let due: Vec<usize> = self
-            .habits
-            .iter()
-            .filter(|h| {
-                h.cycle_days
-                    .is_some_and(|cycle| day - h.last_day >= 0.8 * cycle)
-            })
-            .map(|h| h.item)
-            .collect();
+        let due = self.due_staples(day, PICK_DUE_AT);
         if !due.is_empty() && self.rng.random_bool(0.7) {
             return due[self.rng.random_range(0..due.len())];
         }
@@ -406,15 +413,7 @@ impl<'a> UserSim<'a> {
         let paid_at = self.local_time(day, 0);
         // Staples that are due go in together (one trip restocks them all), then what the
         // customer fancies today.
-        let due: Vec<usize> = self
-            .habits
-            .iter()
-            .filter(|h| {
-                h.cycle_days
-                    .is_some_and(|cycle| day - h.last_day >= DUE_AT * cycle)
-            })
-            .map(|h| h.item)
-            .collect();
+        let due = self.due_staples(day, DUE_AT);
         let mut picked: Vec<usize> = Vec::new();
         for item in due {
             if picked.len() < MAX_RESTOCK && self.rng.random_bool(RESTOCK_RATE) {
