@@ -57,7 +57,7 @@ pub(crate) enum Command {
     /// Offline evaluation of the recommenders: hold out customers' last orders (or the last N
     /// days), predict them from everything before, and score every model side by side.
     #[command(
-        after_help = "Examples:\n  recur eval --data-dir data --k 10\n  recur eval --data-dir data --merchant m_bakery --holdout days:30 --json"
+        after_help = "Examples:\n  recur eval --data-dir data --k 10\n  recur eval --data-dir data --merchant m_bakery --holdout days:30 --json\n  recur eval --data-dir data --models als,tifu_knn --write-matrix matrices"
     )]
     Eval(EvalArgs),
 
@@ -218,6 +218,15 @@ pub(crate) struct EvalArgs {
     /// (everything in the last N days; "now" is the cut for everyone).
     #[arg(long, default_value = "last-order", value_name = "HOLDOUT")]
     pub holdout: String,
+    /// Only these models, comma-separated (popularity, p_topfreq, tifu_knn, repeat_timing,
+    /// co_purchase, als, blend, blend_explore); default all.
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub models: Option<Vec<String>>,
+    /// Also write each merchant's training matrix (customers × items ALS confidences, Matrix
+    /// Market, `{merchant}.mtx`) and held-out cases (`{merchant}.cases.jsonl`) into DIR, to fit
+    /// the same problem with another library.
+    #[arg(long, value_name = "DIR")]
+    pub write_matrix: Option<std::path::PathBuf>,
     /// Print JSON (one object with every merchant) instead of tables.
     #[arg(long)]
     pub json: bool,

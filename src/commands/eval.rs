@@ -16,7 +16,10 @@ pub(crate) fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     let options = EvalOptions {
         k: args.k,
         holdout: Holdout::parse(&args.holdout)?,
+        models: args.models.clone(),
+        matrix_dir: args.write_matrix.clone(),
     };
+    options.validate()?;
     let dir = &args.data.data_dir;
     let mut store = EmbeddedStore::open(dir)
         .with_context(|| format!("cannot open the store in {}", dir.display()))?;
@@ -29,7 +32,7 @@ pub(crate) fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     for (i, merchant) in merchants.iter().enumerate() {
         bar.set_message(format!("merchant {}/{} {merchant}", i + 1, merchants.len()));
         let settings = MerchantSettings::load(dir, merchant)?;
-        match evaluate_merchant(&mut store, merchant, &settings, options)? {
+        match evaluate_merchant(&mut store, merchant, &settings, &options)? {
             Some(result) => results.push(result),
             None if args.merchant.is_some() => {
                 anyhow::bail!(

@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use tracing::debug;
 
 use super::accumulate::{Scratch, best_first};
+use super::als::{Als, Factors};
 use super::baskets::{BasketHistory, Holdout, TestCase, split};
 use super::cooccur::{CoPurchase, ItemNeighbours};
 use super::models::{NextBasketModel, top_k};
@@ -27,7 +28,7 @@ use super::repeat::{ItemStats, RepeatCandidate, RepeatTiming};
 use super::tifu::{Index, SparseVector, TifuKnn};
 
 /// The features of one candidate, in [`FEATURE_NAMES`] order.
-pub const FEATURES: usize = 14;
+pub const FEATURES: usize = 16;
 
 type FeatureRow = [f64; FEATURES];
 
@@ -46,6 +47,8 @@ pub const FEATURE_NAMES: [&str; FEATURES] = [
     "popularity",
     "co_purchase_relative",
     "log_customer_orders",
+    "als_score",
+    "als_relative",
 ];
 
 /// Index of the `bought_before` feature.
@@ -58,6 +61,10 @@ pub struct Generators {
     index: Index,
     stats: ItemStats,
     companions: ItemNeighbours,
+    als: Factors,
+    /// The items ALS proposes from (the most bought), and their factors.
+    als_head: Vec<u32>,
+    als_head_rows: Array2<f32>,
     /// Items by buyers, most first.
     popular: Vec<u32>,
     /// Buyers ÷ customers, per item.
@@ -92,20 +99,30 @@ impl Generators {
                 .total_cmp(&popularity[*a as usize])
                 .then(a.cmp(b))
         });
+        let als_head: Vec<u32> = popular.iter().take(ALS_HEAD).copied().collect();
         popular.truncate(per_generator);
         let started = Instant::now();
         let index = Index::build(&tifu, train);
         let index_ms = started.elapsed().as_millis() as u64;
         let started = Instant::now();
         let companions = CoPurchase::default().build(train);
+        let co_purchase_ms = started.elapsed().as_millis() as u64;
+        let started = Instant::now();
+        let als_model = Als::default();
+        let als = als_model.fit(&als_model.confidences(train));
+        let als_head_rows = als.item_rows(&als_head);
         debug!(
             customers = train.users.len(),
             items = train.items.len(),
             tifu_index_ms = index_ms,
-            co_purchase_ms = started.elapsed().as_millis() as u64,
+            co_purchase_ms,
+            als_ms = started.elapsed().as_millis() as u64,
             "generators built"
         );
         Self {
+            als,
+            als_head,
+            als_head_rows,
             index,
             companions,
             tifu,
@@ -169,6 +186,13 @@ impl Generators {
         let co_best = best_first(scratch.companions.iter().collect(), self.per_generator);
         let co_max = co_best.first().map_or(1.0, |s| s.1.max(1e-12));
         let repeat = self.repeat.candidates(&self.stats, baskets, now_ms);
+        let als_best = self.als.best_of(
+            user,
+            &self.als_head,
+            &self.als_head_rows,
+            self.per_generator,
+        );
+        let als_max = als_best.first().map_or(1.0, |s| s.1.max(1e-6));
 
         // The best of each ranked generator enter the pool, with every bought item; every
         // candidate's features are then filled in from all generators.
@@ -176,6 +200,7 @@ impl Generators {
             .iter()
             .take(self.per_generator)
             .chain(&co_best)
+            .chain(&als_best)
             .map(|(item, _)| *item)
             .chain(self.popular.iter().copied())
             .chain(repeat.iter().map(|r| r.item))
@@ -222,6 +247,9 @@ impl Generators {
                 if scratch.companions.contains(item) {
                     features[12] = scratch.companions.get(item) / co_max;
                 }
+                let als = f64::from(self.als.score(user, item));
+                features[14] = als;
+                features[15] = (als / als_max).clamp(-1.0, 1.0);
                 Candidate { item, features }
             })
             .collect();
@@ -235,6 +263,11 @@ impl Generators {
         }
     }
 }
+
+/// The most bought items, from which ALS proposes candidates (its score is a feature of
+/// every candidate, whoever proposed it): scoring the whole long tail of a 50k-item catalogue
+/// for each of a million customers would cost more than the rest of the run.
+const ALS_HEAD: usize = 4_096;
 
 /// TIFU-KNN's items ranked exactly per customer (its rank feature); the rest share rank
 /// `RANKED`, a difference of under 0.4% in that feature.

@@ -125,7 +125,9 @@ pub fn merchant_recs(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Mercha
                                 Reason::BoughtTogether,
                                 generators.companion_of(&profile, c.item),
                             )
-                        } else if f[0] > 0.0 {
+                        } else if f[0] > 0.0 || f[15] >= 0.5 {
+                            // TIFU-KNN's neighbours or ALS's taste factors: both say
+                            // customers who buy like this one buy it.
                             (Reason::SimilarCustomers, None)
                         } else {
                             (Reason::Popular, None)

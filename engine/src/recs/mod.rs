@@ -6,6 +6,7 @@
 //! order lines with Polars; the models are numeric code over its item indices.
 
 pub mod accumulate;
+pub mod als;
 pub mod baskets;
 pub mod blend;
 pub mod cooccur;

@@ -43,7 +43,12 @@ const PATH_SAFE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_');
 
 /// The directory name of a merchant's partition.
 pub(crate) fn merchant_dir(merchant_id: &str) -> String {
-    format!("merchant={}", utf8_percent_encode(merchant_id, PATH_SAFE))
+    format!("merchant={}", merchant_file_stem(merchant_id))
+}
+
+/// A merchant id as a file or directory name that stays where it is put.
+pub fn merchant_file_stem(merchant_id: &str) -> String {
+    utf8_percent_encode(merchant_id, PATH_SAFE).to_string()
 }
 
 /// What a compaction did.

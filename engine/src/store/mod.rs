@@ -22,7 +22,7 @@ use serde::Serialize;
 pub use columns::*;
 pub use compact::CompactionPolicy;
 pub(crate) use embedded::merchant_dir;
-pub use embedded::{CompactionSummary, EmbeddedStore};
+pub use embedded::{CompactionSummary, EmbeddedStore, merchant_file_stem};
 
 use crate::error::Result;
 use crate::event::Event;
