@@ -305,6 +305,20 @@ pub(crate) struct ExportRecommendationsArgs {
     /// Only items of this category.
     #[arg(long, value_name = "CATEGORY")]
     pub category: Option<String>,
+    /// Only items whose current unit price is at least this.
+    #[arg(long, value_name = "PRICE", value_parser = parse_price)]
+    pub min_price: Option<f64>,
+    /// Only items whose current unit price is at most this.
+    #[arg(long, value_name = "PRICE", value_parser = parse_price)]
+    pub max_price: Option<f64>,
+}
+
+/// A price bound: a finite number of 0 or more.
+fn parse_price(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|p| p.is_finite() && *p >= 0.0)
+        .ok_or_else(|| format!("a price is a number of 0 or more, got {text:?}"))
 }
 
 #[derive(Args)]
@@ -678,9 +692,12 @@ pub(crate) enum AudienceCommand {
 
 #[derive(Subcommand)]
 pub(crate) enum MerchantCommand {
-    /// Set the merchant's time zone (IANA name); reports count days, weeks and months in it.
+    /// Set the merchant's time zone (IANA name; reports count days, weeks and months in it)
+    /// and/or the business rules of its recommendation lists.
     #[command(
-        after_help = "Example:\n  recur merchant set --data-dir data --merchant m_bakery --time-zone Asia/Shanghai"
+        after_help = "Examples:\n  recur merchant set --data-dir data --merchant m_bakery --time-zone Asia/Shanghai\n  \
+                      recur merchant set --data-dir data --merchant m_bakery --list-rules \\\n    \
+                      '{\"out_of_stock\":[\"croissant\"],\"pinned\":[\"mooncake\"],\"max_per_category\":3}'"
     )]
     Set {
         #[command(flatten)]
@@ -688,7 +705,12 @@ pub(crate) enum MerchantCommand {
         #[arg(long, value_name = "ID")]
         merchant: String,
         #[arg(long, value_name = "TZ")]
-        time_zone: String,
+        time_zone: Option<String>,
+        /// The list rules as JSON, replacing the current ones: excluded_categories,
+        /// excluded_items, out_of_stock, pinned (lists of ids), max_per_category (a number).
+        /// `{}` clears them.
+        #[arg(long, value_name = "JSON")]
+        list_rules: Option<String>,
     },
     /// Show the merchant's settings as JSON.
     #[command(after_help = "Example:\n  recur merchant show --data-dir data --merchant m_bakery")]

@@ -44,6 +44,15 @@ fn prepared_data_dir() -> (tempfile::TempDir, std::path::PathBuf) {
             "2026-05-26T09:00:00+08:00",
             r#""item_id":"croissant","category":"pastry","price":9,"order_id":"o4""#,
         ),
+        // Baguette's price went up since bob bought it: filters use the latest price.
+        event(
+            "5",
+            "m1",
+            "bob",
+            "view",
+            "2026-05-25T12:00:00+08:00",
+            r#""item_id":"baguette","category":"bread","price":13.5"#,
+        ),
     ];
     let file = write_lines(dir.path(), "events.ndjson", &lines);
     run_ok(&["ingest", "--data-dir", path_str(&data), path_str(&file)]);
@@ -134,6 +143,37 @@ fn recommendations_health_and_errors_over_http() {
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], json!("bad_offset"));
 
+    // Price bands use each item's latest price (baguette 13.5 now, croissant 9).
+    let ids = |body: &serde_json::Value| -> Vec<String> {
+        body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| i["item_id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let (_, body) = server.get("/v1/merchants/m1/users/alice/recommendations?min_price=13");
+    assert_eq!(ids(&body), ["baguette"]);
+    let (_, body) = server.get("/v1/merchants/m1/users/alice/recommendations?max_price=13");
+    assert_eq!(ids(&body), ["croissant"]);
+    let (_, body) =
+        server.get("/v1/merchants/m1/users/alice/recommendations?min_price=9&max_price=13.5");
+    assert_eq!(ids(&body), ["croissant", "baguette"]);
+    for bad in ["min_price=-1", "min_price=5&max_price=2", "max_price=NaN"] {
+        let (status, body) = server.get(&format!(
+            "/v1/merchants/m1/users/alice/recommendations?{bad}"
+        ));
+        assert_eq!(status, 400, "{bad}");
+        assert_eq!(body["error"]["code"], json!("bad_price"), "{bad}");
+    }
+    // k: up to 100 (the list holds what `recur run --k` kept), never more.
+    let (status, body) = server.get("/v1/merchants/m1/users/alice/recommendations?k=100");
+    assert_eq!(status, 200);
+    assert_eq!(ids(&body), ["croissant", "baguette"]);
+    let (status, body) = server.get("/v1/merchants/m1/users/alice/recommendations?k=101");
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], json!("bad_k"));
+
     // Similar items: no order here holds two items, so none has companions.
     let (status, body) = server.get("/v1/merchants/m1/items/croissant/similar");
     assert_eq!(status, 404);
@@ -213,7 +253,7 @@ fn posted_events_are_validated_stored_once_and_served_after_the_next_run() {
         json!(false)
     );
     let stats = run_json(&["stats", "--data-dir", path_str(&data), "--json"]);
-    assert_eq!(stats["total"], json!(5));
+    assert_eq!(stats["total"], json!(6));
     run_ok(&["run", "--data-dir", path_str(&data), "--k", "5"]);
     let switched = server.wait_for(Duration::from_secs(20), |s| {
         s.get("/healthz").1["snapshot"] != first
@@ -238,4 +278,148 @@ fn a_server_without_a_snapshot_says_how_to_make_one() {
             .expect("text")
             .contains("recur run")
     );
+}
+
+#[test]
+fn the_merchants_list_rules_hold_from_the_next_request() {
+    let (_dir, data) = prepared_data_dir();
+    let server = Server::start(&data, &[]);
+    let rules_args = |rules: &'static str| {
+        [
+            "merchant",
+            "set",
+            "--data-dir",
+            path_str(&data),
+            "--merchant",
+            "m1",
+            "--list-rules",
+            rules,
+        ]
+    };
+    let set_rules = |rules: &'static str| {
+        run_ok(&rules_args(rules));
+    };
+    let alice = "/v1/merchants/m1/users/alice/recommendations";
+    assert_eq!(
+        item_reasons(&server.get(alice).1),
+        pairs(&[("croissant", "bought_before"), ("baguette", "popular")])
+    );
+
+    // Out of stock: gone at once, no new run.
+    set_rules(r#"{"out_of_stock":["croissant"]}"#);
+    assert_eq!(
+        item_reasons(&server.get(alice).1),
+        pairs(&[("baguette", "popular")])
+    );
+    // Excluded category; pinned items head every list, an unknown user's too.
+    set_rules(r#"{"excluded_categories":["pastry"],"pinned":["baguette"]}"#);
+    assert_eq!(
+        item_reasons(&server.get(alice).1),
+        pairs(&[("baguette", "pinned")])
+    );
+    let (_, nobody) = server.get("/v1/merchants/m1/users/nobody/recommendations");
+    assert_eq!(item_reasons(&nobody), pairs(&[("baguette", "pinned")]));
+    assert_eq!(nobody["items"][0]["detail"], json!("picked by the shop"));
+    // At most one item per category: croissant (pastry) and baguette (bread) both stay;
+    // pinned croissant comes first and the list's croissant is not repeated.
+    set_rules(r#"{"pinned":["croissant"],"max_per_category":1}"#);
+    assert_eq!(
+        item_reasons(&server.get(alice).1),
+        pairs(&[("croissant", "pinned"), ("baguette", "popular")])
+    );
+    // The export follows the same rules.
+    let export = run_ok(&[
+        "export",
+        "recommendations",
+        "--data-dir",
+        path_str(&data),
+        "--merchant",
+        "m1",
+    ]);
+    let alice_line: serde_json::Value = export
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .find(|l| l["user_id"] == "alice")
+        .expect("alice exported");
+    assert_eq!(alice_line["items"][0]["reason"], json!("pinned"));
+
+    // Bad rules are refused with where the mistake is, and change nothing.
+    let args = rules_args(r#"{"pinned":"croissant"}"#);
+    let output = output_within(recur().args(args), COMMAND_DEADLINE, &args);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad list rules at pinned"), "{stderr}");
+    assert_eq!(
+        item_reasons(&server.get(alice).1),
+        pairs(&[("croissant", "pinned"), ("baguette", "popular")])
+    );
+}
+
+#[test]
+fn unknown_users_get_the_popular_items_of_their_scene_or_channel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut lines = Vec::new();
+    let mut buy = |user: String, item: &str, extra: &str| {
+        let n = lines.len();
+        lines.push(event(
+            &format!("e{n}"),
+            "m1",
+            &user,
+            "purchase",
+            "2026-05-20T09:00:00+08:00",
+            &format!(r#""item_id":"{item}","price":5,"order_id":"o{n}"{extra}"#),
+        ));
+    };
+    // Scene 1047 (a QR code at the mooncake stand): 12 buyers of mooncakes. The micro-store:
+    // 12 buyers of tea. Everyone else, through the mini program: croissants.
+    for u in 0..12 {
+        buy(format!("s{u}"), "mooncake", r#","scene":1047"#);
+        buy(format!("c{u}"), "tea", r#","channel":"micro_store""#);
+    }
+    for u in 0..30 {
+        buy(format!("m{u}"), "croissant", "");
+    }
+    // Scene 1011 has too few buyers for a list of its own.
+    buy("x1".to_owned(), "tea", r#","scene":1011"#);
+    let file = write_lines(dir.path(), "events.ndjson", &lines);
+    run_ok(&["ingest", "--data-dir", path_str(&data), path_str(&file)]);
+    run_ok(&["run", "--data-dir", path_str(&data), "--k", "5"]);
+    let server = Server::start(&data, &[]);
+
+    let first = |query: &str| {
+        let (status, body) = server.get(&format!(
+            "/v1/merchants/m1/users/newcomer/recommendations?{query}"
+        ));
+        assert_eq!(status, 200, "{query}: {body}");
+        assert_eq!(body["personalized"], json!(false));
+        (
+            body["items"][0]["item_id"]
+                .as_str()
+                .expect("item")
+                .to_owned(),
+            body["cold_start"].as_str().expect("cold_start").to_owned(),
+        )
+    };
+    assert_eq!(first("scene=1047"), ("mooncake".into(), "scene".into()));
+    assert_eq!(
+        first("scene=1011&channel=micro_store"),
+        ("tea".into(), "channel".into())
+    );
+    assert_eq!(
+        first("channel=micro_store"),
+        ("tea".into(), "channel".into())
+    );
+    assert_eq!(first(""), ("croissant".into(), "merchant".into()));
+    assert_eq!(first("scene=1011"), ("croissant".into(), "merchant".into()));
+
+    // Known customers keep their own list, whatever the scene.
+    let (_, body) = server.get("/v1/merchants/m1/users/s1/recommendations?scene=1047");
+    assert_eq!(body["personalized"], json!(true));
+    assert!(body.get("cold_start").is_none(), "{body}");
+
+    let (status, body) =
+        server.get("/v1/merchants/m1/users/newcomer/recommendations?channel=wechat_pay");
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], json!("bad_channel"));
 }

@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use recur_engine::event::EventValidator;
+use recur_engine::event::{Channel, EventValidator};
 use recur_engine::snapshot::{ListFilter, ServingSnapshot};
 use recur_engine::store::EventStore;
 use recur_ingest::kafka::EventPublisher;
@@ -45,14 +45,48 @@ pub(crate) struct RecommendationQuery {
     /// Items skipped from the top (paging), at most [`MAX_OFFSET`].
     #[serde(default)]
     offset: usize,
+    /// Only items whose current unit price is at least this.
+    min_price: Option<f64>,
+    /// Only items whose current unit price is at most this.
+    max_price: Option<f64>,
+    /// An unknown user's WeChat scene: popular items of that scene first.
+    scene: Option<String>,
+    /// An unknown user's channel (`mini_program`, …): its popular items next.
+    channel: Option<String>,
+}
+
+/// Checks a price band: finite, not negative, min not above max.
+fn price_band(min: Option<f64>, max: Option<f64>) -> Result<(), ApiError> {
+    for (name, value) in [("min_price", min), ("max_price", max)] {
+        if let Some(v) = value
+            && !(v.is_finite() && v >= 0.0)
+        {
+            return Err(ApiError::bad_request(
+                "bad_price",
+                format!("{name} must be a price of 0 or more, got {v}"),
+            ));
+        }
+    }
+    if let (Some(min), Some(max)) = (min, max)
+        && min > max
+    {
+        return Err(ApiError::bad_request(
+            "bad_price",
+            format!("min_price {min} is above max_price {max}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The deepest page: lists are at most `recur run --k` long, and a larger offset is a bug in
 /// the caller, not a request to honour.
 const MAX_OFFSET: usize = 1_000;
 
-/// The snapshot to answer from, and the list length asked for (`k`, default 10, at most what
-/// `recur run --k` kept).
+/// The longest list a request may ask for.
+const MAX_K: usize = 100;
+
+/// The snapshot to answer from, and the list length asked for (`k`, default 10, at most
+/// [`MAX_K`]; a list holds at most what `recur run --k` kept, 20 by default).
 fn snapshot_and_k(
     state: &AppState,
     k: Option<usize>,
@@ -64,14 +98,11 @@ fn snapshot_and_k(
             "no recommendations yet: run `recur run --data-dir DIR` and the server picks them up",
         )
     })?;
-    let max_k = snapshot.manifest.k;
-    let k = k.unwrap_or(DEFAULT_K.min(max_k));
-    if k == 0 || k > max_k {
+    let k = k.unwrap_or(DEFAULT_K);
+    if k == 0 || k > MAX_K {
         return Err(ApiError::bad_request(
             "bad_k",
-            format!(
-                "k must be between 1 and {max_k}, got {k} (`recur run --k N` keeps more per list)"
-            ),
+            format!("k must be between 1 and {MAX_K}, got {k}"),
         ));
     }
     Ok((snapshot, k))
@@ -90,13 +121,38 @@ pub(crate) async fn recommendations(
             format!("offset must be at most {MAX_OFFSET}, got {}", query.offset),
         ));
     }
+    price_band(query.min_price, query.max_price)?;
+    if let Some(channel) = query.channel.as_deref()
+        && Channel::parse(channel).is_none()
+    {
+        return Err(ApiError::bad_request(
+            "bad_channel",
+            format!(
+                "channel must be one of {}, got {channel:?}",
+                Channel::names()
+            ),
+        ));
+    }
     let filter = ListFilter {
         exclude_purchased: query.exclude_purchased,
         category: query.category,
         offset: query.offset,
+        min_price: query.min_price,
+        max_price: query.max_price,
+        scene: query.scene,
+        channel: query.channel,
     };
+    if !snapshot.has_merchant(&merchant_id) {
+        return Err(ApiError::not_found(
+            "unknown_merchant",
+            format!("no data for merchant {merchant_id:?}"),
+        ));
+    }
+    let rules = state
+        .list_rules(&merchant_id)
+        .map_err(|e| ApiError::internal(&e))?;
     let list = snapshot
-        .recommend_filtered(&merchant_id, &user_id, k, &filter)
+        .recommend_filtered(&merchant_id, &user_id, k, &filter, &rules)
         .ok_or_else(|| {
             ApiError::not_found(
                 "unknown_merchant",

@@ -5,12 +5,14 @@
 //! A load that fails (or panics) is logged, shown by /healthz as `degraded`, and retried on
 //! the next tick; the previous snapshot keeps being served meanwhile.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use recur_engine::event::EventValidator;
+use recur_engine::settings::{ListRules, MerchantSettings, settings_path};
 use recur_engine::snapshot::{self, ServingSnapshot};
 use recur_engine::store::EmbeddedStore;
 use recur_ingest::kafka::EventPublisher;
@@ -50,7 +52,13 @@ pub struct AppState {
     pub limits: ApiLimits,
     /// Validates posted events; reads the wall clock for every request.
     pub validator: EventValidator,
+    /// Each merchant's list rules, with the modification time of the settings file they
+    /// were read from.
+    rules: Arc<Mutex<HashMap<String, CachedRules>>>,
 }
+
+/// A merchant's list rules and the modification time of the settings file they came from.
+type CachedRules = (Option<SystemTime>, Arc<ListRules>);
 
 impl AppState {
     /// Opens the store and loads the current snapshot, if there is one.
@@ -72,7 +80,26 @@ impl AppState {
             publisher: None,
             limits,
             validator,
+            rules: Arc::default(),
         })
+    }
+
+    /// The merchant's list rules as its settings file says now: a `stat` per request and a
+    /// re-read only when the file changed, so `recur merchant set --list-rules` (an item out of
+    /// stock) holds from the next request, without a new run. Call it for merchants of the
+    /// snapshot only: the cache holds one entry per merchant asked for.
+    pub fn list_rules(&self, merchant_id: &str) -> recur_engine::Result<Arc<ListRules>> {
+        let path = settings_path(&self.data_dir, merchant_id);
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let mut cache = self.rules.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((seen, rules)) = cache.get(merchant_id)
+            && *seen == modified
+        {
+            return Ok(Arc::clone(rules));
+        }
+        let rules = Arc::new(MerchantSettings::load(&self.data_dir, merchant_id)?.list_rules);
+        cache.insert(merchant_id.to_owned(), (modified, Arc::clone(&rules)));
+        Ok(rules)
     }
 
     /// Sends POST /v1/events to Kafka through `publisher`.

@@ -40,10 +40,13 @@ pub enum EventType {
     Share,
     PushOpen,
     Subscribe,
+    /// The customer dismissed an item ("not interested"): it is not recommended to them again
+    /// until they buy it.
+    NotInterested,
 }
 
 impl EventType {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::View,
         Self::Search,
         Self::AddToCart,
@@ -53,6 +56,7 @@ impl EventType {
         Self::Share,
         Self::PushOpen,
         Self::Subscribe,
+        Self::NotInterested,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,7 +70,13 @@ impl EventType {
             Self::Share => "share",
             Self::PushOpen => "push_open",
             Self::Subscribe => "subscribe",
+            Self::NotInterested => "not_interested",
         }
+    }
+
+    /// Every type's name, comma-separated, for error messages.
+    pub fn names() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
     }
 
     pub fn parse(text: &str) -> Option<Self> {
@@ -76,7 +86,12 @@ impl EventType {
     fn needs_item(self) -> bool {
         matches!(
             self,
-            Self::View | Self::AddToCart | Self::Favorite | Self::Purchase | Self::Refund
+            Self::View
+                | Self::AddToCart
+                | Self::Favorite
+                | Self::Purchase
+                | Self::Refund
+                | Self::NotInterested
         )
     }
 
@@ -119,6 +134,11 @@ impl Channel {
             Self::H5 => "h5",
             Self::Offline => "offline",
         }
+    }
+
+    /// Every type's name, comma-separated, for error messages.
+    pub fn names() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
     }
 
     pub fn parse(text: &str) -> Option<Self> {
@@ -344,7 +364,8 @@ impl EventValidator {
             }
             Some(t) => EventType::parse(t).or_else(|| {
                 problems.push(format!(
-                    "type must be one of view, search, add_to_cart, favorite, purchase, refund, share, push_open, subscribe; got {t:?}"
+                    "type must be one of {}; got {t:?}",
+                    EventType::names()
                 ));
                 None
             }),
@@ -708,7 +729,7 @@ mod tests {
         );
         assert_eq!(
             check(&format!("{base}\"buy\"}}")).expect_err("must fail"),
-            "type must be one of view, search, add_to_cart, favorite, purchase, refund, share, push_open, subscribe; got \"buy\""
+            "type must be one of view, search, add_to_cart, favorite, purchase, refund, share, push_open, subscribe, not_interested; got \"buy\""
         );
     }
 

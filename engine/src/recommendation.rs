@@ -43,15 +43,18 @@ pub enum Reason {
     SimilarCustomers,
     PopularInCategory,
     Popular,
+    /// Put at the head of every list by the merchant's rules.
+    Pinned,
 }
 
-const REASONS: [Reason; 6] = [
+const REASONS: [Reason; 7] = [
     Reason::Due,
     Reason::BoughtBefore,
     Reason::BoughtTogether,
     Reason::SimilarCustomers,
     Reason::PopularInCategory,
     Reason::Popular,
+    Reason::Pinned,
 ];
 
 impl Reason {
@@ -63,6 +66,7 @@ impl Reason {
             Self::SimilarCustomers => "similar_customers",
             Self::PopularInCategory => "popular_in_category",
             Self::Popular => "popular",
+            Self::Pinned => "pinned",
         }
     }
 
@@ -111,6 +115,7 @@ impl Reason {
                 None => "popular in a category you like".to_owned(),
             },
             Self::Popular => "popular at this shop".to_owned(),
+            Self::Pinned => "picked by the shop".to_owned(),
         }
     }
 }

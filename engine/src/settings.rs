@@ -1,4 +1,5 @@
-//! Per-merchant settings kept beside the store: today, the merchant's time zone.
+//! Per-merchant settings kept beside the store: the merchant's time zone and the business
+//! rules its recommendation lists follow.
 //!
 //! Stored as `merchants/merchant=<id>/settings.json` under the data directory (the id
 //! percent-encoded as in the event partitions), written atomically. A merchant without the
@@ -25,6 +26,67 @@ pub struct MerchantSettings {
     /// IANA time zone that days, weeks and months are counted in.
     #[serde(default)]
     pub time_zone: TimeZoneName,
+    /// Rules every served and exported list follows.
+    #[serde(default)]
+    pub list_rules: ListRules,
+}
+
+/// A merchant's business rules for recommendation lists, applied when a list is served or
+/// exported (not when it is computed), so a change (an item out of stock) holds at once.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListRules {
+    /// Items of these categories are never listed.
+    #[serde(default)]
+    pub excluded_categories: Vec<String>,
+    /// These items are never listed.
+    #[serde(default)]
+    pub excluded_items: Vec<String>,
+    /// These items are not listed while out of stock.
+    #[serde(default)]
+    pub out_of_stock: Vec<String>,
+    /// These items head every list, in this order (reason `pinned`), unless excluded, out of
+    /// stock or outside the request's filters.
+    #[serde(default)]
+    pub pinned: Vec<String>,
+    /// At most this many items of one category in a list (pinned items count).
+    #[serde(default)]
+    pub max_per_category: Option<u32>,
+}
+
+impl ListRules {
+    /// Parses rules from JSON, saying where a mistake is.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let deserializer = &mut serde_json::Deserializer::from_str(text);
+        let rules: Self = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "bad list rules at {}: {}; the keys are excluded_categories, excluded_items, \
+                 out_of_stock, pinned (lists of ids) and max_per_category (a number)",
+                e.path(),
+                e.inner()
+            ))
+        })?;
+        if rules.max_per_category == Some(0) {
+            return Err(Error::InvalidArgument(
+                "bad list rules: max_per_category must be at least 1 (leave it out for no cap)"
+                    .to_owned(),
+            ));
+        }
+        Ok(rules)
+    }
+
+    /// Whether no rule is set.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// Whether an item may be listed at all (not excluded by id or category, in stock).
+    pub fn allows(&self, item_id: &str, category: Option<&str>) -> bool {
+        let named = |list: &[String]| list.iter().any(|i| i == item_id);
+        !named(&self.excluded_items)
+            && !named(&self.out_of_stock)
+            && category.is_none_or(|c| !self.excluded_categories.iter().any(|e| e == c))
+    }
 }
 
 /// The directory holding one merchant's settings and audience definitions.
@@ -38,9 +100,14 @@ pub fn lock_merchant_config(data_dir: &Path, merchant_id: &str) -> Result<std::f
     fsutil::lock_exclusive(&merchant_config_dir(data_dir, merchant_id).join(LOCK_FILE))
 }
 
+/// The file holding one merchant's settings.
+pub fn settings_path(data_dir: &Path, merchant_id: &str) -> PathBuf {
+    merchant_config_dir(data_dir, merchant_id).join(SETTINGS_FILE)
+}
+
 impl MerchantSettings {
     pub fn load(data_dir: &Path, merchant_id: &str) -> Result<Self> {
-        let path = merchant_config_dir(data_dir, merchant_id).join(SETTINGS_FILE);
+        let path = settings_path(data_dir, merchant_id);
         match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::CorruptStore {
                 path,

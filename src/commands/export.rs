@@ -10,6 +10,11 @@ pub(crate) fn recommendations(args: &ExportRecommendationsArgs) -> anyhow::Resul
     if args.k == 0 {
         anyhow::bail!("--k must be at least 1");
     }
+    if let (Some(min), Some(max)) = (args.min_price, args.max_price)
+        && min > max
+    {
+        anyhow::bail!("--min-price {min} is above --max-price {max}");
+    }
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let lines = recur_engine::snapshot::export_recommendations(
@@ -20,6 +25,9 @@ pub(crate) fn recommendations(args: &ExportRecommendationsArgs) -> anyhow::Resul
             exclude_purchased: args.exclude_purchased,
             category: args.category.clone(),
             offset: 0,
+            min_price: args.min_price,
+            max_price: args.max_price,
+            ..ListFilter::default()
         },
         &mut out,
     )?;

@@ -38,7 +38,7 @@ use crate::jobs::purchases::{self, ORDERED_AT};
 use crate::settings::MerchantSettings;
 use crate::store::{
     CATEGORY, CHANNEL, EVENT_TYPE, EventStore, ITEM_ID, OPENID, ORDER_ID, PRICE, PROPERTIES,
-    QUANTITY, TS, TimeRange, UNIONID, USER_ID,
+    QUANTITY, SCENE, TS, TimeRange, UNIONID, USER_ID,
 };
 use activity::{Activity, ActivitySources, LOCAL_DAY};
 use period::{AsOf, Period, TimeZoneName, local_day};
@@ -165,6 +165,23 @@ impl MerchantAnalytics {
             .agg([col(OPENID)
                 .sort_by([col(TS)], SortMultipleOptions::default())
                 .last()])
+    }
+
+    /// Purchase events with where they happened (stitched `user_id`, `item_id`, `scene`,
+    /// `channel`, `ts`): the cold-start lists per scene and channel.
+    pub fn purchases_in_context(&self) -> LazyFrame {
+        let events = self
+            .scan
+            .clone()
+            .filter(col(EVENT_TYPE).eq(lit(EventType::Purchase.as_str())))
+            .select([
+                col(USER_ID),
+                col(ITEM_ID),
+                col(SCENE),
+                col(CHANNEL),
+                col(TS),
+            ]);
+        identity::stitch(events, &self.stitched)
     }
 
     /// Subscribe events (stitched `user_id`, `ts`, `properties`): the consents audiences test.

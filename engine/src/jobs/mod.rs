@@ -112,9 +112,20 @@ pub fn run_merchant(
     let recent_orders = profiles::recent_orders(merchant_id, lines.clone())
         .and_then(LazyFrame::collect)
         .map_err(Error::polars(context("listing recent orders")))?;
+    let items = recommend::item_catalogue(events.clone(), lines.clone())
+        .collect()
+        .and_then(|items| with_merchant(merchant_id, items))
+        .map_err(Error::polars(context("describing items")))?;
     let popular = recommend::popular_items(lines.clone(), categories, as_of_ms)
         .collect()
         .map_err(Error::polars(context("ranking popular items")))?;
+    let popular_in_context =
+        recommend::popular_in_context(analytics.purchases_in_context(), as_of_ms, options.k)
+            .and_then(LazyFrame::collect)
+            .and_then(|frame| with_merchant(merchant_id, frame))
+            .map_err(Error::polars(context(
+                "ranking popular items per scene and channel",
+            )))?;
     let params = recommend::RecommendParams {
         k: options.k,
         as_of_ms,
@@ -123,7 +134,7 @@ pub fn run_merchant(
     let crate::recs::lists::MerchantRecs {
         lists: blended,
         similar,
-    } = crate::recs::lists::merchant_recs(lines.clone(), as_of_ms, options.k)?;
+    } = crate::recs::lists::merchant_recs(events.clone(), lines.clone(), as_of_ms, options.k)?;
     let similar = with_merchant(merchant_id, similar)
         .map_err(Error::polars(context("labelling similar items")))?;
     steps.done("blended lists");
@@ -169,6 +180,8 @@ pub fn run_merchant(
         (SnapshotTable::Identities, identities),
         (SnapshotTable::Audiences, audiences.members),
         (SnapshotTable::SimilarItems, similar),
+        (SnapshotTable::Items, items),
+        (SnapshotTable::PopularInContext, popular_in_context),
     ]);
     Ok(Some(MerchantOutput { tables, summary }))
 }
@@ -318,6 +331,76 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn refunded_and_dismissed_items_are_suppressed_until_bought_again() {
+        let mut events = known_events();
+        let dismissals = [
+            ev("n1", "u4", "not_interested", 29, "A", "bread", None),
+            // Dismissed, then bought: the purchase lifts it.
+            ev("n2", "u2", "not_interested", 5, "C", "cake", None),
+            // Bought, then dismissed: suppressed.
+            ev("n3", "u3", "not_interested", 30, "D", "bread", None),
+        ];
+        let refs: Vec<&Event> = dismissals.iter().collect();
+        events = concat(
+            [events, events_to_frame(&refs).expect("frame").lazy()],
+            UnionArgs::default(),
+        )
+        .expect("concat");
+        let (lines, categories) = base_tables(&events);
+        let mut pairs: Vec<(String, String)> = {
+            let frame = recommend::suppressed_pairs(events.clone(), lines.clone())
+                .and_then(LazyFrame::collect)
+                .expect("pairs");
+            let users = frame
+                .column("user_id")
+                .expect("u")
+                .str()
+                .expect("s")
+                .clone();
+            let items = frame
+                .column("item_id")
+                .expect("i")
+                .str()
+                .expect("s")
+                .clone();
+            users
+                .iter()
+                .zip(items.iter())
+                .map(|(u, i)| (u.expect("u").to_owned(), i.expect("i").to_owned()))
+                .collect()
+        };
+        pairs.sort();
+        let pair = |u: &str, i: &str| (u.to_owned(), i.to_owned());
+        assert_eq!(
+            pairs,
+            vec![pair("u1", "B"), pair("u3", "D"), pair("u4", "A")]
+        );
+
+        let as_of_ms = T0 + 30 * DAY;
+        let popular = popular_items(lines.clone(), categories, as_of_ms)
+            .collect()
+            .expect("popular");
+        let recs = recommendations(
+            "m1",
+            events,
+            lines,
+            popular.lazy(),
+            None,
+            RecommendParams { k: 3, as_of_ms },
+        )
+        .and_then(LazyFrame::collect)
+        .expect("recommendations");
+        let listed: Vec<(String, String)> = lists(&recs)
+            .into_iter()
+            .map(|(u, i, _, _)| (u, i))
+            .collect();
+        for gone in [pair("u1", "B"), pair("u3", "D"), pair("u4", "A")] {
+            assert!(!listed.contains(&gone), "{gone:?} listed: {listed:?}");
+        }
+        assert!(listed.contains(&pair("u2", "C")), "bought after dismissing");
     }
 
     #[test]

@@ -21,7 +21,14 @@ pub use crate::recommendation::{
     CYCLE_DAYS, DAYS_SINCE, EXPLORE, RANK, REASON, Reason, SCORE, TIMES_BOUGHT, WITH_ITEM,
     WITH_SHARE,
 };
-use crate::store::{CATEGORY, EVENT_TYPE, ITEM_ID, MERCHANT_ID, ORDER_ID, USER_ID};
+use crate::store::{
+    CATEGORY, CHANNEL, EVENT_TYPE, ITEM_ID, MERCHANT_ID, ORDER_ID, PRICE, SCENE, TS, USER_ID,
+};
+
+/// Column of the items table: distinct customers who bought and kept the item.
+pub const BUYERS: &str = "buyers";
+/// Column of the items table: the first event naming the item, epoch milliseconds.
+pub const FIRST_SEEN_MS: &str = "first_seen_ms";
 
 const DAY_MS: f64 = 86_400_000.0;
 const REPEAT_HALF_LIFE_DAYS: f64 = 30.0;
@@ -69,6 +76,177 @@ pub fn popular_items(lines: LazyFrame, categories: LazyFrame, as_of_ms: i64) -> 
         .select([col(RANK), col(ITEM_ID), col(CATEGORY), col(SCORE)])
 }
 
+/// Column of the popular-in-context table: `scene` or `channel`.
+pub const CONTEXT: &str = "context";
+/// Column of the popular-in-context table: the scene or channel.
+pub const CONTEXT_VALUE: &str = "value";
+/// A scene or channel gets its own cold-start list from this many distinct buyers on; below,
+/// its list would be noise and the merchant's popular items serve instead.
+const MIN_CONTEXT_BUYERS: u32 = 10;
+
+/// The items most bought in each WeChat scene and each channel, top `k` of each: `context,
+/// value, rank, item_id, score` — the cold-start lists of users Recur does not know yet.
+/// Popularity as for [`popular_items`] (distinct buyers in the 90 days before the as-of plus
+/// 1% of all-time buyers, over the best of that context); `purchases` are purchase events
+/// with `user_id`, `item_id`, `scene`, `channel`, `ts` (refunds not netted: a refunded first
+/// order still says what people arriving that way reach for).
+pub fn popular_in_context(
+    purchases: LazyFrame,
+    as_of_ms: i64,
+    k: usize,
+) -> PolarsResult<LazyFrame> {
+    let window_start = as_of_ms - POPULARITY_WINDOW_DAYS * 86_400_000;
+    let per_context = |column: &str| {
+        let purchases = purchases
+            .clone()
+            .filter(col(column).is_not_null())
+            .with_column(col(column).alias(CONTEXT_VALUE));
+        let big_enough = purchases
+            .clone()
+            .group_by([col(CONTEXT_VALUE)])
+            .agg([col(USER_ID).n_unique().alias("context_buyers")])
+            .filter(col("context_buyers").gt_eq(lit(MIN_CONTEXT_BUYERS)))
+            .select([col(CONTEXT_VALUE)]);
+        purchases
+            .join(
+                big_enough,
+                [col(CONTEXT_VALUE)],
+                [col(CONTEXT_VALUE)],
+                JoinArgs::new(JoinType::Semi),
+            )
+            .group_by([col(CONTEXT_VALUE), col(ITEM_ID)])
+            .agg([
+                col(USER_ID)
+                    .filter(col(TS).cast(DataType::Int64).gt_eq(lit(window_start)))
+                    .n_unique()
+                    .cast(DataType::Float64)
+                    .alias("recent_buyers"),
+                col(USER_ID)
+                    .n_unique()
+                    .cast(DataType::Float64)
+                    .alias("buyers"),
+            ])
+            .with_column(lit(column).alias(CONTEXT))
+    };
+    let popularity = col("recent_buyers") + col("buyers") * lit(0.01);
+    let ranked = concat(
+        [per_context(SCENE), per_context(CHANNEL)],
+        UnionArgs::default(),
+    )?
+    .with_column(popularity.alias("popularity"))
+    .with_column(
+        (col("popularity")
+            / col("popularity")
+                .max()
+                .over([col(CONTEXT), col(CONTEXT_VALUE)])?)
+        .alias(SCORE),
+    )
+    .sort(
+        [CONTEXT, CONTEXT_VALUE, SCORE, ITEM_ID],
+        best_first_within(),
+    );
+    Ok(head_ranked(ranked, [CONTEXT, CONTEXT_VALUE], k)?.select([
+        col(CONTEXT),
+        col(CONTEXT_VALUE),
+        col(RANK),
+        col(ITEM_ID),
+        col(SCORE),
+    ]))
+}
+
+/// Sort order of `[group, group, SCORE, ITEM_ID]`: groups ascending, best score first, ties
+/// by item id (so a run is deterministic).
+fn best_first_within() -> SortMultipleOptions {
+    SortMultipleOptions::default().with_order_descending_multi([false, false, true, false])
+}
+
+/// The first `k` rows of each group of a frame sorted by [`best_first_within`], numbered from
+/// 1 in `rank`.
+fn head_ranked(frame: LazyFrame, groups: [&str; 2], k: usize) -> PolarsResult<LazyFrame> {
+    Ok(frame
+        .group_by_stable(groups.map(col))
+        .head(Some(k))
+        .with_column(
+            (col(ITEM_ID).cum_count(false).over(groups.map(col))?)
+                .cast(DataType::UInt32)
+                .alias(RANK),
+        ))
+}
+
+/// The merchant's items as its events describe them, one row each: `item_id, category,
+/// price, buyers, first_seen_ms`. Category and unit price are the most recent non-null values
+/// of any event naming the item (a view carries today's price as well as an order does);
+/// `buyers` counts customers who bought and kept it (0 for an item only browsed so far).
+pub fn item_catalogue(events: LazyFrame, lines: LazyFrame) -> LazyFrame {
+    let latest = |column: &str| {
+        col(column)
+            .sort_by([col(TS)], SortMultipleOptions::default())
+            .drop_nulls()
+            .last()
+    };
+    let buyers = lines
+        .filter(col(NET_QUANTITY).gt(lit(0i64)))
+        .group_by([col(ITEM_ID)])
+        .agg([col(USER_ID).n_unique().cast(DataType::UInt32).alias(BUYERS)]);
+    events
+        .filter(col(ITEM_ID).is_not_null())
+        .group_by([col(ITEM_ID)])
+        .agg([
+            latest(CATEGORY).alias(CATEGORY),
+            latest(PRICE).alias(PRICE),
+            col(TS).min().cast(DataType::Int64).alias(FIRST_SEEN_MS),
+        ])
+        .join(
+            buyers,
+            [col(ITEM_ID)],
+            [col(ITEM_ID)],
+            JoinArgs::new(JoinType::Left),
+        )
+        .select([
+            col(ITEM_ID),
+            col(CATEGORY),
+            col(PRICE),
+            col(BUYERS).fill_null(lit(0u32)),
+            col(FIRST_SEEN_MS),
+        ])
+        .sort([ITEM_ID], SortMultipleOptions::default())
+}
+
+/// `(user_id, item_id)` pairs never to be recommended: items the customer bought and fully
+/// refunded, and items they marked `not_interested` after their last kept purchase of it (a
+/// purchase after the dismissal lifts it).
+pub fn suppressed_pairs(events: LazyFrame, lines: LazyFrame) -> PolarsResult<LazyFrame> {
+    let per_item = lines.group_by([col(USER_ID), col(ITEM_ID)]).agg([
+        col(NET_QUANTITY).max().alias("kept"),
+        col(ORDERED_AT)
+            .filter(col(NET_QUANTITY).gt(lit(0i64)))
+            .max()
+            .alias("last_kept_ms"),
+    ]);
+    let refunded_only = per_item
+        .clone()
+        .filter(col("kept").lt_eq(lit(0i64)))
+        .select([col(USER_ID), col(ITEM_ID)]);
+    let dismissed = events
+        .filter(col(EVENT_TYPE).eq(lit(EventType::NotInterested.as_str())))
+        .group_by([col(USER_ID), col(ITEM_ID)])
+        .agg([col(TS).max().cast(DataType::Int64).alias("dismissed_ms")])
+        .join(
+            per_item,
+            [col(USER_ID), col(ITEM_ID)],
+            [col(USER_ID), col(ITEM_ID)],
+            JoinArgs::new(JoinType::Left),
+        )
+        .filter(
+            col("last_kept_ms")
+                .is_null()
+                .or(col("dismissed_ms").gt(col("last_kept_ms"))),
+        )
+        .select([col(USER_ID), col(ITEM_ID)]);
+    Ok(concat([refunded_only, dismissed], UnionArgs::default())?
+        .unique(None, UniqueKeepStrategy::Any))
+}
+
 /// Top-`k` recommendations for every user with an event of this merchant, twice: the main list
 /// and the explore list (`explore` true: only items the customer never bought and kept):
 /// `merchant_id, user_id, rank, item_id, score, reason, times_bought, days_since_last,
@@ -106,6 +284,8 @@ pub fn recommendations(
         }
         None => (events, lines),
     };
+    // Refunded and dismissed items: never shown back to this user.
+    let suppressed = suppressed_pairs(events.clone(), lines.clone())?;
     let per_item = lines.group_by([col(USER_ID), col(ITEM_ID)]).agg([
         col(ORDER_ID)
             .filter(col(NET_QUANTITY).gt(lit(0i64)))
@@ -116,12 +296,6 @@ pub fn recommendations(
             .max()
             .alias("last_kept_ms"),
     ]);
-    // Items bought and all refunded: never shown back to this user.
-    let refunded_only = per_item
-        .clone()
-        .filter(col("kept_orders").eq(lit(0)))
-        .select([col(USER_ID), col(ITEM_ID)]);
-
     let raw_days =
         (lit(params.as_of_ms) - col("last_kept_ms")).cast(DataType::Float64) / lit(DAY_MS);
     // Events after an explicit --as-of count as today.
@@ -275,46 +449,34 @@ pub fn recommendations(
         }
         None => tiers.select(list_columns()),
     };
-    Ok(lists
+    let lists = lists
         .join(
-            refunded_only,
+            suppressed,
             [col(USER_ID), col(ITEM_ID)],
             [col(USER_ID), col(ITEM_ID)],
             JoinArgs::new(JoinType::Anti),
         )
-        .sort(
-            [USER_ID, EXPLORE, SCORE, ITEM_ID],
-            SortMultipleOptions::default().with_order_descending_multi([false, false, true, false]),
-        )
+        .sort([USER_ID, EXPLORE, SCORE, ITEM_ID], best_first_within())
         // An item found by several tiers keeps its best (first) entry.
         .unique_stable(
             Some(cols([USER_ID, EXPLORE, ITEM_ID])),
             UniqueKeepStrategy::First,
-        )
-        .group_by_stable([col(USER_ID), col(EXPLORE)])
-        .head(Some(k))
-        .with_column(
-            (col(ITEM_ID)
-                .cum_count(false)
-                .over([col(USER_ID), col(EXPLORE)])?)
-            .cast(DataType::UInt32)
-            .alias(RANK),
-        )
-        .select([
-            lit(merchant_id).alias(MERCHANT_ID),
-            col(USER_ID),
-            col(RANK),
-            col(ITEM_ID),
-            col(SCORE),
-            col(REASON),
-            col(TIMES_BOUGHT),
-            col(DAYS_SINCE),
-            col(CATEGORY),
-            col(CYCLE_DAYS),
-            col(WITH_ITEM),
-            col(WITH_SHARE),
-            col(EXPLORE),
-        ]))
+        );
+    Ok(head_ranked(lists, [USER_ID, EXPLORE], k)?.select([
+        lit(merchant_id).alias(MERCHANT_ID),
+        col(USER_ID),
+        col(RANK),
+        col(ITEM_ID),
+        col(SCORE),
+        col(REASON),
+        col(TIMES_BOUGHT),
+        col(DAYS_SINCE),
+        col(CATEGORY),
+        col(CYCLE_DAYS),
+        col(WITH_ITEM),
+        col(WITH_SHARE),
+        col(EXPLORE),
+    ]))
 }
 
 /// The columns of one list entry, in order, before ranking.

@@ -171,20 +171,26 @@ impl Als {
         let f = self.factors;
         let gram = gram(y, self.regularization);
         let ys = y.as_slice().expect("factors are contiguous");
-        x.as_slice_mut()
-            .expect("factors are contiguous")
-            .par_chunks_mut(BLOCK_ROWS * f)
-            .enumerate()
-            .for_each(|(block, rows)| {
-                let first = block * BLOCK_ROWS;
-                let n = rows.len() / f;
-                let mut xb = ArrayViewMut2::from_shape((n, f), rows).expect("block shape");
-                self.solve_block(confidences, first, &mut xb, ys, &gram.view());
-            });
+        // Disjoint row ranges of `x`, one per block, solved in parallel.
+        let mut rest = x.as_slice_mut().expect("factors are contiguous");
+        let mut blocks = Vec::new();
+        for (first, end) in blocks_of(confidences) {
+            let (block, tail) = rest.split_at_mut((end - first) * f);
+            blocks.push((first, block));
+            rest = tail;
+        }
+        blocks.into_par_iter().for_each(|(first, rows)| {
+            let n = rows.len() / f;
+            let mut xb = ArrayViewMut2::from_shape((n, f), rows).expect("block shape");
+            self.solve_block(confidences, first, &mut xb, ys, &gram.view());
+        });
     }
 
     /// Conjugate gradient for the rows `first..first + xb.nrows()`, all steps in lockstep so
-    /// that each step's dense products are one matrix product.
+    /// that each step's dense products are one matrix product. The factors of the block's
+    /// non-zeros are gathered once into a contiguous buffer: read four times (residual and
+    /// three steps) straight from `ys`, scattered rows of a large matrix, they missed the
+    /// cache on every read and were most of a fit's time.
     fn solve_block(
         &self,
         confidences: &SparseRows,
@@ -194,14 +200,27 @@ impl Als {
         gram: &ArrayView2<'_, f32>,
     ) {
         let f = self.factors;
-        let item = |i: usize| &ys[i * f..(i + 1) * f];
+        let base = confidences.starts[first];
+        let end = confidences.starts[first + xb.nrows()];
+        let mut gathered = Vec::with_capacity((end - base) * f);
+        for column in &confidences.indices[base..end] {
+            let i = *column as usize;
+            gathered.extend_from_slice(&ys[i * f..(i + 1) * f]);
+        }
+        // Row `row`'s non-zeros: (factors of the column, confidence).
+        let entries = |row: usize| {
+            let range = confidences.starts[first + row]..confidences.starts[first + row + 1];
+            range.map(|at| {
+                let local = (at - base) * f;
+                (&gathered[local..local + f], confidences.values[at])
+            })
+        };
         // r = b − A·x = −(YᵀY + λI)x + Σ_i (c_i − (c_i − 1) y_i·x) y_i
         let mut r = -xb.dot(gram);
         for (row, (x, mut r)) in xb.rows().into_iter().zip(r.rows_mut()).enumerate() {
             let x = x.as_slice().expect("contiguous row");
             let r = r.as_slice_mut().expect("contiguous row");
-            for (i, c) in confidences.row(first + row) {
-                let y = item(i);
+            for (y, c) in entries(row) {
                 axpy(c - (c - 1.0) * dot(y, x), y, r);
             }
         }
@@ -222,8 +241,7 @@ impl Als {
                 let p_row = p_row.as_slice().expect("contiguous row");
                 let mut ap_row = ap.row_mut(row);
                 let ap_row = ap_row.as_slice_mut().expect("contiguous row");
-                for (i, c) in confidences.row(first + row) {
-                    let y = item(i);
+                for (y, c) in entries(row) {
                     axpy((c - 1.0) * dot(y, p_row), y, ap_row);
                 }
                 let p_ap = dot(p_row, ap_row);
@@ -253,9 +271,32 @@ impl Als {
     }
 }
 
+/// Consecutive row ranges `(first, end)` covering every row: at most [`BLOCK_ROWS`] rows and,
+/// unless one row alone has more, [`BLOCK_NONZEROS`] non-zeros each, so a block's gathered
+/// factors stay in cache and blocks of popular items do not hold all threads' memory.
+fn blocks_of(confidences: &SparseRows) -> Vec<(usize, usize)> {
+    let mut blocks = Vec::new();
+    let mut first = 0;
+    for row in 0..confidences.rows() {
+        let rows = row - first;
+        let nonzeros = confidences.starts[row + 1] - confidences.starts[first];
+        if rows > 0 && (rows == BLOCK_ROWS || nonzeros > BLOCK_NONZEROS) {
+            blocks.push((first, row));
+            first = row;
+        }
+    }
+    if first < confidences.rows() {
+        blocks.push((first, confidences.rows()));
+    }
+    blocks
+}
+
 /// Rows solved together: large enough for the matrix products to run at SIMD speed, small
 /// enough for a block's work to stay in cache and to balance across threads.
 const BLOCK_ROWS: usize = 256;
+
+/// Non-zeros a block gathers the factors of (4,096 × 64 factors × 4 bytes = 1 MiB).
+const BLOCK_NONZEROS: usize = 4_096;
 
 /// Squared residual below which a row's system counts as solved.
 const TOLERANCE: f32 = 1e-20;
@@ -435,6 +476,43 @@ mod tests {
         for k in [1, 7, 10, 100] {
             assert_eq!(top_of_row(&scores, k), sorted[..k].to_vec());
         }
+    }
+
+    #[test]
+    fn blocks_cover_every_row_once_within_their_limits() {
+        // 600 rows of 10 non-zeros, then one row of 5,000, then 3 empty rows.
+        let mut starts = vec![0];
+        for row in 0..604 {
+            let n = match row {
+                0..600 => 10,
+                600 => 5_000,
+                _ => 0,
+            };
+            starts.push(starts.last().expect("start") + n);
+        }
+        let nonzeros = *starts.last().expect("end");
+        let m = SparseRows {
+            columns: 5_000,
+            starts,
+            indices: (0..nonzeros).map(|i| (i % 5_000) as u32).collect(),
+            values: vec![2.0; nonzeros],
+        };
+        let blocks = blocks_of(&m);
+        assert_eq!(blocks.first().map(|b| b.0), Some(0));
+        assert_eq!(blocks.last().map(|b| b.1), Some(604));
+        for pair in blocks.windows(2) {
+            assert_eq!(pair[0].1, pair[1].0, "contiguous: {blocks:?}");
+        }
+        for (first, end) in &blocks {
+            let rows = end - first;
+            let nonzeros = m.starts[*end] - m.starts[*first];
+            assert!((1..=BLOCK_ROWS).contains(&rows), "{blocks:?}");
+            assert!(rows == 1 || nonzeros <= BLOCK_NONZEROS, "{blocks:?}");
+        }
+        assert!(
+            blocks.contains(&(600, 601)),
+            "the heavy row alone: {blocks:?}"
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Guarantees: only the merchant's kept order lines before the as-of are read (the caller's
 //! `lines` end there); the blend is fitted on those alone ([`super::blend`]); an item the
-//! customer bought and fully refunded is never listed; the same data gives the same rows.
+//! customer bought and fully refunded, or dismissed (`not_interested`) since they last bought it, is
+//! never listed; the same data gives the same rows.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -16,7 +17,6 @@ use super::baskets::BasketHistory;
 use super::blend::{Blend, BlendWeights, Candidate, Generators, UserCandidates};
 use super::cooccur::{CoPurchase, ItemNeighbours};
 use crate::error::{Error, Result};
-use crate::jobs::purchases::NET_QUANTITY;
 use crate::recommendation::{
     CYCLE_DAYS, DAYS_SINCE, EXPLORE, RANK, REASON, Reason, SCORE, SIMILAR_ITEM_ID, TIMES_BOUGHT,
     WITH_ITEM, WITH_SHARE,
@@ -50,9 +50,14 @@ pub struct MerchantRecs {
 }
 
 /// The blended lists and the similar items of one merchant, from one set of baskets.
-pub fn merchant_recs(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<MerchantRecs> {
+pub fn merchant_recs(
+    events: LazyFrame,
+    lines: LazyFrame,
+    as_of_ms: i64,
+    k: usize,
+) -> Result<MerchantRecs> {
     let started = Instant::now();
-    let refunded_only = refunded_only(lines.clone())?;
+    let suppressed_pairs = suppressed_pairs(events, lines.clone())?;
     let history = BasketHistory::from_lines(lines)?;
     debug!(ms = started.elapsed().as_millis() as u64, "baskets built");
     let started = Instant::now();
@@ -77,7 +82,7 @@ pub fn merchant_recs(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Mercha
     let started = Instant::now();
     let generators = Generators::build(&history, blend.per_generator);
     let (users, items) = (index_of(&history.users), index_of(&history.items));
-    let refunded: HashSet<(u32, u32)> = refunded_only
+    let suppressed: HashSet<(u32, u32)> = suppressed_pairs
         .iter()
         .filter_map(|(u, i)| Some((*users.get(u.as_str())?, *items.get(i.as_str())?)))
         .collect();
@@ -94,7 +99,7 @@ pub fn merchant_recs(lines: LazyFrame, as_of_ms: i64, k: usize) -> Result<Mercha
                 } = generators.candidates_in_context(&history, user, as_of_ms, scratch);
                 let candidates: Vec<Candidate> = candidates
                     .into_iter()
-                    .filter(|c| !refunded.contains(&(user, c.item)))
+                    .filter(|c| !suppressed.contains(&(user, c.item)))
                     .collect();
                 let best = |weights: &BlendWeights, admits: &dyn Fn(&Candidate) -> bool| {
                     let mut scored: Vec<(f64, &Candidate)> = candidates
@@ -209,22 +214,19 @@ pub fn similar_items(
     .map_err(Error::polars("assembling the similar items"))
 }
 
-/// (user, item) pairs whose every order line was refunded in full.
-fn refunded_only(lines: LazyFrame) -> Result<HashSet<(String, String)>> {
-    let pairs = lines
-        .group_by([col(USER_ID), col(ITEM_ID)])
-        .agg([col(NET_QUANTITY).max().alias("kept")])
-        .filter(col("kept").lt_eq(lit(0i64)))
-        .collect()
-        .map_err(Error::polars("finding refunded items"))?;
+/// The (user, item) pairs never to list ([`crate::jobs::recommend::suppressed_pairs`]).
+fn suppressed_pairs(events: LazyFrame, lines: LazyFrame) -> Result<HashSet<(String, String)>> {
+    let pairs = crate::jobs::recommend::suppressed_pairs(events, lines)
+        .and_then(LazyFrame::collect)
+        .map_err(Error::polars("finding refunded and dismissed items"))?;
     let users = pairs
         .column(USER_ID)
         .and_then(|c| c.str().cloned())
-        .map_err(Error::polars("reading refunded items"))?;
+        .map_err(Error::polars("reading suppressed items"))?;
     let items = pairs
         .column(ITEM_ID)
         .and_then(|c| c.str().cloned())
-        .map_err(Error::polars("reading refunded items"))?;
+        .map_err(Error::polars("reading suppressed items"))?;
     Ok(users
         .iter()
         .zip(items.iter())

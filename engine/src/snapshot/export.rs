@@ -32,11 +32,13 @@ pub fn export_recommendations(
         if merchant.is_some_and(|m| m != merchant_id) {
             continue;
         }
+        // The merchant's business rules, as they stand now.
+        let rules = crate::settings::MerchantSettings::load(data_dir, merchant_id)?.list_rules;
         let mut rendered: Option<(&str, Vec<super::RecommendedItem>)> = None;
         for (user, customer) in snapshot.list_owners(merchant_id) {
             let items = match &rendered {
                 Some((c, items)) if *c == customer => items.clone(),
-                _ => snapshot.items_of(merchant_id, customer, k, filter),
+                _ => snapshot.items_of(merchant_id, customer, k, filter, &rules),
             };
             let line = serde_json::json!({
                 "merchant_id": merchant_id,

@@ -51,10 +51,14 @@ pub enum SnapshotTable {
     Audiences,
     /// Each item's most frequent companions in orders (`/items/{id}/similar`).
     SimilarItems,
+    /// The merchant's items: category, current price, buyers, first seen (price filters).
+    Items,
+    /// The most bought items per WeChat scene and per channel (cold start).
+    PopularInContext,
 }
 
 impl SnapshotTable {
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 14] = [
         Self::Profiles,
         Self::Recommendations,
         Self::Popular,
@@ -67,6 +71,8 @@ impl SnapshotTable {
         Self::Identities,
         Self::Audiences,
         Self::SimilarItems,
+        Self::Items,
+        Self::PopularInContext,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +89,8 @@ impl SnapshotTable {
             Self::Identities => "identities",
             Self::Audiences => "audiences",
             Self::SimilarItems => "similar_items",
+            Self::Items => "items",
+            Self::PopularInContext => "popular_in_context",
         }
     }
 
@@ -95,6 +103,8 @@ impl SnapshotTable {
     pub fn sort_key(self) -> &'static [&'static str] {
         match self {
             Self::Profiles | Self::Identities => &["user_id"],
+            Self::Items => &["item_id"],
+            Self::PopularInContext => &["context", "value", "rank"],
             Self::Recommendations => &["user_id", "explore", "rank"],
             Self::RecentOrders => &["user_id", "rank"],
             Self::Popular => &["rank"],

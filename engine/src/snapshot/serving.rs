@@ -21,12 +21,14 @@ use crate::analytics::identity::CUSTOMER_ID;
 use crate::analytics::rfm;
 use crate::error::{Error, Result};
 use crate::frame_json;
+use crate::jobs::recommend::{CONTEXT, CONTEXT_VALUE};
 use crate::jobs::reports::PERIOD_KIND;
 use crate::recommendation::{
     CYCLE_DAYS, DAYS_SINCE, EXPLORE, RANK, REASON, Reason, ReasonFacts, SCORE, SIMILAR_ITEM_ID,
     TIMES_BOUGHT, WITH_ITEM, WITH_SHARE,
 };
-use crate::store::{CATEGORY, ITEM_ID, MERCHANT_ID, USER_ID};
+use crate::settings::ListRules;
+use crate::store::{CATEGORY, ITEM_ID, MERCHANT_ID, PRICE, USER_ID};
 
 /// One recommended item, as the API and exports show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,8 +46,12 @@ pub struct RecommendationList {
     pub user_id: String,
     /// The customer the list belongs to: `user_id` itself, or the id it was stitched into.
     pub customer_id: String,
-    /// False when the user is unknown and gets the merchant's popular items.
+    /// False when the user is unknown and gets popular items.
     pub personalized: bool,
+    /// For an unknown user: whose popular items these are — `scene` or `channel` (the ones
+    /// asked for, when enough customers bought there) or `merchant`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_start: Option<&'static str>,
     pub items: Vec<RecommendedItem>,
 }
 
@@ -94,12 +100,35 @@ struct Entry {
 
 const NO_ITEM: u32 = u32::MAX;
 
+impl Entry {
+    /// An entry with no facts beyond its reason (popular and pinned items).
+    fn plain(item: u32, score: f32, reason: Reason) -> Self {
+        Self {
+            item,
+            score,
+            times_bought: ABSENT,
+            days_since: ABSENT,
+            cycle_days: ABSENT,
+            with_share: ABSENT,
+            with_item: NO_ITEM,
+            reason,
+        }
+    }
+
+    /// An item the merchant's rules put at the head of lists.
+    fn pinned(item: u32) -> Self {
+        Self::plain(item, 1.0, Reason::Pinned)
+    }
+}
+
 const ABSENT: u16 = u16::MAX;
 
 #[derive(Default)]
 struct MerchantIndex {
     items: Vec<Box<str>>,
     item_categories: Vec<Option<Box<str>>>,
+    /// Each item's current unit price, when events gave one (from the items table).
+    item_prices: Vec<Option<f64>>,
     item_ids: HashMap<Box<str>, u32>,
     users: HashMap<Box<str>, Box<[Entry]>>,
     /// Each customer's explore list (items they never bought and kept).
@@ -107,6 +136,8 @@ struct MerchantIndex {
     /// Item → its companions in orders, best first, with `P(companion | item)`.
     similar: HashMap<u32, Box<[(u32, f32)]>>,
     popular: Vec<Entry>,
+    /// The most bought items per scene and per channel, keyed by [`context_key`].
+    context_popular: HashMap<String, Box<[Entry]>>,
     /// A user id folded into another customer by unionid → that customer's id.
     aliases: HashMap<Box<str>, Box<str>>,
     /// Rendered JSON arrays of the report views, by [`report_key`].
@@ -131,15 +162,12 @@ impl MerchantIndex {
         let i = u32::try_from(self.items.len()).expect("fewer than 4 billion items per merchant");
         self.items.push(item.into());
         self.item_categories.push(category.map(Into::into));
+        self.item_prices.push(None);
         self.item_ids.insert(item.into(), i);
         i
     }
 
-    fn render<'e>(
-        &self,
-        entries: impl Iterator<Item = &'e Entry>,
-        k: usize,
-    ) -> Vec<RecommendedItem> {
+    fn render(&self, entries: impl Iterator<Item = Entry>, k: usize) -> Vec<RecommendedItem> {
         entries
             .take(k)
             .map(|e| {
@@ -169,6 +197,11 @@ impl MerchantIndex {
     }
 }
 
+/// The key of a scene's or a channel's popular items.
+fn context_key(context: &str, value: &str) -> String {
+    format!("{context}\u{0}{value}")
+}
+
 fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
@@ -182,6 +215,33 @@ pub struct ListFilter {
     pub category: Option<String>,
     /// Items skipped from the top (paging).
     pub offset: usize,
+    /// Only items whose current price is at least this (items of unknown price are left out).
+    pub min_price: Option<f64>,
+    /// Only items whose current price is at most this (items of unknown price are left out).
+    pub max_price: Option<f64>,
+    /// For a user nobody knows: the WeChat scene they arrived from…
+    pub scene: Option<String>,
+    /// …and the channel; their popular items before the merchant's.
+    pub channel: Option<String>,
+}
+
+impl ListFilter {
+    /// Whether `item` of `index` passes the category and price filters.
+    fn admits(&self, index: &MerchantIndex, item: u32) -> bool {
+        let i = item as usize;
+        let category_ok = self
+            .category
+            .as_deref()
+            .is_none_or(|wanted| index.item_categories[i].as_deref() == Some(wanted));
+        let price = index.item_prices[i];
+        let min_ok = self
+            .min_price
+            .is_none_or(|min| price.is_some_and(|p| p >= min));
+        let max_ok = self
+            .max_price
+            .is_none_or(|max| price.is_some_and(|p| p <= max));
+        category_ok && min_ok && max_ok
+    }
 }
 
 /// The current snapshot, held in memory for serving; answers without touching disk.
@@ -213,6 +273,21 @@ fn load_table(data_dir: &Path, name: &str, table: SnapshotTable) -> Result<DataF
         .map_err(Error::polars(format!("loading {}", table.name())))
 }
 
+/// A table newer snapshots have and older ones lack: `None` when absent.
+fn load_optional_table(
+    data_dir: &Path,
+    name: &str,
+    table: SnapshotTable,
+) -> Result<Option<DataFrame>> {
+    let path = super::snapshots_dir(data_dir)
+        .join(name)
+        .join(table.file_name());
+    if !path.exists() {
+        return Ok(None);
+    }
+    load_table(data_dir, name, table).map(Some)
+}
+
 fn json_text(rows: &[Value]) -> Arc<str> {
     Arc::from(serde_json::to_string(rows).expect("JSON values always serialize"))
 }
@@ -236,6 +311,8 @@ impl ServingSnapshot {
         load_reports(data_dir, name, &mut merchants)?;
         load_profiles(data_dir, name, &mut merchants)?;
         load_similar(data_dir, name, &mut merchants)?;
+        load_items(data_dir, name, &mut merchants)?;
+        load_context_popular(data_dir, name, &mut merchants)?;
         info!(snapshot = %name, merchants = merchants.len(), "snapshot loaded for serving");
         Ok(Self {
             manifest,
@@ -302,24 +379,44 @@ impl ServingSnapshot {
         user_id: &str,
         k: usize,
     ) -> Option<RecommendationList> {
-        self.recommend_filtered(merchant_id, user_id, k, &ListFilter::default())
+        self.recommend_filtered(
+            merchant_id,
+            user_id,
+            k,
+            &ListFilter::default(),
+            &ListRules::default(),
+        )
     }
 
-    /// [`Self::recommend`] with the list's filters: the explore list instead of the main one,
-    /// only items of a category, and `offset` items skipped (for paging).
+    /// [`Self::recommend`] with the list's filters (the explore list instead of the main one,
+    /// a category, a price band, `offset` items skipped for paging) and the merchant's
+    /// business rules: pinned items first, excluded and out-of-stock items left out, at most
+    /// `max_per_category` items of a category.
     pub fn recommend_filtered(
         &self,
         merchant_id: &str,
         user_id: &str,
         k: usize,
         filter: &ListFilter,
+        rules: &ListRules,
     ) -> Option<RecommendationList> {
         let index = self.merchants.get(merchant_id)?;
         let customer = index.customer(user_id);
         let main = index.users.get(customer);
         let personalized = main.is_some();
+        let context = |name: &'static str, value: Option<&str>| {
+            let list = index.context_popular.get(&context_key(name, value?))?;
+            Some((name, list))
+        };
+        let cold_start = main.is_none().then(|| {
+            context("scene", filter.scene.as_deref())
+                .or_else(|| context("channel", filter.channel.as_deref()))
+                .map_or(("merchant", &index.popular[..]), |(name, list)| {
+                    (name, &list[..])
+                })
+        });
         let entries: Box<dyn Iterator<Item = &Entry>> = match (main, filter.exclude_purchased) {
-            (None, _) => Box::new(index.popular.iter()),
+            (None, _) => Box::new(cold_start.map_or(&[][..], |(_, list)| list).iter()),
             (Some(main), false) => Box::new(main.iter()),
             (Some(main), true) => match index.explore.get(customer) {
                 Some(explore) => Box::new(explore.iter()),
@@ -327,17 +424,48 @@ impl ServingSnapshot {
                 None => Box::new(main.iter().filter(|e| e.times_bought == ABSENT)),
             },
         };
-        let in_category = |e: &&Entry| {
-            filter.category.as_deref().is_none_or(|wanted| {
-                index.item_categories[e.item as usize].as_deref() == Some(wanted)
-            })
+        let listable = |item: u32| {
+            let i = item as usize;
+            filter.admits(index, item)
+                && rules.allows(&index.items[i], index.item_categories[i].as_deref())
         };
+        // Pinned items the snapshot does not know (never in any event) cannot be described
+        // or filtered by price: they are left out.
+        let pinned: Vec<Entry> = rules
+            .pinned
+            .iter()
+            .filter_map(|id| index.item_ids.get(id.as_str()).copied())
+            .filter(|item| listable(*item))
+            .map(Entry::pinned)
+            .collect();
+        let mut per_category: HashMap<&str, u32> = HashMap::new();
+        let within_cap = |e: &Entry| match (
+            rules.max_per_category,
+            index.item_categories[e.item as usize].as_deref(),
+        ) {
+            (Some(cap), Some(category)) => {
+                let n = per_category.entry(category).or_default();
+                *n += 1;
+                *n <= cap
+            }
+            _ => true,
+        };
+        let rest = entries
+            .filter(|e| listable(e.item) && !pinned.iter().any(|p| p.item == e.item))
+            .copied();
+        let listed = pinned
+            .clone()
+            .into_iter()
+            .chain(rest)
+            .filter(within_cap)
+            .skip(filter.offset);
         Some(RecommendationList {
             merchant_id: merchant_id.to_owned(),
             user_id: user_id.to_owned(),
             customer_id: customer.to_owned(),
             personalized,
-            items: index.render(entries.filter(in_category).skip(filter.offset), k),
+            cold_start: cold_start.map(|(name, _)| name),
+            items: index.render(listed, k),
         })
     }
 
@@ -405,8 +533,9 @@ impl ServingSnapshot {
         customer: &str,
         k: usize,
         filter: &ListFilter,
+        rules: &ListRules,
     ) -> Vec<RecommendedItem> {
-        self.recommend_filtered(merchant_id, customer, k, filter)
+        self.recommend_filtered(merchant_id, customer, k, filter, rules)
             .map(|list| list.items)
             .unwrap_or_default()
     }
@@ -449,16 +578,11 @@ fn load_popular(
         let index = merchants.entry(merchant.to_owned()).or_default();
         let item = index.intern(item, category);
         #[allow(clippy::cast_possible_truncation)]
-        index.popular.push(Entry {
+        index.popular.push(Entry::plain(
             item,
-            score: score.unwrap_or_default() as f32,
-            times_bought: ABSENT,
-            days_since: ABSENT,
-            cycle_days: ABSENT,
-            with_share: ABSENT,
-            with_item: NO_ITEM,
-            reason: Reason::Popular,
-        });
+            score.unwrap_or_default() as f32,
+            Reason::Popular,
+        ));
     }
     Ok(())
 }
@@ -577,19 +701,104 @@ fn load_lists(
 }
 
 /// Reads each merchant's similar items (absent from snapshots made before them: none).
+/// Reads the popular items per scene and channel (absent in older snapshots: the merchant's
+/// popular items serve every unknown user).
+fn load_context_popular(
+    data_dir: &Path,
+    name: &str,
+    merchants: &mut HashMap<String, MerchantIndex>,
+) -> Result<()> {
+    // Stored in (merchant, context, value, rank) order.
+    let Some(table) = load_optional_table(data_dir, name, SnapshotTable::PopularInContext)? else {
+        return Ok(());
+    };
+    let typed = (|| -> PolarsResult<_> {
+        Ok((
+            table.column(MERCHANT_ID)?.str()?.clone(),
+            table.column(CONTEXT)?.str()?.clone(),
+            table.column(CONTEXT_VALUE)?.str()?.clone(),
+            table.column(ITEM_ID)?.str()?.clone(),
+            table.column(SCORE)?.f64()?.clone(),
+        ))
+    })()
+    .map_err(Error::polars("reading popular items per scene and channel"))?;
+    let (m, c, v, i, s) = typed;
+    let mut lists: HashMap<(String, String), Vec<Entry>> = HashMap::new();
+    for ((((merchant, context), value), item), score) in m
+        .iter()
+        .zip(c.iter())
+        .zip(v.iter())
+        .zip(i.iter())
+        .zip(s.iter())
+    {
+        let (Some(merchant), Some(context), Some(value), Some(item)) =
+            (merchant, context, value, item)
+        else {
+            continue;
+        };
+        let index = merchants.entry(merchant.to_owned()).or_default();
+        let item = index.intern(item, None);
+        #[allow(clippy::cast_possible_truncation)]
+        lists
+            .entry((merchant.to_owned(), context_key(context, value)))
+            .or_default()
+            .push(Entry::plain(
+                item,
+                score.unwrap_or_default() as f32,
+                Reason::Popular,
+            ));
+    }
+    for ((merchant, key), list) in lists {
+        merchants
+            .entry(merchant)
+            .or_default()
+            .context_popular
+            .insert(key, list.into());
+    }
+    Ok(())
+}
+
+/// Reads the items table (snapshots from before it have none: no prices, and a price filter
+/// then admits nothing).
+fn load_items(
+    data_dir: &Path,
+    name: &str,
+    merchants: &mut HashMap<String, MerchantIndex>,
+) -> Result<()> {
+    let Some(items) = load_optional_table(data_dir, name, SnapshotTable::Items)? else {
+        return Ok(());
+    };
+    let typed = (|| -> PolarsResult<_> {
+        Ok((
+            items.column(MERCHANT_ID)?.str()?.clone(),
+            items.column(ITEM_ID)?.str()?.clone(),
+            items.column(CATEGORY)?.str()?.clone(),
+            items.column(PRICE)?.f64()?.clone(),
+        ))
+    })()
+    .map_err(Error::polars("reading items"))?;
+    let (m, i, c, p) = typed;
+    for (((merchant, item), category), price) in m.iter().zip(i.iter()).zip(c.iter()).zip(p.iter())
+    {
+        let (Some(merchant), Some(item)) = (merchant, item) else {
+            continue;
+        };
+        let index = merchants.entry(merchant.to_owned()).or_default();
+        let item = index.intern(item, category);
+        index.item_prices[item as usize] = price;
+    }
+    Ok(())
+}
+
 fn load_similar(
     data_dir: &Path,
     name: &str,
     merchants: &mut HashMap<String, MerchantIndex>,
 ) -> Result<()> {
-    let path = super::snapshots_dir(data_dir)
-        .join(name)
-        .join(SnapshotTable::SimilarItems.file_name());
-    if !path.exists() {
-        return Ok(());
-    }
     // Stored in (merchant, item, rank) order: each item's companions are one run of rows.
-    let similar = load_table(data_dir, name, SnapshotTable::SimilarItems)?;
+    let Some(similar) = load_optional_table(data_dir, name, SnapshotTable::SimilarItems)? else {
+        return Ok(());
+    };
     let typed = (|| -> PolarsResult<_> {
         Ok((
             similar.column(MERCHANT_ID)?.str()?.clone(),
