@@ -45,9 +45,13 @@ pub enum Reason {
     Popular,
     /// Put at the head of every list by the merchant's rules.
     Pinned,
+    /// Viewed, carted or favourited lately and not bought.
+    Browsed,
+    /// New in the shop, in a category the customer buys.
+    NewItem,
 }
 
-const REASONS: [Reason; 7] = [
+const REASONS: [Reason; 9] = [
     Reason::Due,
     Reason::BoughtBefore,
     Reason::BoughtTogether,
@@ -55,6 +59,8 @@ const REASONS: [Reason; 7] = [
     Reason::PopularInCategory,
     Reason::Popular,
     Reason::Pinned,
+    Reason::Browsed,
+    Reason::NewItem,
 ];
 
 impl Reason {
@@ -67,6 +73,8 @@ impl Reason {
             Self::PopularInCategory => "popular_in_category",
             Self::Popular => "popular",
             Self::Pinned => "pinned",
+            Self::Browsed => "browsed",
+            Self::NewItem => "new_item",
         }
     }
 
@@ -116,6 +124,11 @@ impl Reason {
             },
             Self::Popular => "popular at this shop".to_owned(),
             Self::Pinned => "picked by the shop".to_owned(),
+            Self::Browsed => "you looked at it lately".to_owned(),
+            Self::NewItem => match category {
+                Some(c) => format!("new in {c}, a category you buy"),
+                None => "new in the shop".to_owned(),
+            },
         }
     }
 }

@@ -134,7 +134,13 @@ pub fn run_merchant(
     let crate::recs::lists::MerchantRecs {
         lists: blended,
         similar,
-    } = crate::recs::lists::merchant_recs(events.clone(), lines.clone(), as_of_ms, options.k)?;
+    } = crate::recs::lists::merchant_recs(
+        events.clone(),
+        lines.clone(),
+        items.clone().lazy(),
+        as_of_ms,
+        options.k,
+    )?;
     let similar = with_merchant(merchant_id, similar)
         .map_err(Error::polars(context("labelling similar items")))?;
     steps.done("blended lists");

@@ -447,6 +447,7 @@ mod tests {
 
     fn history(baskets: Vec<Vec<Vec<u32>>>, items: usize) -> BasketHistory {
         BasketHistory {
+            signals: Default::default(),
             items: (0..items).map(|i| format!("i{i}")).collect(),
             users: (0..baskets.len()).map(|u| format!("u{u}")).collect(),
             baskets: baskets

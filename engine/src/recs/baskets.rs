@@ -30,6 +30,8 @@ pub struct BasketHistory {
     pub users: Vec<String>,
     /// Per customer, their baskets oldest first.
     pub baskets: Vec<Vec<Basket>>,
+    /// Browsing and item facts, read as of each customer's "now" ([`super::signals`]).
+    pub signals: std::sync::Arc<super::signals::Signals>,
 }
 
 impl BasketHistory {
@@ -163,6 +165,8 @@ pub fn split(history: &BasketHistory, holdout: Holdout) -> Split {
         items: history.items.clone(),
         users: history.users.clone(),
         baskets: Vec::with_capacity(history.baskets.len()),
+        // Shared, not cut: every signal is read as of the customer's "now".
+        signals: std::sync::Arc::clone(&history.signals),
     };
     let mut cases = Vec::new();
     let cut = match holdout {
@@ -215,6 +219,7 @@ mod tests {
             items: items.to_vec(),
         };
         BasketHistory {
+            signals: Default::default(),
             items: (0..5).map(|i| format!("i{i}")).collect(),
             users: vec!["a".into(), "b".into(), "c".into()],
             baskets: vec![

@@ -25,10 +25,11 @@ use super::baskets::{BasketHistory, Holdout, TestCase, split};
 use super::cooccur::{CoPurchase, ItemNeighbours};
 use super::models::{NextBasketModel, top_k};
 use super::repeat::{ItemStats, RepeatCandidate, RepeatTiming};
+use super::signals::{SIGNAL_FEATURE_NAMES, SIGNAL_FEATURES};
 use super::tifu::{Index, SparseVector, TifuKnn};
 
 /// The features of one candidate, in [`FEATURE_NAMES`] order.
-pub const FEATURES: usize = 16;
+pub const FEATURES: usize = 16 + SIGNAL_FEATURES;
 
 type FeatureRow = [f64; FEATURES];
 
@@ -49,7 +50,17 @@ pub const FEATURE_NAMES: [&str; FEATURES] = [
     "log_customer_orders",
     "als_score",
     "als_relative",
+    SIGNAL_FEATURE_NAMES[0],
+    SIGNAL_FEATURE_NAMES[1],
+    SIGNAL_FEATURE_NAMES[2],
+    SIGNAL_FEATURE_NAMES[3],
+    SIGNAL_FEATURE_NAMES[4],
+    SIGNAL_FEATURE_NAMES[5],
+    SIGNAL_FEATURE_NAMES[6],
 ];
+
+/// Index of the first signal feature ([`super::signals::Signals::features`]).
+pub const SIGNALS_FROM: usize = 16;
 
 /// Index of the `bought_before` feature.
 pub const BOUGHT_BEFORE: usize = 2;
@@ -194,8 +205,14 @@ impl Generators {
         );
         let als_max = als_best.first().map_or(1.0, |s| s.1.max(1e-6));
 
-        // The best of each ranked generator enter the pool, with every bought item; every
-        // candidate's features are then filled in from all generators.
+        let signals = train.signals.customer(
+            user,
+            baskets.iter().flat_map(|b| b.items.iter().copied()),
+            now_ms,
+        );
+        // The best of each ranked generator enter the pool, with every bought item, the items
+        // browsed lately and the new items of the customer's categories; every candidate's
+        // features are then filled in from all generators.
         let mut pool: Vec<u32> = tifu_best
             .iter()
             .take(self.per_generator)
@@ -204,6 +221,7 @@ impl Generators {
             .map(|(item, _)| *item)
             .chain(self.popular.iter().copied())
             .chain(repeat.iter().map(|r| r.item))
+            .chain(train.signals.candidates(&signals, now_ms))
             .collect();
         pool.sort_unstable();
         pool.dedup();
@@ -250,6 +268,8 @@ impl Generators {
                 let als = f64::from(self.als.score(user, item));
                 features[14] = als;
                 features[15] = (als / als_max).clamp(-1.0, 1.0);
+                features[SIGNALS_FROM..]
+                    .copy_from_slice(&train.signals.features(&signals, item, now_ms));
                 Candidate { item, features }
             })
             .collect();
@@ -510,6 +530,7 @@ mod tests {
             ]);
         }
         let train = BasketHistory {
+            signals: Default::default(),
             items: (0..10).map(|i| format!("i{i}")).collect(),
             users: (0..40).map(|u| format!("u{u}")).collect(),
             baskets,

@@ -155,6 +155,7 @@ mod tests {
             vec![b(&[2, 3]), b(&[0, 1, 3])],
         ];
         let train = BasketHistory {
+            signals: Default::default(),
             items: (0..4).map(|i| format!("i{i}")).collect(),
             users: (0..4).map(|u| format!("u{u}")).collect(),
             baskets,

@@ -16,6 +16,7 @@ use super::cooccur::CoPurchase;
 use super::metrics::{ListMetrics, evaluate};
 use super::models::{GlobalPopularity, NextBasketModel, PersonalTopFrequency};
 use super::repeat::RepeatTiming;
+use super::signals::Signals;
 use super::tifu::TifuKnn;
 use crate::analytics::MerchantAnalytics;
 use crate::error::{Error, Result};
@@ -193,9 +194,13 @@ pub fn evaluate_merchant(
     let Some(analytics) = MerchantAnalytics::load(store, merchant_id, settings, None)? else {
         return Ok(None);
     };
-    let history = BasketHistory::from_lines(analytics.lines.clone().lazy())?;
+    let mut history = BasketHistory::from_lines(analytics.lines.clone().lazy())?;
     if history.baskets.is_empty() {
         return Ok(None);
     }
+    let events = analytics.events.clone().lazy();
+    let items =
+        crate::jobs::recommend::item_catalogue(events.clone(), analytics.lines.clone().lazy());
+    Signals::load(&mut history, events, items)?;
     evaluate_history(merchant_id, &history, options).map(Some)
 }

@@ -14,8 +14,9 @@ use rayon::prelude::*;
 use tracing::debug;
 
 use super::baskets::BasketHistory;
-use super::blend::{Blend, BlendWeights, Candidate, Generators, UserCandidates};
+use super::blend::{Blend, BlendWeights, Candidate, Generators, SIGNALS_FROM, UserCandidates};
 use super::cooccur::{CoPurchase, ItemNeighbours};
+use super::signals::Signals;
 use crate::error::{Error, Result};
 use crate::recommendation::{
     CYCLE_DAYS, DAYS_SINCE, EXPLORE, RANK, REASON, Reason, SCORE, SIMILAR_ITEM_ID, TIMES_BOUGHT,
@@ -53,12 +54,14 @@ pub struct MerchantRecs {
 pub fn merchant_recs(
     events: LazyFrame,
     lines: LazyFrame,
+    items: LazyFrame,
     as_of_ms: i64,
     k: usize,
 ) -> Result<MerchantRecs> {
     let started = Instant::now();
-    let suppressed_pairs = suppressed_pairs(events, lines.clone())?;
-    let history = BasketHistory::from_lines(lines)?;
+    let suppressed_pairs = suppressed_pairs(events.clone(), lines.clone())?;
+    let mut history = BasketHistory::from_lines(lines)?;
+    Signals::load(&mut history, events, items)?;
     debug!(ms = started.elapsed().as_millis() as u64, "baskets built");
     let started = Instant::now();
     let blend = Blend::default();
@@ -125,6 +128,9 @@ pub fn merchant_recs(
                             (Reason::Due, None)
                         } else if bought {
                             (Reason::BoughtBefore, None)
+                        } else if f[SIGNALS_FROM + 3] >= 0.5 {
+                            // Browsed within about five days.
+                            (Reason::Browsed, None)
                         } else if f[12] > 0.0 && f[12] >= f[0] {
                             (
                                 Reason::BoughtTogether,
@@ -134,6 +140,8 @@ pub fn merchant_recs(
                             // TIFU-KNN's neighbours or ALS's taste factors: both say
                             // customers who buy like this one buy it.
                             (Reason::SimilarCustomers, None)
+                        } else if f[SIGNALS_FROM + 6] > 0.0 {
+                            (Reason::NewItem, None)
                         } else {
                             (Reason::Popular, None)
                         };

@@ -15,4 +15,5 @@ pub mod lists;
 pub mod metrics;
 pub mod models;
 pub mod repeat;
+pub mod signals;
 pub mod tifu;

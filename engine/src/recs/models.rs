@@ -92,6 +92,7 @@ mod tests {
             items: items.to_vec(),
         };
         BasketHistory {
+            signals: Default::default(),
             items: (0..4).map(|i| format!("i{i}")).collect(),
             users: vec!["a".into(), "b".into()],
             baskets: vec![

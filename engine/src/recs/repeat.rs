@@ -305,6 +305,7 @@ mod tests {
             baskets.push(vec![basket(u, &[1]), basket(u + 30, &[2])]);
         }
         BasketHistory {
+            signals: Default::default(),
             items: vec!["milk".into(), "course".into(), "bread".into()],
             users: (0..baskets.len()).map(|u| format!("u{u}")).collect(),
             baskets,

@@ -301,6 +301,7 @@ mod tests {
     fn neighbours_lend_items_the_customer_never_bought() {
         let b = |items: &[u32]| vec![basket(items)];
         let train = BasketHistory {
+            signals: Default::default(),
             items: (0..4).map(|i| format!("i{i}")).collect(),
             users: (0..4).map(|i| format!("u{i}")).collect(),
             baskets: vec![b(&[0]), b(&[0, 1]), b(&[0, 1]), b(&[2, 3])],

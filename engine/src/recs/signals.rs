@@ -1,0 +1,446 @@
+//! What the baskets do not say: what customers browsed (views, carts, favourites) and what the
+//! items are (category, price, when first seen). The blend reads them as features — a customer
+//! who viewed an item twice this week, an item in the category they buy most, priced like what
+//! they buy, new in the shop — and two generators propose from them: items the customer browsed
+//! lately, and new items of their favourite categories.
+//!
+//! Promise: every signal of a customer is read as of their "now" minus [`SESSION_LAG_MS`]
+//! (browsing before that only; an item is new only if first seen before it), so the training
+//! split and `recur eval` see nothing after their cuts — nor the session of the order being
+//! predicted: the views and the cart of the visit that ends in an order come minutes before it,
+//! and a list made before the visit cannot know them (counted, they made every model "predict"
+//! its own labels). Item facts are global: the category and the latest price.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use polars::prelude::*;
+
+use super::baskets::BasketHistory;
+use crate::error::{Error, Result};
+use crate::event::EventType;
+use crate::jobs::recommend::FIRST_SEEN_MS;
+use crate::store::{CATEGORY, EVENT_TYPE, ITEM_ID, PRICE, TS, USER_ID};
+
+const DAY_MS: f64 = 86_400_000.0;
+/// Browsing this close to "now" is left out (see the module's promise).
+pub const SESSION_LAG_MS: i64 = 2 * 3_600_000;
+/// Browsing within this many days before "now" proposes the item.
+pub const BROWSED_DAYS: i64 = 30;
+/// An item first seen within this many days before "now" is new.
+pub const NEW_DAYS: i64 = 30;
+/// New items proposed per favourite category.
+const NEW_PER_CATEGORY: usize = 10;
+/// Favourite categories new items are proposed from.
+const FAVOURITE_CATEGORIES: usize = 2;
+
+/// A category index meaning "none known".
+const NO_CATEGORY: u32 = u32::MAX;
+
+/// One browsing event of a customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Browse {
+    pub at_ms: i64,
+    pub item: u32,
+    pub kind: BrowseKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrowseKind {
+    View,
+    Cart,
+    Favorite,
+}
+
+/// Browsing and item facts of one merchant, aligned with a [`BasketHistory`]'s indices.
+#[derive(Debug, Clone, Default)]
+pub struct Signals {
+    /// Per customer, their browsing oldest first.
+    pub browsing: Vec<Vec<Browse>>,
+    /// Per item: its category index, or [`NO_CATEGORY`].
+    pub category: Vec<u32>,
+    /// Per item: its latest price (NaN when unknown).
+    pub price: Vec<f64>,
+    /// Per item: when an event first named it (`i64::MAX` when unknown).
+    pub first_seen_ms: Vec<i64>,
+    /// Per category: its items, newest first.
+    pub newest_by_category: Vec<Vec<u32>>,
+}
+
+/// A customer's browsing of one item before "now".
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BrowseSummary {
+    pub views: u32,
+    pub carts: u32,
+    pub favorites: u32,
+    pub last_ms: i64,
+}
+
+/// A customer's signals as of "now".
+#[derive(Debug, Clone, Default)]
+pub struct CustomerSignals {
+    /// Browsed items, sorted by item.
+    pub browsed: Vec<(u32, BrowseSummary)>,
+    /// Share of the customer's bought items per category index.
+    pub category_share: HashMap<u32, f64>,
+    /// Median latest price of the items they bought.
+    pub median_price: Option<f64>,
+}
+
+impl Signals {
+    /// Reads the merchant's browsing and item facts from its (stitched) `events` and its
+    /// `items` catalogue (`recommend::item_catalogue`), adding to `history` the items only
+    /// ever browsed (so they can be proposed and scored).
+    pub fn load(history: &mut BasketHistory, events: LazyFrame, items: LazyFrame) -> Result<()> {
+        let mut item_index: HashMap<String, u32> = history
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), u32::try_from(i).expect("fewer than 4G items")))
+            .collect();
+        let catalogue = items
+            .select([col(ITEM_ID), col(CATEGORY), col(PRICE), col(FIRST_SEEN_MS)])
+            .collect()
+            .map_err(Error::polars("reading the item catalogue"))?;
+        let ids = catalogue
+            .column(ITEM_ID)
+            .and_then(|c| c.str().cloned())
+            .map_err(Error::polars("reading item ids"))?;
+        for id in ids.iter().flatten() {
+            if !item_index.contains_key(id) {
+                let next = u32::try_from(history.items.len()).expect("fewer than 4G items");
+                history.items.push(id.to_owned());
+                item_index.insert(id.to_owned(), next);
+            }
+        }
+        let n = history.items.len();
+        let mut signals = Self {
+            browsing: vec![Vec::new(); history.users.len()],
+            category: vec![NO_CATEGORY; n],
+            price: vec![f64::NAN; n],
+            first_seen_ms: vec![i64::MAX; n],
+            newest_by_category: Vec::new(),
+        };
+        let (categories, prices, first_seen) = (|| -> PolarsResult<_> {
+            Ok((
+                catalogue.column(CATEGORY)?.str()?.clone(),
+                catalogue.column(PRICE)?.f64()?.clone(),
+                catalogue.column(FIRST_SEEN_MS)?.i64()?.clone(),
+            ))
+        })()
+        .map_err(Error::polars("reading the item catalogue"))?;
+        let mut category_index: HashMap<&str, u32> = HashMap::new();
+        for (((id, category), price), first) in ids
+            .iter()
+            .zip(categories.iter())
+            .zip(prices.iter())
+            .zip(first_seen.iter())
+        {
+            let Some(&item) = id.and_then(|id| item_index.get(id)) else {
+                continue;
+            };
+            let i = item as usize;
+            if let Some(category) = category {
+                let next = u32::try_from(category_index.len()).expect("fewer than 4G categories");
+                signals.category[i] = *category_index.entry(category).or_insert(next);
+            }
+            signals.price[i] = price.unwrap_or(f64::NAN);
+            signals.first_seen_ms[i] = first.unwrap_or(i64::MAX);
+        }
+        signals.newest_by_category = vec![Vec::new(); category_index.len()];
+        for (item, category) in signals.category.iter().enumerate() {
+            if *category != NO_CATEGORY {
+                signals.newest_by_category[*category as usize]
+                    .push(u32::try_from(item).expect("fewer than 4G items"));
+            }
+        }
+        for items in &mut signals.newest_by_category {
+            items.sort_unstable_by_key(|i| {
+                (std::cmp::Reverse(signals.first_seen_ms[*i as usize]), *i)
+            });
+        }
+        signals.read_browsing(history, &item_index, events)?;
+        history.signals = Arc::new(signals);
+        Ok(())
+    }
+
+    fn read_browsing(
+        &mut self,
+        history: &BasketHistory,
+        item_index: &HashMap<String, u32>,
+        events: LazyFrame,
+    ) -> Result<()> {
+        let kinds = [
+            (EventType::View, BrowseKind::View),
+            (EventType::AddToCart, BrowseKind::Cart),
+            (EventType::Favorite, BrowseKind::Favorite),
+        ];
+        let names: Vec<&str> = kinds.iter().map(|(t, _)| t.as_str()).collect();
+        let browsing = events
+            .filter(
+                col(EVENT_TYPE)
+                    .is_in(
+                        lit(Series::new("kinds".into(), names)).implode(false),
+                        false,
+                    )
+                    .and(col(ITEM_ID).is_not_null()),
+            )
+            .select([
+                col(USER_ID),
+                col(ITEM_ID),
+                col(EVENT_TYPE),
+                col(TS).cast(DataType::Int64).alias(TS),
+            ])
+            .sort([USER_ID, TS], SortMultipleOptions::default())
+            .collect()
+            .map_err(Error::polars("reading browsing events"))?;
+        let (users, items, types, times) = (|| -> PolarsResult<_> {
+            Ok((
+                browsing.column(USER_ID)?.str()?.clone(),
+                browsing.column(ITEM_ID)?.str()?.clone(),
+                browsing.column(EVENT_TYPE)?.str()?.clone(),
+                browsing.column(TS)?.i64()?.clone(),
+            ))
+        })()
+        .map_err(Error::polars("reading browsing events"))?;
+        let user_index: HashMap<&str, u32> = history
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                (
+                    u.as_str(),
+                    u32::try_from(i).expect("fewer than 4G customers"),
+                )
+            })
+            .collect();
+        for (((user, item), kind), at) in users
+            .iter()
+            .zip(items.iter())
+            .zip(types.iter())
+            .zip(times.iter())
+        {
+            let (Some(user), Some(item), Some(kind), Some(at_ms)) = (user, item, kind, at) else {
+                continue;
+            };
+            let (Some(&user), Some(&item)) = (user_index.get(user), item_index.get(item)) else {
+                continue;
+            };
+            let Some((_, kind)) = kinds.iter().find(|(t, _)| t.as_str() == kind) else {
+                continue;
+            };
+            self.browsing[user as usize].push(Browse {
+                at_ms,
+                item,
+                kind: *kind,
+            });
+        }
+        Ok(())
+    }
+
+    /// Customer `user`'s signals before `now_ms`, with `bought` the items of their baskets
+    /// before it (each basket's items once).
+    pub fn customer(
+        &self,
+        user: u32,
+        bought: impl Iterator<Item = u32>,
+        now_ms: i64,
+    ) -> CustomerSignals {
+        let mut out = CustomerSignals::default();
+        if let Some(events) = self.browsing.get(user as usize) {
+            let before = events.partition_point(|b| b.at_ms < now_ms - SESSION_LAG_MS);
+            let mut browsed: HashMap<u32, BrowseSummary> = HashMap::new();
+            for b in &events[..before] {
+                let s = browsed.entry(b.item).or_default();
+                match b.kind {
+                    BrowseKind::View => s.views += 1,
+                    BrowseKind::Cart => s.carts += 1,
+                    BrowseKind::Favorite => s.favorites += 1,
+                }
+                s.last_ms = s.last_ms.max(b.at_ms);
+            }
+            out.browsed = browsed.into_iter().collect();
+            out.browsed.sort_unstable_by_key(|(item, _)| *item);
+        }
+        let mut per_category: HashMap<u32, f64> = HashMap::new();
+        let mut prices = Vec::new();
+        let mut total = 0.0;
+        for item in bought {
+            let i = item as usize;
+            if let Some(category) = self.category.get(i).filter(|c| **c != NO_CATEGORY) {
+                *per_category.entry(*category).or_default() += 1.0;
+            }
+            if let Some(price) = self.price.get(i).filter(|p| p.is_finite()) {
+                prices.push(*price);
+            }
+            total += 1.0;
+        }
+        if total > 0.0 {
+            for share in per_category.values_mut() {
+                *share /= total;
+            }
+        }
+        out.category_share = per_category;
+        if !prices.is_empty() {
+            prices.sort_unstable_by(f64::total_cmp);
+            out.median_price = Some(prices[prices.len() / 2]);
+        }
+        out
+    }
+
+    /// Items to propose from the signals: those browsed in the [`BROWSED_DAYS`] before
+    /// `now_ms`, and the newest items (first seen in the [`NEW_DAYS`] before it) of the
+    /// customer's favourite categories.
+    pub fn candidates(&self, customer: &CustomerSignals, now_ms: i64) -> Vec<u32> {
+        let browsed_since = now_ms - BROWSED_DAYS * 86_400_000;
+        let mut out: Vec<u32> = customer
+            .browsed
+            .iter()
+            .filter(|(_, s)| s.last_ms >= browsed_since)
+            .map(|(item, _)| *item)
+            .collect();
+        let mut favourites: Vec<(u32, f64)> = customer
+            .category_share
+            .iter()
+            .map(|(c, s)| (*c, *s))
+            .collect();
+        favourites.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let new_since = now_ms - NEW_DAYS * 86_400_000;
+        for (category, _) in favourites.iter().take(FAVOURITE_CATEGORIES) {
+            let newest = &self.newest_by_category[*category as usize];
+            out.extend(
+                newest
+                    .iter()
+                    .copied()
+                    .filter(|i| {
+                        let first = self.first_seen_ms[*i as usize];
+                        first < now_ms - SESSION_LAG_MS && first >= new_since
+                    })
+                    .take(NEW_PER_CATEGORY),
+            );
+        }
+        out
+    }
+
+    /// The signal features of `item` for `customer` at `now_ms`, in
+    /// [`super::blend::FEATURE_NAMES`] order from `log_views` on.
+    pub fn features(
+        &self,
+        customer: &CustomerSignals,
+        item: u32,
+        now_ms: i64,
+    ) -> [f64; SIGNAL_FEATURES] {
+        let i = item as usize;
+        let mut f = [0.0; SIGNAL_FEATURES];
+        if let Ok(at) = customer.browsed.binary_search_by_key(&item, |(i, _)| *i) {
+            let s = customer.browsed[at].1;
+            f[0] = f64::from(s.views).ln_1p();
+            f[1] = f64::from(s.carts).ln_1p();
+            f[2] = f64::from(u8::from(s.favorites > 0));
+            f[3] = (-((now_ms - s.last_ms) as f64 / DAY_MS).max(0.0) / 7.0).exp();
+        }
+        if let Some(category) = self.category.get(i).filter(|c| **c != NO_CATEGORY) {
+            f[4] = customer
+                .category_share
+                .get(category)
+                .copied()
+                .unwrap_or(0.0);
+        }
+        if let (Some(median), Some(price)) = (customer.median_price, self.price.get(i))
+            && price.is_finite()
+            && median > 0.0
+            && *price > 0.0
+        {
+            f[5] = (price / median).ln().clamp(-3.0, 3.0);
+        }
+        let first = self.first_seen_ms.get(i).copied().unwrap_or(i64::MAX);
+        f[6] = f64::from(u8::from(
+            first < now_ms - SESSION_LAG_MS && first >= now_ms - NEW_DAYS * 86_400_000,
+        ));
+        f
+    }
+}
+
+/// Features [`Signals::features`] gives.
+pub const SIGNAL_FEATURES: usize = 7;
+
+/// Their names, as `recur eval --json` shows the blend's weights.
+pub const SIGNAL_FEATURE_NAMES: [&str; SIGNAL_FEATURES] = [
+    "log_views",
+    "log_carts",
+    "favorited",
+    "browsed_recency",
+    "category_share",
+    "log_price_ratio",
+    "new_item",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000;
+
+    /// Items 0–1 bread (0 bought by everyone), 2 cake, 3 bread first seen on day 95, 4 bread
+    /// first seen on day 105 (after "now"); customer 0 viewed item 1 on days 90, 98 and 102.
+    fn signals() -> Signals {
+        let view = |day: i64, item: u32| Browse {
+            at_ms: day * DAY,
+            item,
+            kind: BrowseKind::View,
+        };
+        Signals {
+            browsing: vec![vec![
+                view(90, 1),
+                view(98, 1),
+                // The visit of the order being predicted: an hour before "now".
+                Browse {
+                    at_ms: 100 * DAY - 3_600_000,
+                    item: 2,
+                    kind: BrowseKind::Cart,
+                },
+                view(102, 1),
+            ]],
+            category: vec![0, 0, 1, 0, 0],
+            price: vec![10.0, 20.0, 40.0, 10.0, 10.0],
+            first_seen_ms: vec![0, 0, 0, 95 * DAY, 105 * DAY],
+            newest_by_category: vec![vec![4, 3, 0, 1], vec![2]],
+        }
+    }
+
+    #[test]
+    fn browsing_after_now_and_items_not_yet_seen_are_invisible() {
+        let signals = signals();
+        let now = 100 * DAY;
+        let customer = signals.customer(0, [0, 0, 2].into_iter(), now);
+        // Two views before day 100; the cart an hour before is the order's own visit, the
+        // view on day 102 is in the future.
+        assert_eq!(customer.browsed.len(), 1, "{:?}", customer.browsed);
+        assert_eq!(customer.browsed[0].1.views, 2);
+        assert!((customer.category_share[&0] - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(customer.median_price, Some(10.0));
+
+        let candidates = signals.candidates(&customer, now);
+        assert!(candidates.contains(&1), "viewed lately: {candidates:?}");
+        assert!(
+            candidates.contains(&3),
+            "new bread, seen before now: {candidates:?}"
+        );
+        assert!(
+            !candidates.contains(&4),
+            "first seen after now: {candidates:?}"
+        );
+
+        let f = signals.features(&customer, 1, now);
+        assert!((f[0] - 3f64.ln()).abs() < 1e-12, "log(1 + 2 views)");
+        assert!(
+            (f[3] - (-2.0f64 / 7.0).exp()).abs() < 1e-9,
+            "last view 2 days ago"
+        );
+        assert!((f[4] - 2.0 / 3.0).abs() < 1e-12, "bread share");
+        assert!((f[5] - 2f64.ln()).abs() < 1e-12, "twice their usual price");
+        assert_eq!(f[6], 0.0);
+        assert_eq!(signals.features(&customer, 3, now)[6], 1.0, "new item");
+        assert_eq!(signals.features(&customer, 4, now)[6], 0.0, "not yet seen");
+    }
+}
