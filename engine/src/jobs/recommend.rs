@@ -430,26 +430,8 @@ pub fn recommendations(
         )
         .with_column(lit(true).alias(EXPLORE));
     let tiers = concat([tiers, tiers_explore], UnionArgs::default())?;
-    // The tiers hold only customers the blend did not list (see the top).
-    let lists = match blended {
-        Some(blended) => {
-            let with_category = blended
-                .lazy()
-                .join(
-                    popular.clone().select([col(ITEM_ID), col(CATEGORY)]),
-                    [col(ITEM_ID)],
-                    [col(ITEM_ID)],
-                    JoinArgs::new(JoinType::Left),
-                )
-                .select(list_columns());
-            concat(
-                [tiers.select(list_columns()), with_category],
-                UnionArgs::default(),
-            )?
-        }
-        None => tiers.select(list_columns()),
-    };
-    let lists = lists
+    let tiers = tiers
+        .select(list_columns())
         .join(
             suppressed,
             [col(USER_ID), col(ITEM_ID)],
@@ -462,7 +444,23 @@ pub fn recommendations(
             Some(cols([USER_ID, EXPLORE, ITEM_ID])),
             UniqueKeepStrategy::First,
         );
-    Ok(head_ranked(lists, [USER_ID, EXPLORE], k)?.select([
+    let tiers = head_ranked(tiers, [USER_ID, EXPLORE], k)?.select(stored_columns(merchant_id));
+    // The tiers hold only customers the blend did not list (see the top). The blended lists
+    // come ranked, categorised and without suppressed items: passed through, not re-sorted
+    // (at a million customers, sorting and deduplicating their 30M rows again with the tiers
+    // took the run past the machine's memory).
+    match blended {
+        Some(blended) => concat(
+            [tiers, blended.lazy().select(stored_columns(merchant_id))],
+            UnionArgs::default(),
+        ),
+        None => Ok(tiers),
+    }
+}
+
+/// The columns of the stored recommendations table, in order.
+fn stored_columns(merchant_id: &str) -> [Expr; 13] {
+    [
         lit(merchant_id).alias(MERCHANT_ID),
         col(USER_ID),
         col(RANK),
@@ -476,7 +474,7 @@ pub fn recommendations(
         col(WITH_ITEM),
         col(WITH_SHARE),
         col(EXPLORE),
-    ]))
+    ]
 }
 
 /// The columns of one list entry, in order, before ranking.

@@ -9,7 +9,9 @@
 #[derive(Debug, Clone)]
 pub struct Accumulator {
     values: Vec<f64>,
-    present: Vec<bool>,
+    /// One bit per index: over a million customers it is 125 KB and stays in cache, where a
+    /// `bool` per index (1 MB, beside the 8 MB of sums) made every add two cache misses.
+    present: Vec<u64>,
     touched: Vec<u32>,
 }
 
@@ -17,22 +19,24 @@ impl Accumulator {
     pub fn new(len: usize) -> Self {
         Self {
             values: vec![0.0; len],
-            present: vec![false; len],
+            present: vec![0; len.div_ceil(64)],
             touched: Vec::new(),
         }
     }
 
     pub fn add(&mut self, index: u32, weight: f64) {
         let i = index as usize;
-        if !self.present[i] {
-            self.present[i] = true;
+        let (word, bit) = (i / 64, 1u64 << (i % 64));
+        if self.present[word] & bit == 0 {
+            self.present[word] |= bit;
             self.touched.push(index);
         }
         self.values[i] += weight;
     }
 
     pub fn contains(&self, index: u32) -> bool {
-        self.present[index as usize]
+        let i = index as usize;
+        self.present[i / 64] & (1u64 << (i % 64)) != 0
     }
 
     pub fn get(&self, index: u32) -> f64 {
@@ -55,8 +59,9 @@ impl Accumulator {
     /// Forgets every sum (in time proportional to the touched indices only).
     pub fn clear(&mut self) {
         for i in self.touched.drain(..) {
-            self.values[i as usize] = 0.0;
-            self.present[i as usize] = false;
+            let i = i as usize;
+            self.values[i] = 0.0;
+            self.present[i / 64] = 0;
         }
     }
 
@@ -118,6 +123,20 @@ mod tests {
         assert!(acc.is_empty());
         acc.add(4, 1.0);
         assert_eq!(acc.take_sorted(), vec![(4, 1.0)]);
+
+        // Indices sharing and spanning the presence bitset's words.
+        let mut acc = Accumulator::new(200);
+        for i in [3, 70, 64, 199, 3] {
+            acc.add(i, 1.0);
+        }
+        assert!(acc.contains(64) && acc.contains(199) && !acc.contains(65));
+        assert_eq!(
+            acc.take_sorted(),
+            vec![(3, 2.0), (64, 1.0), (70, 1.0), (199, 1.0)]
+        );
+        assert!(!acc.contains(3) && !acc.contains(70) && acc.is_empty());
+        acc.add(70, 0.5);
+        assert_eq!(acc.take_sorted(), vec![(70, 0.5)]);
     }
 
     #[test]

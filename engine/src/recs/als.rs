@@ -378,12 +378,17 @@ impl Factors {
         rows: &Array2<f32>,
         k: usize,
     ) -> Vec<(u32, f64)> {
-        let scores = rows.dot(&self.users.row(user as usize));
+        let u = self.users.row(user as usize);
+        let u = u.as_slice().expect("contiguous row");
+        // Our eight-lane dot per row: ndarray's matrix–vector product without BLAS took 12% of
+        // a million-customer run.
+        let f = self.users.ncols();
+        let rows = rows.as_slice().expect("contiguous rows");
         best_first(
             items
                 .iter()
-                .zip(scores.iter())
-                .map(|(i, s)| (*i, f64::from(*s)))
+                .zip(rows.chunks_exact(f))
+                .map(|(i, row)| (*i, f64::from(dot(row, u))))
                 .collect(),
             k,
         )

@@ -22,11 +22,13 @@ use crate::recommendation::{
     CYCLE_DAYS, DAYS_SINCE, EXPLORE, RANK, REASON, Reason, SCORE, SIMILAR_ITEM_ID, TIMES_BOUGHT,
     WITH_ITEM, WITH_SHARE,
 };
-use crate::store::{ITEM_ID, USER_ID};
+use crate::store::{CATEGORY, ITEM_ID, USER_ID};
 
 /// One listed item, before it becomes a row.
 struct Listed {
     user: u32,
+    /// 1-based, within the customer's main or explore list.
+    rank: u32,
     /// In the explore list (never-bought items) rather than the main one.
     explore: bool,
     item: u32,
@@ -43,8 +45,9 @@ struct Listed {
 pub struct MerchantRecs {
     /// The blend's lists, or `None` when the merchant's history is too small to fit it (the
     /// caller then keeps its transparent tiers): per customer the main list and the explore
-    /// list (items they never bought; `explore` true). Columns: `user_id, item_id, score,
-    /// reason, times_bought, days_since_last, cycle_days, with_item, with_share, explore`.
+    /// list (items they never bought; `explore` true), ranked. Columns: `user_id, rank,
+    /// item_id, category, score, reason, times_bought, days_since_last, cycle_days, with_item,
+    /// with_share, explore`.
     pub lists: Option<DataFrame>,
     /// Each item's most frequent companions ([`similar_items`]).
     pub similar: DataFrame,
@@ -117,10 +120,17 @@ pub fn merchant_recs(
                 };
                 let main = best(&weights, &|_| true);
                 let new_only = best(&explore_weights, &|c| explore.admits(c));
-                main.into_iter()
-                    .map(|entry| (false, entry))
-                    .chain(new_only.into_iter().map(|entry| (true, entry)))
-                    .map(|(explore, (score, c))| {
+                let ranked = |list: Vec<(f64, &Candidate)>, explore: bool| {
+                    list.into_iter()
+                        .enumerate()
+                        .map(|(rank, (score, c))| (explore, rank as u32 + 1, score, c.clone()))
+                        .collect::<Vec<_>>()
+                };
+                let mut entries = ranked(main, false);
+                entries.extend(ranked(new_only, true));
+                entries
+                    .into_iter()
+                    .map(|(explore, rank, score, c)| {
                         let f = &c.features;
                         let bought = f[2] > 0.0;
                         let due = f[6];
@@ -151,6 +161,7 @@ pub fn merchant_recs(
                             .map(|i| &repeats[i]);
                         Listed {
                             user,
+                            rank,
                             explore,
                             item: c.item,
                             // The blend's probability of the item being in the next order.
@@ -176,7 +187,9 @@ pub fn merchant_recs(
     let text = |index: u32| history.items[index as usize].as_str();
     let frame = df!(
         USER_ID => listed.iter().map(|l| history.users[l.user as usize].as_str()).collect::<Vec<_>>(),
+        RANK => listed.iter().map(|l| l.rank).collect::<Vec<_>>(),
         ITEM_ID => listed.iter().map(|l| text(l.item)).collect::<Vec<_>>(),
+        CATEGORY => listed.iter().map(|l| history.signals.category_name(l.item)).collect::<Vec<_>>(),
         SCORE => listed.iter().map(|l| l.score).collect::<Vec<_>>(),
         REASON => listed.iter().map(|l| l.reason.as_str()).collect::<Vec<_>>(),
         TIMES_BOUGHT => listed.iter().map(|l| l.times_bought).collect::<Vec<_>>(),

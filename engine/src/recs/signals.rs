@@ -59,6 +59,8 @@ pub struct Signals {
     pub browsing: Vec<Vec<Browse>>,
     /// Per item: its category index, or [`NO_CATEGORY`].
     pub category: Vec<u32>,
+    /// Category index → name.
+    pub category_names: Vec<String>,
     /// Per item: its latest price (NaN when unknown).
     pub price: Vec<f64>,
     /// Per item: when an event first named it (`i64::MAX` when unknown).
@@ -117,6 +119,7 @@ impl Signals {
         let mut signals = Self {
             browsing: vec![Vec::new(); history.users.len()],
             category: vec![NO_CATEGORY; n],
+            category_names: Vec::new(),
             price: vec![f64::NAN; n],
             first_seen_ms: vec![i64::MAX; n],
             newest_by_category: Vec::new(),
@@ -147,6 +150,9 @@ impl Signals {
             signals.price[i] = price.unwrap_or(f64::NAN);
             signals.first_seen_ms[i] = first.unwrap_or(i64::MAX);
         }
+        let mut names: Vec<(u32, &str)> = category_index.iter().map(|(n, i)| (*i, *n)).collect();
+        names.sort_unstable();
+        signals.category_names = names.into_iter().map(|(_, n)| n.to_owned()).collect();
         signals.newest_by_category = vec![Vec::new(); category_index.len()];
         for (item, category) in signals.category.iter().enumerate() {
             if *category != NO_CATEGORY {
@@ -236,6 +242,14 @@ impl Signals {
             });
         }
         Ok(())
+    }
+
+    /// The category name of `item`, when known.
+    pub fn category_name(&self, item: u32) -> Option<&str> {
+        let category = *self.category.get(item as usize)?;
+        self.category_names
+            .get(category as usize)
+            .map(String::as_str)
     }
 
     /// Customer `user`'s signals before `now_ms`, with `bought` the items of their baskets
@@ -402,6 +416,7 @@ mod tests {
                 view(102, 1),
             ]],
             category: vec![0, 0, 1, 0, 0],
+            category_names: vec!["bread".into(), "cake".into()],
             price: vec![10.0, 20.0, 40.0, 10.0, 10.0],
             first_seen_ms: vec![0, 0, 0, 95 * DAY, 105 * DAY],
             newest_by_category: vec![vec![4, 3, 0, 1], vec![2]],
