@@ -458,23 +458,14 @@ pub fn recommendations(
     }
 }
 
-/// The columns of the stored recommendations table, in order.
-fn stored_columns(merchant_id: &str) -> [Expr; 13] {
-    [
-        lit(merchant_id).alias(MERCHANT_ID),
-        col(USER_ID),
-        col(RANK),
-        col(ITEM_ID),
-        col(SCORE),
-        col(REASON),
-        col(TIMES_BOUGHT),
-        col(DAYS_SINCE),
-        col(CATEGORY),
-        col(CYCLE_DAYS),
-        col(WITH_ITEM),
-        col(WITH_SHARE),
-        col(EXPLORE),
-    ]
+/// The columns of the stored recommendations table, in order: a list entry's, with the
+/// merchant first and the rank after the user.
+fn stored_columns(merchant_id: &str) -> Vec<Expr> {
+    let [user, entry @ ..] = list_columns();
+    [lit(merchant_id).alias(MERCHANT_ID), user, col(RANK)]
+        .into_iter()
+        .chain(entry)
+        .collect()
 }
 
 /// The columns of one list entry, in order, before ranking.

@@ -454,8 +454,8 @@ impl ServingSnapshot {
             .filter(|e| listable(e.item) && !pinned.iter().any(|p| p.item == e.item))
             .copied();
         let listed = pinned
-            .clone()
-            .into_iter()
+            .iter()
+            .copied()
             .chain(rest)
             .filter(within_cap)
             .skip(filter.offset);
