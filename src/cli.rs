@@ -219,7 +219,7 @@ pub(crate) struct EvalArgs {
     #[arg(long, default_value = "last-order", value_name = "HOLDOUT")]
     pub holdout: String,
     /// Only these models, comma-separated (popularity, p_topfreq, tifu_knn, repeat_timing,
-    /// co_purchase, als, blend, blend_explore); default all.
+    /// co_purchase, bought_after, viewed_then_bought, als, blend, blend_explore); default all.
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub models: Option<Vec<String>>,
     /// Also write each merchant's training matrix (customers × items ALS confidences, Matrix

@@ -6,12 +6,14 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-const MODELS: [&str; 8] = [
+const MODELS: [&str; 10] = [
     "popularity",
     "p_topfreq",
     "tifu_knn",
     "repeat_timing",
     "co_purchase",
+    "bought_after",
+    "viewed_then_bought",
     "als",
     "blend",
     "blend_explore",

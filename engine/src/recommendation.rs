@@ -49,9 +49,15 @@ pub enum Reason {
     Browsed,
     /// New in the shop, in a category the customer buys.
     NewItem,
+    /// Often bought in the weeks after one of the customer's recent purchases.
+    BoughtAfter,
+    /// Often bought by the customers who viewed what this one viewed lately.
+    ViewedThenBought,
+    /// Selling faster than usual lately.
+    Trending,
 }
 
-const REASONS: [Reason; 9] = [
+const REASONS: [Reason; 12] = [
     Reason::Due,
     Reason::BoughtBefore,
     Reason::BoughtTogether,
@@ -61,6 +67,9 @@ const REASONS: [Reason; 9] = [
     Reason::Pinned,
     Reason::Browsed,
     Reason::NewItem,
+    Reason::BoughtAfter,
+    Reason::ViewedThenBought,
+    Reason::Trending,
 ];
 
 impl Reason {
@@ -75,6 +84,9 @@ impl Reason {
             Self::Pinned => "pinned",
             Self::Browsed => "browsed",
             Self::NewItem => "new_item",
+            Self::BoughtAfter => "bought_after",
+            Self::ViewedThenBought => "viewed_then_bought",
+            Self::Trending => "trending",
         }
     }
 
@@ -129,6 +141,55 @@ impl Reason {
                 Some(c) => format!("new in {c}, a category you buy"),
                 None => "new in the shop".to_owned(),
             },
+            Self::BoughtAfter => match (facts.with_item, facts.with_share) {
+                (Some(item), Some(share)) => format!(
+                    "{share}% of the customers who bought {item} bought this within {} days",
+                    crate::recs::sequence::FOLLOW_DAYS
+                ),
+                _ => "often bought after what you bought lately".to_owned(),
+            },
+            Self::ViewedThenBought => match (facts.with_item, facts.with_share) {
+                (Some(item), Some(share)) => {
+                    format!("{share}% of the customers who looked at {item} bought this")
+                }
+                _ => "bought by customers who looked at what you looked at".to_owned(),
+            },
+            Self::Trending => match category {
+                Some(c) => format!("selling more than usual in {c}"),
+                None => "selling more than usual".to_owned(),
+            },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_round_trips_and_says_its_anchor() {
+        for reason in REASONS {
+            assert_eq!(Reason::parse(reason.as_str()), Some(reason));
+        }
+        let facts = ReasonFacts {
+            times_bought: None,
+            days_since: None,
+            category: Some("hair care"),
+            cycle_days: None,
+            with_item: Some("hair dryer"),
+            with_share: Some(38),
+        };
+        assert_eq!(
+            Reason::BoughtAfter.describe(&facts),
+            "38% of the customers who bought hair dryer bought this within 30 days"
+        );
+        assert_eq!(
+            Reason::ViewedThenBought.describe(&facts),
+            "38% of the customers who looked at hair dryer bought this"
+        );
+        assert_eq!(
+            Reason::Trending.describe(&facts),
+            "selling more than usual in hair care"
+        );
     }
 }

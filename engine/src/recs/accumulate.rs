@@ -82,6 +82,9 @@ pub struct Scratch {
     pub companions: Accumulator,
     /// Item → rank, for the items a ranked generator sorted.
     pub ranks: Accumulator,
+    /// Bought-after and viewed-then-bought scores ([`super::sequence`]).
+    pub after: Accumulator,
+    pub viewed: Accumulator,
 }
 
 impl Scratch {
@@ -91,6 +94,8 @@ impl Scratch {
             items: Accumulator::new(items),
             companions: Accumulator::new(items),
             ranks: Accumulator::new(items),
+            after: Accumulator::new(items),
+            viewed: Accumulator::new(items),
         }
     }
 }

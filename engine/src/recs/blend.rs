@@ -25,11 +25,13 @@ use super::baskets::{BasketHistory, Holdout, TestCase, split};
 use super::cooccur::{CoPurchase, ItemNeighbours};
 use super::models::{NextBasketModel, top_k};
 use super::repeat::{ItemStats, RepeatCandidate, RepeatTiming};
-use super::signals::{SIGNAL_FEATURE_NAMES, SIGNAL_FEATURES};
+use super::sequence::{Sequences, propose, recent_views};
+use super::signals::{SIGNAL_FEATURE_NAMES, SIGNAL_FEATURES, Signals};
 use super::tifu::{Index, SparseVector, TifuKnn};
+use super::trend::ItemTimes;
 
 /// The features of one candidate, in [`FEATURE_NAMES`] order.
-pub const FEATURES: usize = 16 + SIGNAL_FEATURES;
+pub const FEATURES: usize = SIGNALS_FROM + SIGNAL_FEATURES;
 
 type FeatureRow = [f64; FEATURES];
 
@@ -50,6 +52,10 @@ pub const FEATURE_NAMES: [&str; FEATURES] = [
     "log_customer_orders",
     "als_score",
     "als_relative",
+    "bought_after_relative",
+    "viewed_then_bought_relative",
+    "trend",
+    "hour_affinity",
     SIGNAL_FEATURE_NAMES[0],
     SIGNAL_FEATURE_NAMES[1],
     SIGNAL_FEATURE_NAMES[2],
@@ -60,10 +66,15 @@ pub const FEATURE_NAMES: [&str; FEATURES] = [
 ];
 
 /// Index of the first signal feature ([`super::signals::Signals::features`]).
-pub const SIGNALS_FROM: usize = 16;
+pub const SIGNALS_FROM: usize = 20;
 
 /// Index of the `bought_before` feature.
 pub const BOUGHT_BEFORE: usize = 2;
+/// Indices of the item-to-item features, for the reason of a listed item.
+pub const CO_PURCHASE: usize = 12;
+pub const BOUGHT_AFTER: usize = 16;
+pub const VIEWED_THEN_BOUGHT: usize = 17;
+pub const TREND: usize = 18;
 
 /// Everything the generators learned from one set of training baskets.
 pub struct Generators {
@@ -72,6 +83,8 @@ pub struct Generators {
     index: Index,
     stats: ItemStats,
     companions: ItemNeighbours,
+    sequences: Sequences,
+    times: ItemTimes,
     als: Factors,
     /// The items ALS proposes from (the most bought), and their factors.
     als_head: Vec<u32>,
@@ -119,6 +132,10 @@ impl Generators {
         let companions = CoPurchase::default().build(train);
         let co_purchase_ms = started.elapsed().as_millis() as u64;
         let started = Instant::now();
+        let sequences = Sequences::build(train);
+        let times = ItemTimes::build(train);
+        let sequences_ms = started.elapsed().as_millis() as u64;
+        let started = Instant::now();
         let als_model = Als::default();
         let als = als_model.fit(&als_model.confidences(train));
         let als_head_rows = als.item_rows(&als_head);
@@ -127,6 +144,7 @@ impl Generators {
             items = train.items.len(),
             tifu_index_ms = index_ms,
             co_purchase_ms,
+            sequences_ms,
             als_ms = started.elapsed().as_millis() as u64,
             "generators built"
         );
@@ -136,6 +154,8 @@ impl Generators {
             als_head_rows,
             index,
             companions,
+            sequences,
+            times,
             tifu,
             repeat: RepeatTiming::default(),
             stats,
@@ -150,9 +170,27 @@ impl Generators {
         &self.companions
     }
 
-    /// The item of `profile` that most brings `item` along, and `P(item | it)`.
-    pub fn companion_of(&self, profile: &SparseVector, item: u32) -> Option<(u32, f64)> {
-        self.companions.anchor(profile, item)
+    /// The item of `context` that most brings `item` along through the item-to-item table
+    /// `feature` names ([`CO_PURCHASE`], [`BOUGHT_AFTER`] or [`VIEWED_THEN_BOUGHT`]), and
+    /// `P(item | it)`.
+    pub fn anchor_of(
+        &self,
+        context: &UserCandidates,
+        feature: usize,
+        item: u32,
+    ) -> Option<(u32, f64)> {
+        match feature {
+            CO_PURCHASE => self.companions.anchor(&context.profile, item),
+            BOUGHT_AFTER => self
+                .sequences
+                .bought_after
+                .anchor(&context.recent_purchases, item),
+            VIEWED_THEN_BOUGHT => self
+                .sequences
+                .viewed_then_bought
+                .anchor(&context.recent_views, item),
+            _ => None,
+        }
     }
 
     /// The candidates of training customer `user` for an order after `now_ms`.
@@ -196,6 +234,22 @@ impl Generators {
             .accumulate(&profile, &mut scratch.companions);
         let co_best = best_first(scratch.companions.iter().collect(), self.per_generator);
         let co_max = co_best.first().map_or(1.0, |s| s.1.max(1e-12));
+        let recent_purchases = Sequences::recent_purchases(baskets, now_ms);
+        let (after_best, after_max) = propose(
+            &self.sequences.bought_after,
+            &recent_purchases,
+            &mut scratch.after,
+            self.per_generator,
+        );
+        let browsing = train.signals.browsing_of(user);
+        let recent_views = recent_views(browsing, now_ms);
+        let (viewed_best, viewed_max) = propose(
+            &self.sequences.viewed_then_bought,
+            &recent_views,
+            &mut scratch.viewed,
+            self.per_generator,
+        );
+        let hours = ItemTimes::customer_hours(baskets);
         let repeat = self.repeat.candidates(&self.stats, baskets, now_ms);
         let als_best = self.als.best_of(
             user,
@@ -218,10 +272,16 @@ impl Generators {
             .take(self.per_generator)
             .chain(&co_best)
             .chain(&als_best)
+            .chain(&after_best)
+            .chain(&viewed_best)
             .map(|(item, _)| *item)
             .chain(self.popular.iter().copied())
             .chain(repeat.iter().map(|r| r.item))
             .chain(train.signals.candidates(&signals, now_ms))
+            .chain(
+                self.times
+                    .candidates(&Signals::favourite_categories(&signals)),
+            )
             .collect();
         pool.sort_unstable();
         pool.dedup();
@@ -268,6 +328,14 @@ impl Generators {
                 let als = f64::from(self.als.score(user, item));
                 features[14] = als;
                 features[15] = (als / als_max).clamp(-1.0, 1.0);
+                if scratch.after.contains(item) {
+                    features[BOUGHT_AFTER] = scratch.after.get(item) / after_max;
+                }
+                if scratch.viewed.contains(item) {
+                    features[VIEWED_THEN_BOUGHT] = scratch.viewed.get(item) / viewed_max;
+                }
+                features[TREND] = self.times.trend[item as usize];
+                features[19] = self.times.hour_affinity(&hours, item);
                 features[SIGNALS_FROM..]
                     .copy_from_slice(&train.signals.features(&signals, item, now_ms));
                 Candidate { item, features }
@@ -276,10 +344,14 @@ impl Generators {
         scratch.items.clear();
         scratch.companions.clear();
         scratch.ranks.clear();
+        scratch.after.clear();
+        scratch.viewed.clear();
         UserCandidates {
             candidates,
             repeat,
             profile,
+            recent_purchases,
+            recent_views,
         }
     }
 }
@@ -301,6 +373,10 @@ pub struct UserCandidates {
     pub repeat: Vec<RepeatCandidate>,
     /// The customer's time-decayed item vector (TIFU-KNN's user vector).
     pub profile: SparseVector,
+    /// Their purchases of the last weeks ([`Sequences::recent_purchases`]).
+    pub recent_purchases: SparseVector,
+    /// Their views of the last days ([`super::sequence::recent_views`]).
+    pub recent_views: SparseVector,
 }
 
 /// The customers a blend is fitted on (each one's last training order the label) and their

@@ -16,6 +16,7 @@ use super::cooccur::CoPurchase;
 use super::metrics::{ListMetrics, evaluate};
 use super::models::{GlobalPopularity, NextBasketModel, PersonalTopFrequency};
 use super::repeat::RepeatTiming;
+use super::sequence::{BoughtAfter, ViewedThenBought};
 use super::signals::Signals;
 use super::tifu::TifuKnn;
 use crate::analytics::MerchantAnalytics;
@@ -87,6 +88,8 @@ pub fn models() -> Vec<Box<dyn NextBasketModel>> {
         Box::new(TifuKnn::default()),
         Box::new(RepeatTiming::default()),
         Box::new(CoPurchase::default()),
+        Box::new(BoughtAfter),
+        Box::new(ViewedThenBought),
         Box::new(Als::default()),
         Box::new(Blend::default()),
         // The exclude-purchased list: scored on new items, against popularity.

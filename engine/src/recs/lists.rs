@@ -14,7 +14,10 @@ use rayon::prelude::*;
 use tracing::debug;
 
 use super::baskets::BasketHistory;
-use super::blend::{Blend, BlendWeights, Candidate, Generators, SIGNALS_FROM, UserCandidates};
+use super::blend::{
+    BOUGHT_AFTER, Blend, BlendWeights, CO_PURCHASE, Candidate, Generators, SIGNALS_FROM, TREND,
+    VIEWED_THEN_BOUGHT,
+};
 use super::cooccur::{CoPurchase, ItemNeighbours};
 use super::signals::Signals;
 use crate::error::{Error, Result};
@@ -98,12 +101,9 @@ pub fn merchant_recs(
             || Generators::scratch(&history),
             |scratch, user| {
                 let user = u32::try_from(user).expect("fewer than 4G customers");
-                let UserCandidates {
-                    candidates,
-                    repeat: repeats,
-                    profile,
-                } = generators.candidates_in_context(&history, user, as_of_ms, scratch);
-                let candidates: Vec<Candidate> = candidates
+                let mut context =
+                    generators.candidates_in_context(&history, user, as_of_ms, scratch);
+                let candidates: Vec<Candidate> = std::mem::take(&mut context.candidates)
                     .into_iter()
                     .filter(|c| !suppressed.contains(&(user, c.item)))
                     .collect();
@@ -141,20 +141,30 @@ pub fn merchant_recs(
                         } else if f[SIGNALS_FROM + 3] >= 0.5 {
                             // Browsed within about five days.
                             (Reason::Browsed, None)
-                        } else if f[12] > 0.0 && f[12] >= f[0] {
-                            (
-                                Reason::BoughtTogether,
-                                generators.companion_of(&profile, c.item),
-                            )
+                        } else if let Some(table) = [CO_PURCHASE, BOUGHT_AFTER, VIEWED_THEN_BOUGHT]
+                            .into_iter()
+                            .filter(|t| f[*t] > 0.0 && f[*t] >= f[0])
+                            .max_by(|a, b| f[*a].total_cmp(&f[*b]).then(b.cmp(a)))
+                        {
+                            let reason = match table {
+                                CO_PURCHASE => Reason::BoughtTogether,
+                                BOUGHT_AFTER => Reason::BoughtAfter,
+                                _ => Reason::ViewedThenBought,
+                            };
+                            (reason, generators.anchor_of(&context, table, c.item))
                         } else if f[0] > 0.0 || f[15] >= 0.5 {
                             // TIFU-KNN's neighbours or ALS's taste factors: both say
                             // customers who buy like this one buy it.
                             (Reason::SimilarCustomers, None)
                         } else if f[SIGNALS_FROM + 6] > 0.0 {
                             (Reason::NewItem, None)
+                        } else if f[TREND] >= 0.5 {
+                            // Selling at 1.6 times its usual rate or more.
+                            (Reason::Trending, None)
                         } else {
                             (Reason::Popular, None)
                         };
+                        let repeats = &context.repeat;
                         let repeat = repeats
                             .binary_search_by_key(&c.item, |r| r.item)
                             .ok()

@@ -15,5 +15,7 @@ pub mod lists;
 pub mod metrics;
 pub mod models;
 pub mod repeat;
+pub mod sequence;
 pub mod signals;
 pub mod tifu;
+pub mod trend;

@@ -244,6 +244,34 @@ impl Signals {
         Ok(())
     }
 
+    /// Customer `user`'s browsing, oldest first (none for an unknown customer).
+    pub fn browsing_of(&self, user: u32) -> &[Browse] {
+        self.browsing.get(user as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// The category index of `item`, when known.
+    pub fn category_index(&self, item: u32) -> Option<u32> {
+        self.category
+            .get(item as usize)
+            .copied()
+            .filter(|c| *c != NO_CATEGORY)
+    }
+
+    /// The customer's [`FAVOURITE_CATEGORIES`] categories, by their share of what they bought.
+    pub fn favourite_categories(customer: &CustomerSignals) -> Vec<u32> {
+        let mut favourites: Vec<(u32, f64)> = customer
+            .category_share
+            .iter()
+            .map(|(c, s)| (*c, *s))
+            .collect();
+        favourites.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        favourites
+            .into_iter()
+            .take(FAVOURITE_CATEGORIES)
+            .map(|(c, _)| c)
+            .collect()
+    }
+
     /// The category name of `item`, when known.
     pub fn category_name(&self, item: u32) -> Option<&str> {
         let category = *self.category.get(item as usize)?;
@@ -313,18 +341,12 @@ impl Signals {
             .filter(|(_, s)| s.last_ms >= browsed_since)
             .map(|(item, _)| *item)
             .collect();
-        let mut favourites: Vec<(u32, f64)> = customer
-            .category_share
-            .iter()
-            .map(|(c, s)| (*c, *s))
-            .collect();
-        favourites.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let new_since = now_ms - NEW_DAYS * 86_400_000;
         let seen_by = now_ms - SESSION_LAG_MS;
-        for (category, _) in favourites.iter().take(FAVOURITE_CATEGORIES) {
+        for category in Self::favourite_categories(customer) {
             // Newest first: the items seen by "now" and since `new_since` are one run, found by
             // two binary searches (scanning for it cost 13% of a million-customer run).
-            let newest = &self.newest_by_category[*category as usize];
+            let newest = &self.newest_by_category[category as usize];
             let first_seen = |i: &u32| self.first_seen_ms[*i as usize];
             let from = newest.partition_point(|i| first_seen(i) >= seen_by);
             let to = newest.partition_point(|i| first_seen(i) >= new_since);
