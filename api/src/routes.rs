@@ -141,6 +141,7 @@ pub(crate) async fn recommendations(
         max_price: query.max_price,
         scene: query.scene,
         channel: query.channel,
+        first_seen_since_ms: None,
     };
     if !snapshot.has_merchant(&merchant_id) {
         return Err(ApiError::not_found(

@@ -31,6 +31,14 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// Something named does not exist (a campaign, an audience).
+    #[error("{0}")]
+    NotFound(String),
+
+    /// A name already taken, or a change that contradicts what is recorded.
+    #[error("{0}")]
+    Conflict(String),
+
     #[error("the {model} fit failed: {reason}")]
     FitFailed { model: &'static str, reason: String },
 }

@@ -43,10 +43,16 @@ pub enum EventType {
     /// The customer dismissed an item ("not interested"): it is not recommended to them again
     /// until they buy it.
     NotInterested,
+    /// The customer opted out of pushes: of one subscription message template
+    /// (`properties.template_id`) or, without it, of all; honoured from its time on.
+    Unsubscribe,
+    /// Member attributes (`properties.birthday` as `MM-DD`, `member_level`, `points`, `tags`):
+    /// the latest value of each wins.
+    Identify,
 }
 
 impl EventType {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::View,
         Self::Search,
         Self::AddToCart,
@@ -57,6 +63,8 @@ impl EventType {
         Self::PushOpen,
         Self::Subscribe,
         Self::NotInterested,
+        Self::Unsubscribe,
+        Self::Identify,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +79,8 @@ impl EventType {
             Self::PushOpen => "push_open",
             Self::Subscribe => "subscribe",
             Self::NotInterested => "not_interested",
+            Self::Unsubscribe => "unsubscribe",
+            Self::Identify => "identify",
         }
     }
 
@@ -231,6 +241,8 @@ struct KnownProperties<'a> {
     query: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     template_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    birthday: Option<Cow<'a, str>>,
 }
 
 /// Why a line was not accepted; the text is meant for the person who sent it.
@@ -422,7 +434,7 @@ impl EventValidator {
             Some(p) if p.trim_start().starts_with('{') => {
                 serde_json::from_str(p).unwrap_or_else(|_| {
                     problems.push(
-                        "properties.query and properties.template_id must be strings".to_owned(),
+                        "properties.query, properties.template_id and properties.birthday must be strings".to_owned(),
                     );
                     KnownProperties::default()
                 })
@@ -456,6 +468,13 @@ impl EventValidator {
             if t == EventType::Subscribe && known.template_id.as_deref().is_none_or(str::is_empty) {
                 problems.push("a subscribe event needs properties.template_id (the consented subscription message template)".to_owned());
             }
+            if let Some(birthday) = known.birthday.as_deref()
+                && parse_birthday(birthday).is_none()
+            {
+                problems.push(format!(
+                    "properties.birthday must be MM-DD (e.g. 03-15), got {birthday:?}"
+                ));
+            }
         }
 
         Some(Event {
@@ -476,6 +495,16 @@ impl EventValidator {
             properties: properties.map(compact_json),
         })
     }
+}
+
+/// A birthday as `MM-DD` → (month, day), a real day of some year (02-29 included).
+pub fn parse_birthday(text: &str) -> Option<(u32, u32)> {
+    let (month, day) = text.split_once('-')?;
+    if month.len() != 2 || day.len() != 2 {
+        return None;
+    }
+    let (month, day): (u32, u32) = (month.parse().ok()?, day.parse().ok()?);
+    NaiveDate::from_ymd_opt(2000, month, day).map(|_| (month, day))
 }
 
 fn parse_ts(raw: &str, now_ms: i64) -> Result<i64, String> {
@@ -727,9 +756,28 @@ mod tests {
             check(&format!("{base}\"view\"}}")).expect_err("must fail"),
             "a view event needs item_id"
         );
+        assert!(
+            check(&format!("{base}\"unsubscribe\"}}")).is_ok(),
+            "all pushes"
+        );
+        assert!(
+            check(&format!(
+                "{base}\"identify\",\"properties\":{{\"birthday\":\"02-29\",\"member_level\":\"gold\",\"points\":120}}}}"
+            ))
+            .is_ok()
+        );
+        assert_eq!(
+            check(&format!(
+                "{base}\"identify\",\"properties\":{{\"birthday\":\"1990-02-30\"}}}}"
+            ))
+            .expect_err("must fail"),
+            "properties.birthday must be MM-DD (e.g. 03-15), got \"1990-02-30\""
+        );
+        assert_eq!(parse_birthday("02-30"), None);
+        assert_eq!(parse_birthday("12-31"), Some((12, 31)));
         assert_eq!(
             check(&format!("{base}\"buy\"}}")).expect_err("must fail"),
-            "type must be one of view, search, add_to_cart, favorite, purchase, refund, share, push_open, subscribe, not_interested; got \"buy\""
+            "type must be one of view, search, add_to_cart, favorite, purchase, refund, share, push_open, subscribe, not_interested, unsubscribe, identify; got \"buy\""
         );
     }
 

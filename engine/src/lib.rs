@@ -3,6 +3,7 @@
 //! No network servers live here; ingest and the API call into this crate.
 
 pub mod analytics;
+pub mod campaign;
 pub mod clv;
 pub mod error;
 pub mod event;

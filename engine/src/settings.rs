@@ -29,6 +29,171 @@ pub struct MerchantSettings {
     /// Rules every served and exported list follows.
     #[serde(default)]
     pub list_rules: ListRules,
+    /// How pushes to this merchant's customers are paced and delivered.
+    #[serde(default)]
+    pub push: PushSettings,
+}
+
+/// Frequency caps, quiet hours and the merchant's delivery endpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushSettings {
+    /// Pushes per customer per local day, over all the merchant's campaigns.
+    #[serde(default = "default_cap_per_day")]
+    pub cap_per_day: u32,
+    /// Pushes per customer in any seven local days.
+    #[serde(default = "default_cap_per_week")]
+    pub cap_per_week: u32,
+    /// No push is sent from this local time…
+    #[serde(default = "default_quiet_from")]
+    pub quiet_from: LocalTime,
+    /// …until this one (the next morning when it is earlier).
+    #[serde(default = "default_quiet_until")]
+    pub quiet_until: LocalTime,
+    /// Where `webhook` campaigns POST.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSettings>,
+    /// The mini program's credentials for subscription messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wechat: Option<WechatSettings>,
+}
+
+fn default_cap_per_day() -> u32 {
+    1
+}
+fn default_cap_per_week() -> u32 {
+    3
+}
+fn default_quiet_from() -> LocalTime {
+    LocalTime::new(22, 0)
+}
+fn default_quiet_until() -> LocalTime {
+    LocalTime::new(8, 0)
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        Self {
+            cap_per_day: default_cap_per_day(),
+            cap_per_week: default_cap_per_week(),
+            quiet_from: default_quiet_from(),
+            quiet_until: default_quiet_until(),
+            webhook: None,
+            wechat: None,
+        }
+    }
+}
+
+/// The merchant's webhook: the URL and the HMAC key that signs each body.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    pub url: String,
+    pub secret: String,
+}
+
+/// A mini program's app id and secret, and the API base (WeChat's, or a stand-in in tests).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WechatSettings {
+    pub appid: String,
+    pub secret: String,
+    #[serde(default = "default_wechat_api")]
+    pub api_base: String,
+}
+
+/// WeChat's API host.
+pub const WECHAT_API: &str = "https://api.weixin.qq.com";
+
+fn default_wechat_api() -> String {
+    WECHAT_API.to_owned()
+}
+
+/// Shown in place of a secret.
+const REDACTED: &str = "(set, not shown)";
+
+// Debug by hand: secrets must not reach logs through `{:?}`.
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("url", &self.url)
+            .field("secret", &REDACTED)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for WechatSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WechatSettings")
+            .field("appid", &self.appid)
+            .field("secret", &REDACTED)
+            .field("api_base", &self.api_base)
+            .finish()
+    }
+}
+
+impl MerchantSettings {
+    /// The settings with every secret replaced, for printing.
+    pub fn redacted(&self) -> Self {
+        let mut shown = self.clone();
+        if let Some(webhook) = &mut shown.push.webhook {
+            REDACTED.clone_into(&mut webhook.secret);
+        }
+        if let Some(wechat) = &mut shown.push.wechat {
+            REDACTED.clone_into(&mut wechat.secret);
+        }
+        shown
+    }
+}
+
+/// A local wall-clock time of day, `HH:MM` in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LocalTime {
+    /// Minutes after midnight.
+    pub minutes: u32,
+}
+
+impl LocalTime {
+    pub const fn new(hour: u32, minute: u32) -> Self {
+        Self {
+            minutes: hour * 60 + minute,
+        }
+    }
+
+    /// Parses `HH:MM` (24-hour).
+    pub fn parse(text: &str) -> Result<Self> {
+        let parsed = text.split_once(':').and_then(|(h, m)| {
+            let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+            (h < 24 && m < 60 && text.len() == 5).then(|| Self::new(h, m))
+        });
+        parsed.ok_or_else(|| {
+            Error::InvalidArgument(format!("bad time of day {text:?}: use HH:MM, e.g. 22:00"))
+        })
+    }
+}
+
+impl std::fmt::Display for LocalTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:02}:{:02}", self.minutes / 60, self.minutes % 60)
+    }
+}
+
+impl Serialize for LocalTime {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for LocalTime {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// A merchant's business rules for recommendation lists, applied when a list is served or
@@ -105,17 +270,58 @@ pub fn settings_path(data_dir: &Path, merchant_id: &str) -> PathBuf {
     merchant_config_dir(data_dir, merchant_id).join(SETTINGS_FILE)
 }
 
+/// Reads one of a merchant's JSON configuration files (`what` names it in errors); `None`
+/// when it does not exist yet.
+pub(crate) fn read_config<T: serde::de::DeserializeOwned>(
+    data_dir: &Path,
+    merchant_id: &str,
+    file: &str,
+    what: &str,
+) -> Result<Option<T>> {
+    let path = merchant_config_dir(data_dir, merchant_id).join(file);
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::CorruptStore {
+                path,
+                reason: format!("{what} are not valid: {e}"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", &path)(e)),
+    }
+}
+
+/// Replaces one of a merchant's JSON configuration files atomically; the caller holds
+/// [`lock_merchant_config`].
+pub(crate) fn write_config<T: Serialize>(
+    data_dir: &Path,
+    merchant_id: &str,
+    file: &str,
+    value: &T,
+) -> Result<()> {
+    let dir = merchant_config_dir(data_dir, merchant_id);
+    fs::create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
+    let json = serde_json::to_vec_pretty(value).expect("configuration always serializes");
+    let path = dir.join(file);
+    // Settings may hold webhook and WeChat secrets: readable by the owner only, from the
+    // moment the file exists.
+    fsutil::write_atomic(&path, |f| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(fs::Permissions::from_mode(0o600))
+                .map_err(Error::io("set permissions of", &path))?;
+        }
+        std::io::Write::write_all(f, &json).map_err(Error::io("write", &path))
+    })
+}
+
 impl MerchantSettings {
     pub fn load(data_dir: &Path, merchant_id: &str) -> Result<Self> {
-        let path = settings_path(data_dir, merchant_id);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::CorruptStore {
-                path,
-                reason: format!("merchant settings are not valid: {e}"),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(Error::io("read", &path)(e)),
-        }
+        Ok(
+            read_config(data_dir, merchant_id, SETTINGS_FILE, "merchant settings")?
+                .unwrap_or_default(),
+        )
     }
 
     /// Loads, changes and saves the settings under the merchant's lock; returns the result.
@@ -127,15 +333,7 @@ impl MerchantSettings {
         let _lock = lock_merchant_config(data_dir, merchant_id)?;
         let mut settings = Self::load(data_dir, merchant_id)?;
         change(&mut settings);
-        settings.save_locked(data_dir, merchant_id)?;
+        write_config(data_dir, merchant_id, SETTINGS_FILE, &settings)?;
         Ok(settings)
-    }
-
-    /// Writes the settings; the caller holds [`lock_merchant_config`].
-    fn save_locked(&self, data_dir: &Path, merchant_id: &str) -> Result<()> {
-        let dir = merchant_config_dir(data_dir, merchant_id);
-        fs::create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
-        let json = serde_json::to_vec_pretty(self).expect("settings always serialize");
-        fsutil::write_bytes_atomic(&dir.join(SETTINGS_FILE), &json)
     }
 }

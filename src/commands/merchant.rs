@@ -46,7 +46,7 @@ pub(crate) fn merchant(command: MerchantCommand) -> anyhow::Result<()> {
         }
         MerchantCommand::Show { data, merchant } => {
             let settings = MerchantSettings::load(&data.data_dir, &merchant)?;
-            outln!("{}", serde_json::to_string_pretty(&settings)?);
+            outln!("{}", serde_json::to_string_pretty(&settings.redacted())?);
             Ok(())
         }
     }

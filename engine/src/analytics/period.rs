@@ -111,6 +111,11 @@ impl TimeZoneName {
         &self.0
     }
 
+    /// The zone itself.
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.0.parse().expect("validated on construction")
+    }
+
     /// The local calendar date of a UTC instant in this zone.
     pub fn local_date(&self, ts_ms: i64) -> NaiveDate {
         let tz: chrono_tz::Tz = self.0.parse().expect("validated on construction");
@@ -208,6 +213,11 @@ impl AsOf {
 /// The local calendar date (a `Date` column) of `instant_ms`, an expression of epoch
 /// milliseconds in UTC.
 pub fn local_date(instant_ms: Expr, zone: &TimeZoneName) -> Expr {
+    local_datetime(instant_ms, zone).dt().date()
+}
+
+/// `instant_ms` (epoch milliseconds, UTC) as a datetime in `zone`.
+fn local_datetime(instant_ms: Expr, zone: &TimeZoneName) -> Expr {
     let zone = TimeZone::opt_try_new(Some(zone.as_str()))
         .ok()
         .flatten()
@@ -219,8 +229,14 @@ pub fn local_date(instant_ms: Expr, zone: &TimeZoneName) -> Expr {
         ))
         .dt()
         .convert_time_zone(zone)
+}
+
+/// The local hour (0–23, UInt32) of `instant_ms`, an expression of epoch milliseconds in UTC.
+pub fn local_hour(instant_ms: Expr, zone: &TimeZoneName) -> Expr {
+    local_datetime(instant_ms, zone)
         .dt()
-        .date()
+        .hour()
+        .cast(DataType::UInt32)
 }
 
 /// The local day number (Int32 days since 1970-01-01) of `instant_ms` in `zone`.

@@ -21,7 +21,7 @@ use crate::analytics::identity::CUSTOMER_ID;
 use crate::analytics::rfm;
 use crate::error::{Error, Result};
 use crate::frame_json;
-use crate::jobs::recommend::{CONTEXT, CONTEXT_VALUE};
+use crate::jobs::recommend::{CONTEXT, CONTEXT_VALUE, FIRST_SEEN_MS};
 use crate::jobs::reports::PERIOD_KIND;
 use crate::recommendation::{
     CYCLE_DAYS, DAYS_SINCE, EXPLORE, RANK, REASON, Reason, ReasonFacts, SCORE, SIMILAR_ITEM_ID,
@@ -129,6 +129,8 @@ struct MerchantIndex {
     item_categories: Vec<Option<Box<str>>>,
     /// Each item's current unit price, when events gave one (from the items table).
     item_prices: Vec<Option<f64>>,
+    /// When an event first named each item (from the items table).
+    item_first_seen: Vec<Option<i64>>,
     item_ids: HashMap<Box<str>, u32>,
     users: HashMap<Box<str>, Box<[Entry]>>,
     /// Each customer's explore list (items they never bought and kept).
@@ -163,6 +165,7 @@ impl MerchantIndex {
         self.items.push(item.into());
         self.item_categories.push(category.map(Into::into));
         self.item_prices.push(None);
+        self.item_first_seen.push(None);
         self.item_ids.insert(item.into(), i);
         i
     }
@@ -223,6 +226,8 @@ pub struct ListFilter {
     pub scene: Option<String>,
     /// …and the channel; their popular items before the merchant's.
     pub channel: Option<String>,
+    /// Only items first seen at or after this instant (new items).
+    pub first_seen_since_ms: Option<i64>,
 }
 
 impl ListFilter {
@@ -240,7 +245,10 @@ impl ListFilter {
         let max_ok = self
             .max_price
             .is_none_or(|max| price.is_some_and(|p| p <= max));
-        category_ok && min_ok && max_ok
+        let new_ok = self
+            .first_seen_since_ms
+            .is_none_or(|since| index.item_first_seen[i].is_some_and(|f| f >= since));
+        category_ok && min_ok && max_ok && new_ok
     }
 }
 
@@ -497,6 +505,18 @@ impl ServingSnapshot {
             .unwrap_or_default();
         profile["recent_orders"] = Value::Array(orders);
         Some(profile)
+    }
+
+    /// The customer id behind any of a merchant's user ids (the id itself when unknown).
+    pub fn customer_of<'a>(&'a self, merchant_id: &str, user_id: &'a str) -> &'a str {
+        self.merchants
+            .get(merchant_id)
+            .map_or(user_id, |index| index.customer(user_id))
+    }
+
+    /// A merchant's profiles table (one row per customer, without `merchant_id`).
+    pub fn profiles_of(&self, merchant_id: &str) -> Option<&DataFrame> {
+        self.merchants.get(merchant_id).map(|index| &index.profiles)
     }
 
     /// Number of users with a personal list, over all merchants.
@@ -774,11 +794,17 @@ fn load_items(
             items.column(ITEM_ID)?.str()?.clone(),
             items.column(CATEGORY)?.str()?.clone(),
             items.column(PRICE)?.f64()?.clone(),
+            items.column(FIRST_SEEN_MS)?.i64()?.clone(),
         ))
     })()
     .map_err(Error::polars("reading items"))?;
-    let (m, i, c, p) = typed;
-    for (((merchant, item), category), price) in m.iter().zip(i.iter()).zip(c.iter()).zip(p.iter())
+    let (m, i, c, p, f) = typed;
+    for ((((merchant, item), category), price), first_seen) in m
+        .iter()
+        .zip(i.iter())
+        .zip(c.iter())
+        .zip(p.iter())
+        .zip(f.iter())
     {
         let (Some(merchant), Some(item)) = (merchant, item) else {
             continue;
@@ -786,6 +812,7 @@ fn load_items(
         let index = merchants.entry(merchant.to_owned()).or_default();
         let item = index.intern(item, category);
         index.item_prices[item as usize] = price;
+        index.item_first_seen[item as usize] = first_seen;
     }
     Ok(())
 }

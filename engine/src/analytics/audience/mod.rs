@@ -10,4 +10,6 @@ pub mod store;
 
 pub use eval::{AudienceInputs, evaluate};
 pub use rule::{Rule, parse};
-pub use store::{AudienceDefinition, load_definitions, remove_definition, save_definition};
+pub use store::{
+    AudienceDefinition, check_name, load_definitions, remove_definition, save_definition,
+};

@@ -330,7 +330,7 @@ mod tests {
             error(
                 r#"{"and":[{"lifecycle":"new"},{"performed":{"event":"purchse","in_last_days":3}}]}"#
             ),
-            "invalid argument: bad audience rule: at and[1].performed.event: unknown event type \"purchse\": use one of view, search, add_to_cart, favorite, purchase, refund, share, push_open, subscribe, not_interested at line 1 column 59"
+            "invalid argument: bad audience rule: at and[1].performed.event: unknown event type \"purchse\": use one of view, search, add_to_cart, favorite, purchase, refund, share, push_open, subscribe, not_interested, unsubscribe, identify at line 1 column 59"
         );
         assert!(error(r#"{"or":[{"rfm_segment":["champions","vips"]}]}"#)
             .starts_with("invalid argument: bad audience rule: at or[0].rfm_segment[1]: unknown RFM segment \"vips\""));

@@ -1,15 +1,13 @@
 //! Audience definitions on disk: one JSON file per merchant, replaced atomically under the
 //! merchant's configuration lock, so concurrent creates from the CLI and the API all land.
 
-use std::fs;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::rule::Rule;
 use crate::error::{Error, Result};
-use crate::settings::{lock_merchant_config, merchant_config_dir};
-use crate::store::fsutil;
+use crate::settings::{lock_merchant_config, read_config, write_config};
 
 const AUDIENCES_FILE: &str = "audiences.json";
 
@@ -48,26 +46,23 @@ pub fn check_name(name: &str) -> Result<()> {
 
 /// The merchant's audiences, oldest first.
 pub fn load_definitions(data_dir: &Path, merchant_id: &str) -> Result<Vec<AudienceDefinition>> {
-    let path = merchant_config_dir(data_dir, merchant_id).join(AUDIENCES_FILE);
-    match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice::<AudienceFile>(&bytes)
-            .map(|f| f.audiences)
-            .map_err(|e| Error::CorruptStore {
-                path,
-                reason: format!("audience definitions are not valid: {e}"),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Error::io("read", &path)(e)),
-    }
+    let file: Option<AudienceFile> = read_config(
+        data_dir,
+        merchant_id,
+        AUDIENCES_FILE,
+        "audience definitions",
+    )?;
+    Ok(file.map(|f| f.audiences).unwrap_or_default())
 }
 
 /// Replaces the file; the caller holds the merchant's configuration lock.
 fn write(data_dir: &Path, merchant_id: &str, audiences: Vec<AudienceDefinition>) -> Result<()> {
-    let dir = merchant_config_dir(data_dir, merchant_id);
-    fs::create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
-    let json =
-        serde_json::to_vec_pretty(&AudienceFile { audiences }).expect("definitions serialize");
-    fsutil::write_bytes_atomic(&dir.join(AUDIENCES_FILE), &json)
+    write_config(
+        data_dir,
+        merchant_id,
+        AUDIENCES_FILE,
+        &AudienceFile { audiences },
+    )
 }
 
 /// Adds an audience, or replaces the one of the same name when `replace`.
