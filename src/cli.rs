@@ -101,9 +101,14 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Audience(AudienceCommand),
 
-    /// A merchant's settings (time zone).
+    /// A merchant's settings: time zone, list rules, push caps, quiet hours, delivery.
     #[command(subcommand)]
     Merchant(MerchantCommand),
+
+    /// Push campaigns: plan who gets which items when (consent, caps, opt-outs, quiet hours,
+    /// holdout), send them exactly once in effect, and measure the lift.
+    #[command(subcommand)]
+    Campaign(crate::commands::CampaignCommand),
 
     /// Generate → ingest → run → show the results → serve, in one go.
     #[command(
@@ -619,6 +624,12 @@ pub(crate) enum ReportCommand {
         #[command(flatten)]
         report: ReportArgs,
     },
+    /// A campaign's treated customers against its holdout: conversion, revenue, opens, and
+    /// the lift with its 95% interval.
+    #[command(
+        after_help = "Example:\n  recur report campaign --data-dir data --merchant m_bakery --name weekend-repeat --window-days 7 --format json"
+    )]
+    Campaign(crate::commands::CampaignReportArgs),
 }
 
 #[derive(Subcommand)]
@@ -711,6 +722,8 @@ pub(crate) enum MerchantCommand {
         /// `{}` clears them.
         #[arg(long, value_name = "JSON")]
         list_rules: Option<String>,
+        #[command(flatten)]
+        push: Box<PushSettingArgs>,
     },
     /// Show the merchant's settings as JSON.
     #[command(after_help = "Example:\n  recur merchant show --data-dir data --merchant m_bakery")]
@@ -720,4 +733,43 @@ pub(crate) enum MerchantCommand {
         #[arg(long, value_name = "ID")]
         merchant: String,
     },
+}
+
+/// `recur merchant set` flags for pushes.
+#[derive(Args, Clone, Default)]
+pub(crate) struct PushSettingArgs {
+    /// Pushes per customer per local day, over all campaigns (default 1).
+    #[arg(long, value_name = "N")]
+    pub cap_per_day: Option<u32>,
+    /// Pushes per customer in any seven local days (default 3).
+    #[arg(long, value_name = "N")]
+    pub cap_per_week: Option<u32>,
+    /// No pushes in these local hours, FROM-UNTIL (default 22:00-08:00; 00:00-00:00 for none).
+    #[arg(long, value_name = "HH:MM-HH:MM")]
+    pub quiet_hours: Option<String>,
+    /// Where webhook campaigns POST their messages.
+    #[arg(long, value_name = "URL", requires = "webhook_secret")]
+    pub webhook_url: Option<String>,
+    /// The key that signs each webhook body (X-Recur-Signature); stored, never shown.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "RECUR_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
+    /// The mini program's app id, for subscription messages.
+    #[arg(long, value_name = "ID", requires = "wechat_secret")]
+    pub wechat_appid: Option<String>,
+    /// The mini program's app secret; stored, never shown.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "RECUR_WECHAT_SECRET",
+        hide_env_values = true
+    )]
+    pub wechat_secret: Option<String>,
+    /// WeChat's API base URL (a stand-in's in tests).
+    #[arg(long, value_name = "URL", default_value = recur_engine::settings::WECHAT_API)]
+    pub wechat_api_base: String,
 }

@@ -44,6 +44,16 @@ pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     table.to_string()
 }
 
+/// A borderless table of text: every column left-aligned.
+pub(crate) fn text_table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut table = Table::new();
+    table.load_style(NOTHING).set_header(header.to_vec());
+    for row in rows {
+        table.add_row(row);
+    }
+    table.to_string()
+}
+
 /// A progress bar on stderr when it is a terminal; hidden in pipes and CI.
 pub(crate) fn progress_bar(len: Option<u64>, what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {

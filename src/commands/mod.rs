@@ -1,6 +1,7 @@
 //! One module per subcommand; each turns parsed arguments into calls on the library crates.
 
 mod audience;
+mod campaign;
 mod clv;
 mod compact;
 mod demo;
@@ -14,6 +15,8 @@ mod report;
 mod run;
 mod serve;
 mod stats;
+
+pub(crate) use campaign::{CampaignCommand, CampaignReportArgs};
 
 use crate::cli::{Cli, ClvCommand, Command, ExportCommand};
 
@@ -35,6 +38,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Report(command) => report::report(command),
         Command::Audience(command) => audience::audience(command),
         Command::Merchant(command) => merchant::merchant(command),
+        Command::Campaign(command) => campaign::campaign(command),
         Command::Demo(args) => demo::demo(&args),
     }
 }

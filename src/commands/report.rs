@@ -245,6 +245,7 @@ pub(crate) fn report(command: ReportCommand) -> anyhow::Result<()> {
             let (_store, a) = load(&args.scope)?;
             emit(&a, &args, json!({"report": "identities"}), a.stitched()?)
         }
+        ReportCommand::Campaign(args) => super::campaign::report(&args),
     }
 }
 

@@ -1,0 +1,570 @@
+//! `recur campaign`: define push campaigns, plan them, send them, and measure them.
+
+use std::io::Write;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use polars::prelude::*;
+use recur_engine::analytics::MerchantAnalytics;
+use recur_engine::campaign::outbox::read_outbox;
+use recur_engine::campaign::plan::{Decision, Plan, SkipReason, plan_campaign};
+use recur_engine::campaign::report::{CampaignReport, campaign_report};
+use recur_engine::campaign::{
+    Campaign, Goal, PushChannel, Trigger, create_campaign, find_campaign, load_campaigns,
+};
+use recur_engine::settings::MerchantSettings;
+use recur_engine::snapshot::ServingSnapshot;
+use recur_engine::store::{EmbeddedStore, EventStore, TimeRange};
+use recur_push::{RetryPolicy, SendOptions, send_campaign, sender_for};
+
+use crate::cli::DataDir;
+use crate::output::{outln, progress_bar, table, text_table, thousands};
+
+#[derive(Subcommand)]
+pub(crate) enum CampaignCommand {
+    /// Define a campaign: who (an audience, or everyone), what (the goal's list), how (a
+    /// subscription message or the merchant's webhook), and the holdout that measures it.
+    #[command(after_help = "Examples:\n  \
+        recur campaign create --data-dir data --merchant m_bakery --name weekend-repeat \\\n    \
+          --goal repurchase --channel subscribe_message --template-id tmpl_fresh_bake_alert\n  \
+        recur campaign create --data-dir data --merchant m_bakery --name try-new --goal new_items \\\n    \
+          --channel webhook --audience lapsed-regulars --k 5 --holdout 0.2")]
+    Create {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long, value_name = "ID")]
+        merchant: String,
+        /// 1–64 characters of a-z, 0-9, _ and -; a name is never reused.
+        #[arg(long)]
+        name: String,
+        /// repurchase and winback push the repeat-aware list; cross_sell and new_items the
+        /// list of items the customer never bought (new_items: first seen in the last 30 days).
+        #[arg(long, value_parser = ["repurchase", "winback", "cross_sell", "new_items"])]
+        goal: String,
+        /// subscribe_message (needs --template-id and the customer's consent) or webhook.
+        #[arg(long, value_parser = ["subscribe_message", "webhook"])]
+        channel: String,
+        #[arg(long, value_name = "ID")]
+        template_id: Option<String>,
+        /// An audience of the merchant (`recur audience list`); everyone when absent.
+        #[arg(long, value_name = "NAME")]
+        audience: Option<String>,
+        /// Items per message (1–20).
+        #[arg(long, default_value_t = 3)]
+        k: u32,
+        /// Share of would-be recipients held out to measure the lift (0–0.5).
+        #[arg(long, default_value_t = 0.1, value_name = "SHARE")]
+        holdout: f64,
+        /// Fire per customer on an event of theirs, e.g. '{"after_purchase":{"days":3}}'.
+        #[arg(long, value_name = "JSON")]
+        trigger: Option<String>,
+    },
+    /// The merchant's campaigns.
+    #[command(after_help = "Example:\n  recur campaign list --data-dir data --merchant m_bakery")]
+    List {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long, value_name = "ID")]
+        merchant: String,
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+    /// One campaign's definition and where its messages stand, as JSON.
+    #[command(
+        after_help = "Example:\n  recur campaign show --data-dir data --merchant m_bakery --name weekend-repeat"
+    )]
+    Show(CampaignArgs),
+    /// One line per audience member: send, holdout, or skip with a reason; with the items,
+    /// the send time and the openid. Changes nothing.
+    #[command(after_help = "Examples:\n  \
+        recur campaign plan --data-dir data --merchant m_bakery --name weekend-repeat --at 2026-11-01T10:00:00+08:00\n  \
+        recur campaign plan --data-dir data --merchant m_bakery --name weekend-repeat --format table | less\n\
+        Skip reasons: no_consent, consent_used, opted_out, cap_day, cap_week, no_items, no_openid, low_uplift.")]
+    Plan {
+        #[command(flatten)]
+        campaign: CampaignArgs,
+        /// The plan's "now" (RFC 3339); default: the current time. The same --at and data
+        /// give the same plan, byte for byte.
+        #[arg(long, value_name = "RFC3339")]
+        at: Option<String>,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Jsonl)]
+        format: PlanFormat,
+    },
+    /// Record the plan's decisions in the delivery log and deliver every message whose send
+    /// time has come; run it again (or after a crash) to deliver the rest.
+    #[command(
+        after_help = "Example:\n  recur campaign send --data-dir data --merchant m_bakery --name weekend-repeat\n\
+        Configure delivery first: recur merchant set --merchant m_bakery --webhook-url URL --webhook-secret S\n\
+        (or --wechat-appid ID --wechat-secret S for subscription messages)."
+    )]
+    Send {
+        #[command(flatten)]
+        campaign: CampaignArgs,
+        /// The send's "now" (RFC 3339); default: the current time.
+        #[arg(long, value_name = "RFC3339")]
+        at: Option<String>,
+        /// Messages in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Treated against holdout: conversion, revenue, opens, and the lift with its interval
+    /// (the same as `recur report campaign`).
+    #[command(
+        after_help = "Example:\n  recur campaign report --data-dir data --merchant m_bakery --name weekend-repeat --window-days 7"
+    )]
+    Report(CampaignReportArgs),
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct CampaignArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    #[arg(long, value_name = "ID")]
+    pub merchant: String,
+    /// The campaign's name.
+    #[arg(long)]
+    pub name: String,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct CampaignReportArgs {
+    #[command(flatten)]
+    pub campaign: CampaignArgs,
+    /// Days after each send (or planned send, for the holdout) an order counts.
+    #[arg(long, default_value_t = 7)]
+    pub window_days: u32,
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum PlanFormat {
+    Jsonl,
+    Table,
+    Csv,
+}
+
+pub(crate) fn campaign(command: CampaignCommand) -> anyhow::Result<()> {
+    match command {
+        CampaignCommand::Create {
+            data,
+            merchant,
+            name,
+            goal,
+            channel,
+            template_id,
+            audience,
+            k,
+            holdout,
+            trigger,
+        } => {
+            let campaign = Campaign {
+                name: name.clone(),
+                audience,
+                goal: Goal::parse(&goal)?,
+                k,
+                channel: PushChannel::parse(&channel)?,
+                template_id,
+                holdout,
+                trigger: trigger.as_deref().map(Trigger::from_json).transpose()?,
+                created_at_ms: chrono::Utc::now().timestamp_millis(),
+            };
+            create_campaign(&data.data_dir, &merchant, campaign)?;
+            eprintln!(
+                "campaign {name} created for merchant {merchant}; `recur campaign plan --merchant {merchant} --name {name}` shows who gets what"
+            );
+            Ok(())
+        }
+        CampaignCommand::List {
+            data,
+            merchant,
+            format,
+        } => {
+            let campaigns = load_campaigns(&data.data_dir, &merchant)?;
+            match format {
+                ListFormat::Json => outln!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"merchant_id": merchant, "campaigns": campaigns})
+                    )?
+                ),
+                ListFormat::Table => {
+                    if campaigns.is_empty() {
+                        eprintln!(
+                            "merchant {merchant} has no campaigns yet; create one with `recur campaign create`"
+                        );
+                        return Ok(());
+                    }
+                    let rows = campaigns
+                        .iter()
+                        .map(|c| {
+                            vec![
+                                c.name.clone(),
+                                c.goal.as_str().to_owned(),
+                                c.channel.as_str().to_owned(),
+                                c.audience.clone().unwrap_or_else(|| "(everyone)".into()),
+                                c.k.to_string(),
+                                format!("{:.0}%", c.holdout * 100.0),
+                                if c.trigger.is_some() {
+                                    "trigger"
+                                } else {
+                                    "one-off"
+                                }
+                                .into(),
+                            ]
+                        })
+                        .collect();
+                    outln!(
+                        "{}",
+                        table(
+                            &[
+                                "name", "goal", "channel", "audience", "k", "holdout", "kind"
+                            ],
+                            rows
+                        )
+                    );
+                }
+            }
+            Ok(())
+        }
+        CampaignCommand::Show(args) => {
+            let campaign = find_campaign(&args.data.data_dir, &args.merchant, &args.name)?;
+            let outbox = read_outbox(&args.data.data_dir, &args.merchant)?;
+            let mut states: std::collections::BTreeMap<&str, u64> = Default::default();
+            for entry in outbox.of_campaign(&campaign.name) {
+                *states.entry(entry.status.as_str()).or_default() += 1;
+            }
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"campaign": campaign, "messages": states})
+                )?
+            );
+            Ok(())
+        }
+        CampaignCommand::Plan {
+            campaign: args,
+            at,
+            format,
+        } => {
+            let at_ms = at_ms(at.as_deref())?;
+            let plan = make_plan(&args, at_ms)?;
+            write_plan(&plan, format)?;
+            eprintln!("{}", plan_summary(&plan));
+            Ok(())
+        }
+        CampaignCommand::Send {
+            campaign: args,
+            at,
+            concurrency,
+            json,
+        } => send(&args, at.as_deref(), concurrency, json),
+        CampaignCommand::Report(args) => report(&args),
+    }
+}
+
+/// `--at`, or now.
+fn at_ms(at: Option<&str>) -> anyhow::Result<i64> {
+    match at {
+        None => Ok(chrono::Utc::now().timestamp_millis()),
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| t.timestamp_millis())
+            .with_context(|| {
+                format!("--at must be RFC 3339 with an offset, e.g. 2026-11-01T10:00:00+08:00; got {text:?}")
+            }),
+    }
+}
+
+/// What planning and sending read: the campaign, the current snapshot, and the merchant's
+/// events up to `at_ms` (with the store that holds them open).
+struct Inputs {
+    campaign: Campaign,
+    snapshot: ServingSnapshot,
+    events: Option<LazyFrame>,
+    _store: EmbeddedStore,
+}
+
+fn inputs(args: &CampaignArgs, at_ms: i64) -> anyhow::Result<Inputs> {
+    let dir = &args.data.data_dir;
+    let campaign = find_campaign(dir, &args.merchant, &args.name)?;
+    let snapshot = ServingSnapshot::load_current(dir)?;
+    let mut store = EmbeddedStore::open(dir)
+        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    let events = store.scan(
+        &args.merchant,
+        TimeRange {
+            start_ms: None,
+            end_ms: Some(at_ms.saturating_add(1)),
+        },
+    )?;
+    Ok(Inputs {
+        campaign,
+        snapshot,
+        events,
+        _store: store,
+    })
+}
+
+fn make_plan(args: &CampaignArgs, at_ms: i64) -> anyhow::Result<Plan> {
+    let inputs = inputs(args, at_ms)?;
+    Ok(plan_campaign(
+        &args.data.data_dir,
+        &inputs.snapshot,
+        inputs.events,
+        &args.merchant,
+        &inputs.campaign,
+        at_ms,
+    )?)
+}
+
+fn write_plan(plan: &Plan, format: PlanFormat) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match format {
+        PlanFormat::Jsonl => {
+            for line in &plan.lines {
+                serde_json::to_writer(&mut out, line)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        PlanFormat::Csv => {
+            let items = |line: &recur_engine::campaign::plan::PlanLine| {
+                line.items
+                    .iter()
+                    .map(|i| i.item_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(";")
+            };
+            let mut frame = df!(
+                "user_id" => plan.lines.iter().map(|l| l.user_id.as_str()).collect::<Vec<_>>(),
+                "decision" => plan.lines.iter().map(|l| l.decision.as_str()).collect::<Vec<_>>(),
+                "reason" => plan.lines.iter().map(|l| l.reason.map(SkipReason::as_str)).collect::<Vec<_>>(),
+                "items" => plan.lines.iter().map(items).collect::<Vec<_>>(),
+                "send_at" => plan.lines.iter().map(|l| l.send_at.as_deref()).collect::<Vec<_>>(),
+                "channel" => plan.lines.iter().map(|l| l.channel.as_str()).collect::<Vec<_>>(),
+                "template_id" => plan.lines.iter().map(|l| l.template_id.as_deref()).collect::<Vec<_>>(),
+                "openid" => plan.lines.iter().map(|l| l.openid.as_deref()).collect::<Vec<_>>(),
+            )?;
+            // Into memory first: a closed pipe then surfaces as the I/O error it is.
+            let mut bytes = Vec::new();
+            CsvWriter::new(&mut bytes).finish(&mut frame)?;
+            out.write_all(&bytes)?;
+        }
+        PlanFormat::Table => {
+            let rows = plan
+                .lines
+                .iter()
+                .map(|l| {
+                    vec![
+                        l.user_id.clone(),
+                        l.decision.as_str().to_owned(),
+                        l.reason.map_or("", SkipReason::as_str).to_owned(),
+                        l.send_at.clone().unwrap_or_default(),
+                        l.items
+                            .iter()
+                            .map(|i| i.item_id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ]
+                })
+                .collect();
+            writeln!(
+                out,
+                "{}",
+                text_table(&["user", "decision", "reason", "send at", "items"], rows)
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn plan_summary(plan: &Plan) -> String {
+    let (decisions, reasons) = plan.counts();
+    let count = |d: Decision| thousands(decisions.get(&d).copied().unwrap_or(0) as u64);
+    let mut skipped: Vec<String> = SkipReason::ALL
+        .iter()
+        .filter_map(|r| {
+            reasons
+                .get(r)
+                .map(|n| format!("{} {}", r.as_str(), thousands(*n as u64)))
+        })
+        .collect();
+    if skipped.is_empty() {
+        skipped.push("none".into());
+    }
+    format!(
+        "{} members (snapshot {}): send {}, holdout {}, skip {} ({})",
+        thousands(plan.lines.len() as u64),
+        plan.snapshot,
+        count(Decision::Send),
+        count(Decision::Holdout),
+        count(Decision::Skip),
+        skipped.join(", ")
+    )
+}
+
+fn send(
+    args: &CampaignArgs,
+    at: Option<&str>,
+    concurrency: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let dir = &args.data.data_dir;
+    let at_ms = at_ms(at)?;
+    let Inputs {
+        campaign,
+        snapshot,
+        events,
+        _store,
+    } = inputs(args, at_ms)?;
+    let settings = MerchantSettings::load(dir, &args.merchant)?;
+    let sender = sender_for(&args.merchant, &campaign, &settings, RetryPolicy::default())?;
+    let bar = progress_bar(None, "sent");
+    let report = send_campaign(
+        dir,
+        &snapshot,
+        events,
+        &args.merchant,
+        &campaign,
+        at_ms,
+        sender.as_ref(),
+        SendOptions {
+            concurrency,
+            ..SendOptions::default()
+        },
+        &|done, _| bar.set_position(done as u64),
+    )?;
+    bar.finish_and_clear();
+    if json {
+        outln!("{}", serde_json::to_string(&report)?);
+    } else {
+        outln!(
+            "{}",
+            table(
+                &[
+                    "campaign",
+                    "recorded",
+                    "held out",
+                    "delivered",
+                    "failed",
+                    "refused",
+                    "pending",
+                    "not due"
+                ],
+                vec![vec![
+                    campaign.name.clone(),
+                    thousands(report.planned as u64),
+                    thousands(report.held_out as u64),
+                    thousands(report.delivered as u64),
+                    thousands(report.failed as u64),
+                    thousands(report.refused as u64),
+                    thousands(report.unavailable as u64),
+                    thousands(report.not_due as u64),
+                ]]
+            )
+        );
+    }
+    if let Some(problem) = &report.last_problem {
+        eprintln!("last problem: {problem}");
+    }
+    if report.unavailable > 0 {
+        anyhow::bail!(
+            "{} messages could not be delivered yet and stay pending; run `recur campaign send` again once the receiver is back",
+            report.unavailable
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn report(args: &CampaignReportArgs) -> anyhow::Result<()> {
+    let scope = &args.campaign;
+    let dir = &scope.data.data_dir;
+    let campaign = find_campaign(dir, &scope.merchant, &scope.name)?;
+    let settings = MerchantSettings::load(dir, &scope.merchant)?;
+    let mut store = EmbeddedStore::open(dir)
+        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    let analytics = MerchantAnalytics::load(&mut store, &scope.merchant, &settings, None)?
+        .ok_or_else(|| super::report::no_such_merchant(&mut store, &scope.merchant, dir))?;
+    let outbox = read_outbox(dir, &scope.merchant)?;
+    let report = campaign_report(
+        &scope.merchant,
+        &campaign.name,
+        &outbox,
+        analytics.orders.clone().lazy(),
+        analytics.events.clone().lazy(),
+        args.window_days,
+    )?;
+    match args.format {
+        ListFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
+        ListFormat::Table => print_report(&report)?,
+    }
+    Ok(())
+}
+
+fn print_report(report: &CampaignReport) -> anyhow::Result<()> {
+    let percent = |x: Option<f64>| x.map_or("–".to_owned(), |x| format!("{:.1}%", x * 100.0));
+    let money = |x: Option<f64>| x.map_or("–".to_owned(), |x| format!("{x:.2}"));
+    let arm = |name: &str, a: &recur_engine::campaign::report::Arm| {
+        vec![
+            name.to_owned(),
+            thousands(a.customers),
+            thousands(a.converters),
+            percent(a.conversion_rate),
+            money(a.revenue_per_customer),
+            percent(a.push_open_rate),
+        ]
+    };
+    outln!(
+        "{} — {} (window {} days)\n",
+        report.merchant_id,
+        report.campaign,
+        report.window_days
+    );
+    outln!(
+        "{}",
+        table(
+            &[
+                "arm",
+                "customers",
+                "converters",
+                "conversion",
+                "revenue/customer",
+                "opened"
+            ],
+            vec![
+                arm("treated", &report.treated),
+                arm("holdout", &report.holdout)
+            ]
+        )
+    );
+    let lift = &report.lift;
+    if let (Some(absolute), Some([lo, hi])) = (lift.absolute, lift.absolute_ci) {
+        outln!(
+            "\nlift {:+.1} points (95% interval {:+.1} to {:+.1}){}",
+            absolute * 100.0,
+            lo * 100.0,
+            hi * 100.0,
+            match (lift.relative, lift.relative_ci) {
+                (Some(r), Some([rl, rh])) => format!(
+                    ", relative {:+.0}% ({:+.0}% to {:+.0}%)",
+                    r * 100.0,
+                    rl * 100.0,
+                    rh * 100.0
+                ),
+                _ => String::new(),
+            }
+        );
+    }
+    outln!("{}", report.summary);
+    Ok(())
+}
