@@ -1,0 +1,413 @@
+//! End to end: campaigns planned from a real snapshot, delivered to local stand-ins of a
+//! merchant's webhook and of WeChat, killed mid-send and run again, and measured.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::standin::{Seen, StandIn, WEBHOOK_SECRET, WECHAT_APPID, WECHAT_SECRET};
+use common::*;
+use serde_json::Value;
+
+const MERCHANT: &str = "m_bakery";
+/// Mid-morning in Shanghai, a day after the generated history ends.
+const AT: &str = "2026-11-01T10:00:00+08:00";
+/// Two days later: every message planned at AT is due.
+const LATER: &str = "2026-11-03T10:00:00+08:00";
+/// Nine days later: past the week cap of the first sends.
+const NEXT_WEEK: &str = "2026-11-10T10:00:00+08:00";
+
+/// Generated events ingested and run, the merchant in Shanghai time; returns (data, events).
+fn prepared(dir: &Path) -> (PathBuf, PathBuf) {
+    let events = dir.join("events.ndjson");
+    let data = dir.join("data");
+    run_ok(&[
+        "generate",
+        "--out",
+        path_str(&events),
+        "--users",
+        "900",
+        "--seed",
+        "11",
+    ]);
+    run_ok(&["ingest", "--data-dir", path_str(&data), path_str(&events)]);
+    run_ok(&[
+        "merchant",
+        "set",
+        "--data-dir",
+        path_str(&data),
+        "--merchant",
+        MERCHANT,
+        "--time-zone",
+        "Asia/Shanghai",
+    ]);
+    run_ok(&["run", "--data-dir", path_str(&data)]);
+    (data, events)
+}
+
+/// `--data-dir D --merchant M --name N`.
+fn scope<'a>(data: &'a Path, name: &'a str) -> Vec<&'a str> {
+    vec![
+        "--data-dir",
+        path_str(data),
+        "--merchant",
+        MERCHANT,
+        "--name",
+        name,
+    ]
+}
+
+fn campaign_args<'a>(command: &'a str, data: &'a Path, name: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["campaign", command];
+    args.extend(scope(data, name));
+    args
+}
+
+fn plan(data: &Path, name: &str, at: &str) -> Vec<Value> {
+    let mut args = campaign_args("plan", data, name);
+    args.extend(["--at", at]);
+    run_ok(&args)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSONL"))
+        .collect()
+}
+
+fn decisions<'a>(lines: &'a [Value], decision: &str) -> BTreeSet<&'a str> {
+    lines
+        .iter()
+        .filter(|l| l["decision"] == decision)
+        .map(|l| l["user_id"].as_str().expect("user"))
+        .collect()
+}
+
+fn send(data: &Path, name: &str, at: &str) -> Value {
+    let mut args = campaign_args("send", data, name);
+    args.extend(["--at", at, "--json"]);
+    serde_json::from_str(run_ok(&args).trim()).expect("JSON summary")
+}
+
+#[test]
+fn webhook_messages_arrive_once_in_effect_through_failures_and_a_kill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, _) = prepared(dir.path());
+    let standin = StandIn::start(Seen {
+        // The first requests meet a failing receiver: retried, not lost.
+        fail_first: 3,
+        delay: Duration::from_millis(15),
+        ..Seen::default()
+    });
+    let url = format!("{}/push", standin.base);
+    run_ok(&[
+        "merchant",
+        "set",
+        "--data-dir",
+        path_str(&data),
+        "--merchant",
+        MERCHANT,
+        "--webhook-url",
+        &url,
+        "--webhook-secret",
+        WEBHOOK_SECRET,
+    ]);
+    let shown = run_ok(&[
+        "merchant",
+        "show",
+        "--data-dir",
+        path_str(&data),
+        "--merchant",
+        MERCHANT,
+    ]);
+    assert!(!shown.contains(WEBHOOK_SECRET), "the secret is never shown");
+    let mut create = campaign_args("create", &data, "hook");
+    create.extend([
+        "--goal",
+        "cross_sell",
+        "--channel",
+        "webhook",
+        "--holdout",
+        "0.2",
+    ]);
+    run_ok(&create);
+
+    // The plan: everyone once, sorted, the same bytes twice.
+    let mut plan_args = campaign_args("plan", &data, "hook");
+    plan_args.extend(["--at", AT]);
+    let first = run_ok(&plan_args);
+    assert_eq!(
+        first,
+        run_ok(&plan_args),
+        "the same inputs give the same plan"
+    );
+    let lines = plan(&data, "hook", AT);
+    let users: Vec<&str> = lines
+        .iter()
+        .map(|l| l["user_id"].as_str().expect("user"))
+        .collect();
+    let mut sorted = users.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(users, sorted, "one line per member, sorted");
+    let sends = decisions(&lines, "send");
+    let held = decisions(&lines, "holdout");
+    assert!(sends.len() > 100, "{} sends", sends.len());
+    let share = held.len() as f64 / (sends.len() + held.len()) as f64;
+    assert!((0.1..0.3).contains(&share), "holdout share {share}");
+    for line in lines.iter().filter(|l| l["decision"] == "send") {
+        let send_at = line["send_at"].as_str().expect("send_at");
+        assert!(send_at.ends_with("+08:00"), "{send_at}");
+        let hour: u32 = send_at[11..13].parse().expect("hour");
+        assert!((8..22).contains(&hour), "never in quiet hours: {send_at}");
+        assert_eq!(line["reason"], Value::Null);
+        assert!(!line["items"].as_array().expect("items").is_empty());
+    }
+
+    // Record everything, deliver what is due now.
+    let first_send = send(&data, "hook", AT);
+    assert_eq!(first_send["planned"].as_u64(), Some(sends.len() as u64));
+    assert_eq!(first_send["held_out"].as_u64(), Some(held.len() as u64));
+
+    // Deliver the rest slowly, killed midway, then again to the end.
+    let mut args = campaign_args("send", &data, "hook");
+    args.extend(["--at", LATER, "--concurrency", "2"]);
+    let mut child = recur()
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("send starts");
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let seen_at_kill = standin.seen.lock().expect("lock").webhook.len();
+    assert!(seen_at_kill > 0, "the killed send had started delivering");
+    let rest = send(&data, "hook", LATER);
+    assert_eq!(rest["planned"], 0, "a rerun decides nothing new");
+    assert_eq!(rest["unavailable"], 0);
+    assert_eq!(send(&data, "hook", LATER)["delivered"], 0, "nothing left");
+
+    // What the receiver saw: every planned send, each key with one body, all signed; no
+    // holdout; no key beyond the plan's.
+    let seen = standin.seen.lock().expect("lock");
+    let mut bodies: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (key, body, valid) in &seen.webhook {
+        assert!(valid, "signature of {key}");
+        bodies.entry(key).or_default().insert(body);
+    }
+    assert!(
+        bodies.values().all(|b| b.len() == 1),
+        "a key never carries two bodies"
+    );
+    let received: BTreeSet<String> = seen
+        .webhook
+        .iter()
+        .map(|(_, body, _)| {
+            let body: Value = serde_json::from_str(body).expect("JSON body");
+            assert_eq!(body["merchant_id"], MERCHANT);
+            body["user_id"].as_str().expect("user").to_owned()
+        })
+        .collect();
+    let planned: BTreeSet<String> = sends.iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(received, planned, "exactly the planned recipients");
+    assert_eq!(bodies.len(), planned.len(), "one key per recipient");
+    drop(seen);
+
+    // The plan after sending shows what was sent.
+    assert_eq!(decisions(&plan(&data, "hook", LATER), "send"), sends);
+
+    // A second campaign the same day finds every recipient capped.
+    let mut create = campaign_args("create", &data, "hook2");
+    create.extend(["--goal", "repurchase", "--channel", "webhook"]);
+    run_ok(&create);
+    let second = plan(&data, "hook2", AT);
+    for line in &second {
+        let user = line["user_id"].as_str().expect("user");
+        if sends.contains(user) {
+            assert_eq!(line["reason"], "cap_day", "{user} was sent to that day");
+        }
+    }
+
+    // Measured: the delivered against the holdout.
+    let mut report_args = vec!["report", "campaign"];
+    report_args.extend(scope(&data, "hook"));
+    report_args.extend(["--format", "json"]);
+    let report: Value = serde_json::from_str(&run_ok(&report_args)).expect("JSON report");
+    assert_eq!(
+        report["treated"]["customers"].as_u64(),
+        Some(sends.len() as u64)
+    );
+    assert_eq!(
+        report["holdout"]["customers"].as_u64(),
+        Some(held.len() as u64)
+    );
+    assert!(
+        report["summary"]
+            .as_str()
+            .expect("summary")
+            .contains("held out")
+    );
+}
+
+#[test]
+fn subscription_messages_need_consent_and_survive_an_expired_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, events) = prepared(dir.path());
+    let template = "tmpl_fresh_bake_alert";
+    // Consents per customer for the template, from the generated events (each event once,
+    // linked user ids counted for their customer).
+    let identities: Value = serde_json::from_str(&run_ok(&[
+        "report",
+        "identities",
+        "--data-dir",
+        path_str(&data),
+        "--merchant",
+        MERCHANT,
+        "--format",
+        "json",
+    ]))
+    .expect("JSON");
+    let customer_of: HashMap<String, String> = identities["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["user_id"].as_str().expect("user").to_owned(),
+                r["customer_id"].as_str().expect("customer").to_owned(),
+            )
+        })
+        .collect();
+    let mut consent_events: BTreeSet<String> = BTreeSet::new();
+    let mut consents: HashMap<String, usize> = HashMap::new();
+    for line in std::fs::read_to_string(&events).expect("events").lines() {
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let id = event["event_id"].as_str().unwrap_or_default().to_owned();
+        if event["merchant_id"] == MERCHANT
+            && event["type"] == "subscribe"
+            && event["properties"]["template_id"] == template
+            && consent_events.insert(id)
+        {
+            let user = event["user_id"].as_str().expect("user");
+            let customer = customer_of.get(user).map_or(user, String::as_str);
+            *consents.entry(customer.to_owned()).or_default() += 1;
+        }
+    }
+    let mut create = campaign_args("create", &data, "bake");
+    create.extend([
+        "--goal",
+        "repurchase",
+        "--channel",
+        "subscribe_message",
+        "--template-id",
+        template,
+        "--holdout",
+        "0",
+    ]);
+    run_ok(&create);
+    let lines = plan(&data, "bake", AT);
+    let sends = decisions(&lines, "send");
+    assert!(sends.len() > 5, "{} sends", sends.len());
+    for line in &lines {
+        let user = line["user_id"].as_str().expect("user");
+        let consented = consents.get(user).copied().unwrap_or(0) > 0;
+        match line["decision"].as_str() {
+            Some("send") => assert!(consented, "{user} sent without consent"),
+            _ => {
+                if !consented {
+                    assert_eq!(line["reason"], "no_consent", "{user}");
+                }
+            }
+        }
+    }
+    let refused = lines
+        .iter()
+        .find(|l| l["decision"] == "send")
+        .and_then(|l| l["openid"].as_str())
+        .expect("an openid")
+        .to_owned();
+
+    let standin = StandIn::start(Seen {
+        sends_per_token: 20,
+        refuse_openid: Some(refused.clone()),
+        ..Seen::default()
+    });
+    run_ok(&[
+        "merchant",
+        "set",
+        "--data-dir",
+        path_str(&data),
+        "--merchant",
+        MERCHANT,
+        "--wechat-appid",
+        WECHAT_APPID,
+        "--wechat-secret",
+        WECHAT_SECRET,
+        "--wechat-api-base",
+        &standin.base,
+    ]);
+    // Recorded at AT (what is due then goes out), the rest delivered two days later.
+    send(&data, "bake", AT);
+    let mut args = campaign_args("send", &data, "bake");
+    args.extend(["--at", LATER]);
+    let output = output_within(recur().args(&args), COMMAND_DEADLINE, &args);
+    assert_success(&output, &args);
+    for stream in [&output.stdout, &output.stderr] {
+        assert!(
+            !String::from_utf8_lossy(stream).contains(WECHAT_SECRET),
+            "the app secret is never printed"
+        );
+    }
+    // Run the plan again at the same instant: recorded decisions, nothing new.
+    let summary = send(&data, "bake", LATER);
+    assert_eq!(summary["planned"], 0);
+    let seen = standin.seen.lock().expect("lock");
+    assert!(seen.tokens_issued >= 2, "the expired token was replaced");
+    assert!(seen.stale_token_answers >= 1);
+    let delivered: BTreeSet<&str> = seen
+        .wechat
+        .iter()
+        .map(|m| {
+            assert_eq!(m["template_id"], template);
+            m["touser"].as_str().expect("touser")
+        })
+        .collect();
+    assert_eq!(delivered.len(), sends.len() - 1, "all but the refusal");
+    assert!(!delivered.contains(refused.as_str()));
+    drop(seen);
+
+    // A week later another campaign on the template: one consent, one message.
+    let mut create = campaign_args("create", &data, "bake2");
+    create.extend([
+        "--goal",
+        "repurchase",
+        "--channel",
+        "subscribe_message",
+        "--template-id",
+        template,
+        "--holdout",
+        "0",
+    ]);
+    run_ok(&create);
+    let later = plan(&data, "bake2", NEXT_WEEK);
+    let openid_of: HashMap<&str, &str> = lines
+        .iter()
+        .filter_map(|l| Some((l["user_id"].as_str()?, l["openid"].as_str()?)))
+        .collect();
+    let mut checked = 0;
+    for line in &later {
+        let user = line["user_id"].as_str().expect("user");
+        if sends.contains(user) && consents.get(user) == Some(&1) {
+            // Delivered, or refused (43101): either way the one consent is used.
+            assert_eq!(
+                line["reason"], "consent_used",
+                "{user} ({})",
+                openid_of[user]
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "some customers consented once");
+}
