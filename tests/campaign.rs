@@ -411,3 +411,73 @@ fn subscription_messages_need_consent_and_survive_an_expired_token() {
     }
     assert!(checked > 0, "some customers consented once");
 }
+
+#[test]
+fn campaigns_over_http_page_the_same_plan_the_cli_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, _) = prepared(dir.path());
+    let server = Server::start(&data, &[]);
+    let base = format!("/v1/merchants/{MERCHANT}/campaigns");
+    let body =
+        br#"{"name":"http-hook","goal":"repurchase","channel":"webhook","k":2,"holdout":0.25}"#;
+    let (status, created) = server.post(&base, "application/json", body);
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["campaign"]["k"], 2);
+    let (status, again) = server.post(&base, "application/json", body);
+    assert_eq!(
+        (status, again["error"]["code"].as_str()),
+        (409, Some("campaign_exists"))
+    );
+    let (status, bad) = server.post(
+        &base,
+        "application/json",
+        br#"{"name":"x","goal":"repurchase","channel":"subscribe_message"}"#,
+    );
+    assert_eq!(
+        (status, bad["error"]["code"].as_str()),
+        (400, Some("bad_campaign")),
+        "{bad}"
+    );
+    let (status, list) = server.get(&base);
+    assert_eq!(status, 200);
+    assert_eq!(list["campaigns"][0]["campaign"]["name"], "http-hook");
+
+    // Pages of the plan put together are the CLI's plan.
+    let cli = plan(&data, "http-hook", AT);
+    let at = AT.replace('+', "%2B");
+    let mut paged = Vec::new();
+    let mut offset = 0;
+    loop {
+        let (status, page) = server.get(&format!(
+            "{base}/http-hook/plan?at={at}&offset={offset}&limit=50"
+        ));
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["total"].as_u64(), Some(cli.len() as u64));
+        let lines = page["lines"].as_array().expect("lines").clone();
+        if lines.is_empty() {
+            break;
+        }
+        offset += lines.len();
+        paged.extend(lines);
+    }
+    assert_eq!(paged, cli);
+    let (status, page) = server.get(&format!("{base}/http-hook/plan?limit=5000"));
+    assert_eq!(
+        (status, page["error"]["code"].as_str()),
+        (400, Some("bad_limit"))
+    );
+    let (status, missing) = server.get(&format!("{base}/nope/plan"));
+    assert_eq!(
+        (status, missing["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (status, report) = server.get(&format!("{base}/http-hook/report?window_days=7"));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["treated"]["customers"], 0, "nothing sent yet");
+    assert!(
+        report["summary"]
+            .as_str()
+            .expect("summary")
+            .contains("Nothing delivered")
+    );
+}

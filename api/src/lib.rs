@@ -4,6 +4,7 @@
 //! without a socket. To add an endpoint: a handler in `routes.rs`, a line in [`router`].
 
 mod analytics;
+mod campaigns;
 mod error;
 mod routes;
 mod state;
@@ -44,6 +45,18 @@ fn routes(state: AppState) -> Router {
         .route(
             "/v1/merchants/{merchant_id}/audiences",
             get(analytics::list_audiences).post(analytics::create_audience),
+        )
+        .route(
+            "/v1/merchants/{merchant_id}/campaigns",
+            get(campaigns::list_campaigns).post(campaigns::create),
+        )
+        .route(
+            "/v1/merchants/{merchant_id}/campaigns/{name}/plan",
+            get(campaigns::plan),
+        )
+        .route(
+            "/v1/merchants/{merchant_id}/campaigns/{name}/report",
+            get(campaigns::report),
         )
         .route(
             "/v1/events",

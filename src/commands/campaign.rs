@@ -5,10 +5,9 @@ use std::io::Write;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use polars::prelude::*;
-use recur_engine::analytics::MerchantAnalytics;
 use recur_engine::campaign::outbox::read_outbox;
-use recur_engine::campaign::plan::{Decision, Plan, SkipReason, plan_campaign};
-use recur_engine::campaign::report::{CampaignReport, campaign_report};
+use recur_engine::campaign::plan::{Decision, Plan, SkipReason, plan_named};
+use recur_engine::campaign::report::{CampaignReport, measure};
 use recur_engine::campaign::{
     Campaign, Goal, PushChannel, Trigger, create_campaign, find_campaign, load_campaigns,
 };
@@ -276,11 +275,11 @@ pub(crate) fn campaign(command: CampaignCommand) -> anyhow::Result<()> {
 fn at_ms(at: Option<&str>) -> anyhow::Result<i64> {
     match at {
         None => Ok(chrono::Utc::now().timestamp_millis()),
-        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
-            .map(|t| t.timestamp_millis())
-            .with_context(|| {
-                format!("--at must be RFC 3339 with an offset, e.g. 2026-11-01T10:00:00+08:00; got {text:?}")
-            }),
+        Some(text) => recur_engine::analytics::period::parse_instant(text).with_context(|| {
+            format!(
+                "--at must be RFC 3339 with an offset, e.g. 2026-11-01T10:00:00+08:00; got {text:?}"
+            )
+        }),
     }
 }
 
@@ -297,8 +296,7 @@ fn inputs(args: &CampaignArgs, at_ms: i64) -> anyhow::Result<Inputs> {
     let dir = &args.data.data_dir;
     let campaign = find_campaign(dir, &args.merchant, &args.name)?;
     let snapshot = ServingSnapshot::load_current(dir)?;
-    let mut store = EmbeddedStore::open(dir)
-        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    let mut store = open_store(dir)?;
     let events = store.scan(
         &args.merchant,
         TimeRange {
@@ -315,15 +313,21 @@ fn inputs(args: &CampaignArgs, at_ms: i64) -> anyhow::Result<Inputs> {
 }
 
 fn make_plan(args: &CampaignArgs, at_ms: i64) -> anyhow::Result<Plan> {
-    let inputs = inputs(args, at_ms)?;
-    Ok(plan_campaign(
-        &args.data.data_dir,
-        &inputs.snapshot,
-        inputs.events,
+    let dir = &args.data.data_dir;
+    let snapshot = ServingSnapshot::load_current(dir)?;
+    let mut store = open_store(dir)?;
+    Ok(plan_named(
+        dir,
+        &snapshot,
+        &mut store,
         &args.merchant,
-        &inputs.campaign,
+        &args.name,
         at_ms,
     )?)
+}
+
+fn open_store(dir: &std::path::Path) -> anyhow::Result<EmbeddedStore> {
+    EmbeddedStore::open(dir).with_context(|| format!("cannot open the store in {}", dir.display()))
 }
 
 fn write_plan(plan: &Plan, format: PlanFormat) -> anyhow::Result<()> {
@@ -490,18 +494,12 @@ pub(crate) fn report(args: &CampaignReportArgs) -> anyhow::Result<()> {
     let scope = &args.campaign;
     let dir = &scope.data.data_dir;
     let campaign = find_campaign(dir, &scope.merchant, &scope.name)?;
-    let settings = MerchantSettings::load(dir, &scope.merchant)?;
-    let mut store = EmbeddedStore::open(dir)
-        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
-    let analytics = MerchantAnalytics::load(&mut store, &scope.merchant, &settings, None)?
-        .ok_or_else(|| super::report::no_such_merchant(&mut store, &scope.merchant, dir))?;
-    let outbox = read_outbox(dir, &scope.merchant)?;
-    let report = campaign_report(
+    let mut store = open_store(dir)?;
+    let report = measure(
+        dir,
+        &mut store,
         &scope.merchant,
         &campaign.name,
-        &outbox,
-        analytics.orders.clone().lazy(),
-        analytics.events.clone().lazy(),
         args.window_days,
     )?;
     match args.format {

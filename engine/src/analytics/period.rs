@@ -162,15 +162,22 @@ pub enum AsOf {
     Instant(i64),
 }
 
+/// An RFC 3339 instant with offset (`2026-11-01T10:00:00+08:00`) as epoch milliseconds.
+pub fn parse_instant(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
 impl AsOf {
     /// Parses `YYYY-MM-DD` (the end of that local day) or an RFC 3339 instant with offset.
     pub fn parse(text: &str) -> Result<Self> {
         if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
             return Ok(Self::EndOfLocalDay(date));
         }
-        chrono::DateTime::parse_from_rfc3339(text)
-            .map(|t| Self::Instant(t.timestamp_millis()))
-            .map_err(|_| {
+        parse_instant(text)
+            .map(Self::Instant)
+            .ok_or_else(|| {
                 Error::InvalidArgument(format!(
                     "--as-of {text:?} is neither a date like 2026-03-01 (the end of that day in the merchant's time zone) nor an RFC 3339 instant like 2026-03-01T18:00:00+08:00"
                 ))

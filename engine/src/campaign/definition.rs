@@ -181,8 +181,8 @@ impl Campaign {
         }
         match (self.channel, self.template_id.as_deref()) {
             (PushChannel::SubscribeMessage, None | Some("")) => Err(Error::InvalidArgument(
-                "a subscribe_message campaign needs --template-id (the subscription message \
-                 template customers consented to)"
+                "a subscribe_message campaign needs a template_id (--template-id): the \
+                 subscription message template customers consented to"
                     .to_owned(),
             )),
             _ => Ok(()),

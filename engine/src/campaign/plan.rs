@@ -573,6 +573,27 @@ pub fn plan_campaign(
     })
 }
 
+/// [`plan_campaign`] of the campaign named `name`, reading the merchant's events up to
+/// `at_ms` from `store`.
+pub fn plan_named(
+    data_dir: &Path,
+    snapshot: &ServingSnapshot,
+    store: &mut dyn crate::store::EventStore,
+    merchant_id: &str,
+    name: &str,
+    at_ms: i64,
+) -> Result<Plan> {
+    let campaign = super::definition::find_campaign(data_dir, merchant_id, name)?;
+    let events = store.scan(
+        merchant_id,
+        crate::store::TimeRange {
+            start_ms: None,
+            end_ms: Some(at_ms.saturating_add(1)),
+        },
+    )?;
+    plan_campaign(data_dir, snapshot, events, merchant_id, &campaign, at_ms)
+}
+
 /// The campaign's audience (or every customer) with their openids, sorted by user id.
 fn members(
     data_dir: &Path,

@@ -61,6 +61,45 @@ pub struct CampaignReport {
     pub summary: String,
 }
 
+/// Measures `campaign` of `merchant_id` over `window_days` from the delivery log and the
+/// merchant's stored events (stitched as the snapshots stitch them).
+pub fn measure(
+    data_dir: &std::path::Path,
+    store: &mut dyn crate::store::EventStore,
+    merchant_id: &str,
+    campaign: &str,
+    window_days: u32,
+) -> Result<CampaignReport> {
+    let settings = crate::settings::MerchantSettings::load(data_dir, merchant_id)?;
+    let outbox = super::outbox::read_outbox(data_dir, merchant_id)?;
+    let (orders, events) =
+        match crate::analytics::MerchantAnalytics::load(store, merchant_id, &settings, None)? {
+            Some(analytics) => (analytics.orders.lazy(), analytics.events.lazy()),
+            None => (empty_orders(), empty_events()),
+        };
+    campaign_report(merchant_id, campaign, &outbox, orders, events, window_days)
+}
+
+fn empty_orders() -> LazyFrame {
+    df!(
+        USER_ID => Vec::<String>::new(),
+        ORDERED_AT => Vec::<i64>::new(),
+        NET_CENTS => Vec::<i64>::new(),
+    )
+    .unwrap_or_default()
+    .lazy()
+}
+
+fn empty_events() -> LazyFrame {
+    df!(
+        USER_ID => Vec::<String>::new(),
+        EVENT_TYPE => Vec::<String>::new(),
+        TS => Vec::<i64>::new(),
+    )
+    .unwrap_or_default()
+    .lazy()
+}
+
 /// Measures `campaign` from its delivery log entries and the merchant's stitched `orders`
 /// (`user_id`, `ordered_at`, `net_cents`: kept orders) and `events` (`user_id`, `type`, `ts`).
 pub fn campaign_report(
@@ -168,7 +207,12 @@ pub fn campaign_report(
             .filter(col("treated").eq(lit(is_treated)))
             .collect()
             .map_err(Error::polars("measuring the campaign"))?;
+        // An arm nobody is in has no row (and polars panics on `get(0)` of nothing).
+        let present = row.height() > 0;
         let get = |name: &str| -> u64 {
+            if !present {
+                return 0;
+            }
             row.column(name)
                 .ok()
                 .and_then(|c| c.cast(&DataType::UInt64).ok())
@@ -177,9 +221,9 @@ pub fn campaign_report(
         };
         let customers = get("customers");
         let converters = get("converters");
-        let revenue = row
-            .column("cents")
-            .ok()
+        let revenue = present
+            .then(|| row.column("cents").ok())
+            .flatten()
             .and_then(|c| c.i64().ok().and_then(|c| c.get(0)))
             .unwrap_or(0) as f64
             / 100.0;

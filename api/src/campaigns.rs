@@ -1,0 +1,258 @@
+//! Campaign endpoints: define and list a merchant's campaigns, page through a plan, read the
+//! measured report. Plans and reports read the store and compute with Polars: they run on the
+//! blocking pool, never on the async workers.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use recur_engine::campaign::outbox::read_outbox;
+use recur_engine::campaign::plan::{SkipReason, plan_named};
+use recur_engine::campaign::report::measure;
+use recur_engine::campaign::{
+    Campaign, Goal, PushChannel, Trigger, create_campaign, load_campaigns,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Plan lines per page, at most.
+const MAX_LIMIT: usize = 1_000;
+const DEFAULT_LIMIT: usize = 100;
+
+/// Engine errors as API errors: a missing campaign or audience is a 404, a bad argument a
+/// 400, a taken name a 409; anything else is ours.
+fn engine_error(e: recur_engine::Error) -> ApiError {
+    match e {
+        recur_engine::Error::NotFound(message) => ApiError::not_found("not_found", message),
+        recur_engine::Error::InvalidArgument(message) => {
+            ApiError::bad_request("bad_campaign", message)
+        }
+        recur_engine::Error::Conflict(message) => {
+            ApiError::new(StatusCode::CONFLICT, "campaign_exists", message)
+        }
+        recur_engine::Error::NoSnapshot { .. } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_snapshot",
+            "no lists yet: run `recur run --data-dir DIR` and the server picks them up",
+        ),
+        other => ApiError::internal(&other),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> recur_engine::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(engine_error)
+}
+
+pub(crate) async fn list_campaigns(
+    State(state): State<AppState>,
+    Path(merchant_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let data_dir = state.data_dir.clone();
+    let m = merchant_id.clone();
+    let (campaigns, outbox) =
+        blocking(move || Ok((load_campaigns(&data_dir, &m)?, read_outbox(&data_dir, &m)?))).await?;
+    let listed: Vec<Value> = campaigns
+        .into_iter()
+        .map(|c| {
+            let mut messages = std::collections::BTreeMap::<&str, u64>::new();
+            for entry in outbox.of_campaign(&c.name) {
+                *messages.entry(entry.status.as_str()).or_default() += 1;
+            }
+            json!({"campaign": c, "messages": messages})
+        })
+        .collect();
+    Ok(Json(
+        json!({"merchant_id": merchant_id, "campaigns": listed}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewCampaign {
+    name: String,
+    goal: String,
+    channel: String,
+    #[serde(default)]
+    template_id: Option<String>,
+    #[serde(default)]
+    audience: Option<String>,
+    #[serde(default)]
+    k: Option<u32>,
+    #[serde(default)]
+    holdout: Option<f64>,
+    #[serde(default)]
+    trigger: Option<Box<serde_json::value::RawValue>>,
+}
+
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Path(merchant_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body.map_err(|e| ApiError::bad_request("bad_body", e.body_text()))?;
+    let new: NewCampaign = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "bad_campaign",
+            format!(
+                "the body must be {{\"name\", \"goal\", \"channel\", optional \"template_id\", \"audience\", \"k\", \"holdout\", \"trigger\"}}: {e}"
+            ),
+        )
+    })?;
+    let bad = |e: recur_engine::Error| ApiError::bad_request("bad_campaign", e.to_string());
+    let campaign = Campaign {
+        name: new.name,
+        audience: new.audience,
+        goal: Goal::parse(&new.goal).map_err(bad)?,
+        k: new.k.unwrap_or(3),
+        channel: PushChannel::parse(&new.channel).map_err(bad)?,
+        template_id: new.template_id,
+        holdout: new.holdout.unwrap_or(0.1),
+        trigger: new
+            .trigger
+            .map(|t| Trigger::from_json(t.get()))
+            .transpose()
+            .map_err(bad)?,
+        created_at_ms: now_ms(),
+    };
+    let data_dir = state.data_dir.clone();
+    let saved = campaign.clone();
+    blocking(move || create_campaign(&data_dir, &merchant_id, saved)).await?;
+    Ok((StatusCode::CREATED, Json(json!({"campaign": campaign}))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PlanQuery {
+    #[serde(default)]
+    offset: usize,
+    #[serde(default)]
+    limit: Option<usize>,
+    /// The plan's "now", RFC 3339; default the current time.
+    #[serde(default)]
+    at: Option<String>,
+}
+
+pub(crate) async fn plan(
+    State(state): State<AppState>,
+    Path((merchant_id, name)): Path<(String, String)>,
+    query: Result<Query<PlanQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(
+            "bad_limit",
+            format!("limit must be from 1 to {MAX_LIMIT}, got {limit}"),
+        ));
+    }
+    let at_ms = match query.at.as_deref() {
+        None => now_ms(),
+        Some(text) => chrono_rfc3339(text).ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_at",
+                format!("at must be RFC 3339 with an offset, e.g. 2026-11-01T10:00:00+08:00; got {text:?}"),
+            )
+        })?,
+    };
+    let snapshot = state.snapshot.load_full().ok_or_else(|| {
+        engine_error(recur_engine::Error::NoSnapshot {
+            data_dir: state.data_dir.clone(),
+        })
+    })?;
+    let data_dir = state.data_dir.clone();
+    let store = state.store_handle();
+    let m = merchant_id.clone();
+    let n = name.clone();
+    let plan = blocking(move || {
+        let mut store = store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        plan_named(&data_dir, &snapshot, &mut *store, &m, &n, at_ms)
+    })
+    .await?;
+    let (decisions, reasons) = plan.counts();
+    let skipped: serde_json::Map<String, Value> = SkipReason::ALL
+        .iter()
+        .filter_map(|r| Some((r.as_str().to_owned(), json!(reasons.get(r)?))))
+        .collect();
+    let count = |d| decisions.get(&d).copied().unwrap_or(0);
+    use recur_engine::campaign::plan::Decision;
+    let lines: Vec<_> = plan.lines.iter().skip(query.offset).take(limit).collect();
+    Ok(Json(json!({
+        "merchant_id": merchant_id,
+        "campaign": name,
+        "snapshot": plan.snapshot,
+        "at_ms": plan.at_ms,
+        "total": plan.lines.len(),
+        "offset": query.offset,
+        "limit": limit,
+        "counts": {"send": count(Decision::Send), "holdout": count(Decision::Holdout), "skip": count(Decision::Skip), "skip_reasons": skipped},
+        "lines": lines,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReportQuery {
+    #[serde(default = "default_window")]
+    window_days: u32,
+}
+
+fn default_window() -> u32 {
+    7
+}
+
+pub(crate) async fn report(
+    State(state): State<AppState>,
+    Path((merchant_id, name)): Path<(String, String)>,
+    query: Result<Query<ReportQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    if !(1..=365).contains(&query.window_days) {
+        return Err(ApiError::bad_request(
+            "bad_window",
+            format!(
+                "window_days must be from 1 to 365, got {}",
+                query.window_days
+            ),
+        ));
+    }
+    let data_dir = state.data_dir.clone();
+    let store = state.store_handle();
+    let report = blocking(move || {
+        recur_engine::campaign::find_campaign(&data_dir, &merchant_id, &name)?;
+        let mut store = store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        measure(
+            &data_dir,
+            &mut *store,
+            &merchant_id,
+            &name,
+            query.window_days,
+        )
+    })
+    .await?;
+    Ok(Json(
+        serde_json::to_value(report).map_err(|e| ApiError::internal(&e))?,
+    ))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn chrono_rfc3339(text: &str) -> Option<i64> {
+    recur_engine::analytics::period::parse_instant(text)
+}
