@@ -481,3 +481,160 @@ fn campaigns_over_http_page_the_same_plan_the_cli_writes() {
             .contains("Nothing delivered")
     );
 }
+
+fn create_triggered(data: &Path, name: &str, trigger: &str) {
+    let mut create = campaign_args("create", data, name);
+    create.extend([
+        "--goal",
+        "repurchase",
+        "--channel",
+        "webhook",
+        "--holdout",
+        "0",
+        "--trigger",
+        trigger,
+    ]);
+    run_ok(&create);
+}
+
+fn occurrences<'a>(lines: &'a [Value], prefix: &str) -> Vec<&'a str> {
+    lines
+        .iter()
+        .map(|l| {
+            let occurrence = l["occurrence"]
+                .as_str()
+                .expect("a triggered line names its occurrence");
+            assert!(occurrence.starts_with(prefix), "{occurrence}");
+            occurrence
+        })
+        .collect()
+}
+
+#[test]
+fn triggers_fire_once_per_occurrence_and_opt_outs_hold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, _) = prepared(dir.path());
+    let mut create = campaign_args("create", &data, "everyone");
+    create.extend(["--goal", "repurchase", "--channel", "webhook"]);
+    run_ok(&create);
+    let everyone = plan(&data, "everyone", AT);
+    let user = |i: usize| everyone[i]["user_id"].as_str().expect("user").to_owned();
+    let (birthday_user, leaving_user) = (user(0), user(1));
+    // Member attributes and an opt-out of all pushes, before AT.
+    let extra = write_lines(
+        dir.path(),
+        "extra.ndjson",
+        &[
+            event(
+                "x-identify-1",
+                MERCHANT,
+                &birthday_user,
+                "identify",
+                "2026-10-20T10:00:00+08:00",
+                r#""properties":{"birthday":"11-01","member_level":"gold"}"#,
+            ),
+            event(
+                "x-unsubscribe-1",
+                MERCHANT,
+                &leaving_user,
+                "unsubscribe",
+                "2026-10-21T10:00:00+08:00",
+                "",
+            ),
+        ],
+    );
+    run_ok(&["ingest", "--data-dir", path_str(&data), path_str(&extra)]);
+    let everyone = plan(&data, "everyone", AT);
+    let leaving = everyone
+        .iter()
+        .find(|l| l["user_id"] == leaving_user.as_str())
+        .expect("member");
+    assert_eq!(leaving["reason"], "opted_out");
+
+    create_triggered(&data, "bday", r#"{"birthday":{}}"#);
+    create_triggered(&data, "after3", r#"{"after_purchase":{"days":3}}"#);
+    create_triggered(&data, "due", r#"{"due":{}}"#);
+    create_triggered(&data, "lapse", r#"{"p_alive_below":0.3}"#);
+
+    let bday = plan(&data, "bday", AT);
+    assert_eq!(bday.len(), 1, "{bday:?}");
+    assert_eq!(bday[0]["user_id"], birthday_user.as_str());
+    assert_eq!(occurrences(&bday, "birthday:"), ["birthday:2026"]);
+    assert!(
+        plan(&data, "bday", LATER).is_empty(),
+        "not their birthday on 11-03"
+    );
+    let next_year = plan(&data, "bday", "2027-11-01T09:00:00+08:00");
+    assert_eq!(occurrences(&next_year, "birthday:"), ["birthday:2027"]);
+
+    let after = plan(&data, "after3", AT);
+    assert!(!after.is_empty());
+    occurrences(&after, "order:");
+    let due = plan(&data, "due", AT);
+    assert!(!due.is_empty());
+    occurrences(&due, "due:");
+    let lapse = plan(&data, "lapse", AT);
+    assert!(!lapse.is_empty());
+    occurrences(&lapse, "lapse:");
+    for lines in [&after, &due, &lapse] {
+        let users: BTreeSet<&str> = lines
+            .iter()
+            .map(|l| l["user_id"].as_str().expect("user"))
+            .collect();
+        assert_eq!(users.len(), lines.len(), "one firing per customer");
+        let gone = lines.iter().find(|l| l["user_id"] == leaving_user.as_str());
+        assert!(gone.is_none_or(|l| l["reason"] == "opted_out"), "{gone:?}");
+    }
+
+    // Run every triggered campaign twice at AT and once more a day later: the second run
+    // fires nothing new, and no (customer, occurrence) is ever sent twice.
+    let standin = StandIn::start(Seen::default());
+    let url = format!("{}/push", standin.base);
+    run_ok(&[
+        "merchant",
+        "set",
+        "--data-dir",
+        path_str(&data),
+        "--merchant",
+        MERCHANT,
+        "--webhook-url",
+        &url,
+        "--webhook-secret",
+        WEBHOOK_SECRET,
+    ]);
+    let run = |at: &str| -> Vec<Value> {
+        run_ok(&[
+            "campaign",
+            "run",
+            "--data-dir",
+            path_str(&data),
+            "--at",
+            at,
+            "--json",
+        ])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect()
+    };
+    let first = run(AT);
+    assert_eq!(first.len(), 4, "{first:?}");
+    assert!(
+        first
+            .iter()
+            .map(|r| r["planned"].as_u64().expect("n"))
+            .sum::<u64>()
+            > 0
+    );
+    let again = run(AT);
+    for report in &again {
+        assert_eq!(report["planned"], 0, "{report}");
+    }
+    run(LATER);
+    let seen = standin.seen.lock().expect("lock");
+    let mut keys = BTreeSet::new();
+    for (key, body, valid) in &seen.webhook {
+        assert!(valid);
+        assert!(keys.insert(key.clone()), "{key} delivered twice: {body}");
+    }
+    assert!(!keys.is_empty());
+}

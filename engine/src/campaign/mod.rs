@@ -7,11 +7,13 @@
 //! - [`outbox`]: the delivery log — every planned, held-out, delivered and failed message —
 //!   which makes sends exactly-once in effect and feeds caps, consent and the report.
 //! - [`report`]: treated against holdout, with the lift and its interval.
+//! - [`trigger`]: who a triggered campaign fires for, and the occurrence that keys it.
 
 pub mod definition;
 pub mod outbox;
 pub mod plan;
 pub mod report;
+pub mod trigger;
 
 pub use definition::{
     Campaign, Goal, PushChannel, Trigger, create_campaign, find_campaign, load_campaigns,

@@ -115,6 +115,9 @@ pub struct PlanLine {
     pub channel: PushChannel,
     pub template_id: Option<String>,
     pub openid: Option<String>,
+    /// What fired a triggered campaign for this customer (absent for a one-off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub occurrence: Option<String>,
     #[serde(skip)]
     pub send_at_ms: Option<i64>,
 }
@@ -138,6 +141,8 @@ pub struct Member {
     /// Their most frequent local hour of activity.
     pub active_hour: Option<u32>,
     pub events: PushEvents,
+    /// What fired a triggered campaign for them; `None` for a one-off campaign.
+    pub occurrence: Option<String>,
 }
 
 /// Everything a plan is decided from besides the members.
@@ -154,7 +159,13 @@ impl PlanContext<'_> {
     /// The decision for one member (members must come sorted, each once).
     pub fn decide(&self, member: &Member) -> PlanLine {
         let campaign = self.campaign;
-        let key = message_key(self.merchant_id, &campaign.name, &member.user_id, ONCE);
+        let occurrence = member.occurrence.as_deref().unwrap_or(ONCE);
+        let key = message_key(
+            self.merchant_id,
+            &campaign.name,
+            &member.user_id,
+            occurrence,
+        );
         if let Some(entry) = self.outbox.entries.get(&key) {
             return self.recorded_line(&entry.message, &entry.status);
         }
@@ -167,6 +178,7 @@ impl PlanContext<'_> {
             channel: campaign.channel,
             template_id: campaign.template_id.clone(),
             openid: member.openid.clone(),
+            occurrence: member.occurrence.clone(),
             send_at_ms,
         };
         let skip = |reason| line(Decision::Skip, Some(reason), None);
@@ -216,6 +228,7 @@ impl PlanContext<'_> {
             channel: message.channel,
             template_id: message.template_id.clone(),
             openid: message.openid.clone(),
+            occurrence: (message.occurrence != ONCE).then(|| message.occurrence.clone()),
             send_at_ms: Some(message.send_at_ms),
         }
     }
@@ -308,7 +321,13 @@ impl PlanContext<'_> {
     /// with).
     pub fn message(&self, line: &PlanLine) -> Option<Message> {
         let send_at_ms = line.send_at_ms?;
-        let key = message_key(self.merchant_id, &self.campaign.name, &line.user_id, ONCE);
+        let occurrence = line.occurrence.as_deref().unwrap_or(ONCE);
+        let key = message_key(
+            self.merchant_id,
+            &self.campaign.name,
+            &line.user_id,
+            occurrence,
+        );
         let body = match line.decision {
             Decision::Send => self.body(&key, line),
             Decision::Holdout => String::new(),
@@ -318,7 +337,7 @@ impl PlanContext<'_> {
             key,
             campaign: self.campaign.name.clone(),
             user_id: line.user_id.clone(),
-            occurrence: ONCE.to_owned(),
+            occurrence: occurrence.to_owned(),
             channel: self.campaign.channel,
             template_id: self.campaign.template_id.clone(),
             openid: line.openid.clone(),
@@ -488,13 +507,6 @@ pub fn plan_campaign(
     campaign: &Campaign,
     at_ms: i64,
 ) -> Result<Plan> {
-    if campaign.trigger.is_some() {
-        return Err(Error::InvalidArgument(format!(
-            "campaign {:?} is triggered: it fires per customer through `recur campaign run`, \
-             which is not built yet (issue #12); plan one-off campaigns for now",
-            campaign.name
-        )));
-    }
     if !snapshot.has_merchant(merchant_id) {
         return Err(Error::NotFound(format!(
             "merchant {merchant_id} is not in the current snapshot; ingest its events and run `recur run`"
@@ -509,17 +521,17 @@ pub fn plan_campaign(
         .filter(col(crate::store::MERCHANT_ID).eq(lit(merchant_id)))
         .collect()
         .map_err(Error::polars("reading stitched identities"))?;
-    let (push_events, hours) = match events {
-        Some(events) => {
-            let events = stitch(
-                events.filter(col(TS).cast(DataType::Int64).lt_eq(lit(at_ms))),
-                &stitched,
-            );
-            (
-                push_events(events.clone())?,
-                active_hours(events, &settings.time_zone)?,
-            )
-        }
+    let stitched_events = events.map(|events| {
+        stitch(
+            events.filter(col(TS).cast(DataType::Int64).lt_eq(lit(at_ms))),
+            &stitched,
+        )
+    });
+    let (push_events, hours) = match stitched_events.clone() {
+        Some(events) => (
+            push_events(events.clone())?,
+            active_hours(events, &settings.time_zone)?,
+        ),
         None => (HashMap::new(), HashMap::new()),
     };
     let filter = ListFilter {
@@ -536,9 +548,34 @@ pub fn plan_campaign(
         push: &settings.push,
         outbox: &outbox,
     };
+    // A triggered campaign plans only the customers it fires for, each with what fired it.
+    let members: Vec<(String, Option<String>, Option<String>)> = match &campaign.trigger {
+        None => members.into_iter().map(|(u, o)| (u, o, None)).collect(),
+        Some(trigger) => {
+            let fired = super::trigger::firings(
+                trigger,
+                &super::trigger::TriggerInputs {
+                    merchant_id,
+                    events: stitched_events.clone(),
+                    snapshot,
+                    zone,
+                    at_ms,
+                    k: campaign.k as usize,
+                },
+            )?;
+            let openids: HashMap<String, Option<String>> = members.into_iter().collect();
+            fired
+                .into_iter()
+                .filter_map(|f| {
+                    let openid = openids.get(&f.user_id)?.clone();
+                    Some((f.user_id, openid, Some(f.occurrence)))
+                })
+                .collect()
+        }
+    };
     let lines = members
         .into_iter()
-        .map(|(user_id, openid)| {
+        .map(|(user_id, openid, occurrence)| {
             let items = snapshot
                 .recommend_filtered(
                     merchant_id,
@@ -562,6 +599,7 @@ pub fn plan_campaign(
                 user_id,
                 openid,
                 items,
+                occurrence,
             };
             context.decide(&member)
         })

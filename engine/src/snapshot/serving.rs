@@ -37,6 +37,9 @@ pub struct RecommendedItem {
     pub score: f64,
     pub reason: &'static str,
     pub detail: String,
+    /// Days since the customer last bought it, when they did (for triggers; not served).
+    #[serde(skip)]
+    pub days_since: Option<u32>,
 }
 
 /// A user's list, or the merchant's popular items for a user without one.
@@ -189,6 +192,7 @@ impl MerchantIndex {
                     score: round4(f64::from(e.score)),
                     reason: e.reason.as_str(),
                     detail: e.reason.describe(&facts),
+                    days_since: facts.days_since,
                 }
             })
             .collect()
@@ -354,6 +358,7 @@ impl ServingSnapshot {
                         score: round4(f64::from(*p)),
                         reason: Reason::BoughtTogether.as_str(),
                         detail: format!("in {share}% of the orders of {item_id}"),
+                        days_since: None,
                     }
                 })
                 .collect(),
@@ -512,6 +517,17 @@ impl ServingSnapshot {
         self.merchants
             .get(merchant_id)
             .map_or(user_id, |index| index.customer(user_id))
+    }
+
+    /// The customers of a merchant with a personal list, sorted.
+    pub fn customers_with_lists(&self, merchant_id: &str) -> Vec<&str> {
+        let mut customers: Vec<&str> = self
+            .merchants
+            .get(merchant_id)
+            .map(|index| index.users.keys().map(|u| &**u).collect())
+            .unwrap_or_default();
+        customers.sort_unstable();
+        customers
     }
 
     /// A merchant's profiles table (one row per customer, without `merchant_id`).

@@ -46,6 +46,7 @@ fn member(user: &str) -> Member {
         }],
         active_hour: None,
         events: PushEvents::default(),
+        occurrence: None,
     }
 }
 
@@ -297,4 +298,33 @@ fn the_holdout_is_stable_and_near_its_share() {
         ..member("u1")
     };
     assert_eq!(ctx.decide(&none).reason, Some(SkipReason::NoItems));
+}
+
+#[test]
+fn each_occurrence_of_a_trigger_is_its_own_message_and_fires_once() {
+    let push = PushSettings::default();
+    let c = campaign("after", PushChannel::Webhook);
+    let empty = OutboxState::default();
+    let fired = |occurrence: &str| Member {
+        occurrence: Some(occurrence.to_owned()),
+        ..member("u1")
+    };
+    let ctx = context(&c, &push, &empty);
+    let first = ctx.decide(&fired("order:o1"));
+    assert_eq!(first.occurrence.as_deref(), Some("order:o1"));
+    let message = ctx.message(&first).expect("a send");
+    assert_eq!(message.occurrence, "order:o1");
+    let mut outbox = OutboxState::default();
+    record(&mut outbox, message.clone());
+    // The same occurrence again: the recorded line, not a new message.
+    let again = context(&c, &push, &outbox).decide(&fired("order:o1"));
+    assert_eq!(again, first);
+    // A new order a week later: a new message under a new key.
+    let later = PlanContext {
+        at_ms: at() + 8 * DAY_MS,
+        ..context(&c, &push, &outbox)
+    };
+    let second = later.decide(&fired("order:o2"));
+    assert_eq!(second.decision, Decision::Send);
+    assert_ne!(later.message(&second).expect("a send").key, message.key);
 }
