@@ -638,3 +638,110 @@ fn triggers_fire_once_per_occurrence_and_opt_outs_hold() {
     }
     assert!(!keys.is_empty());
 }
+
+/// `(user, item) → score` of the blended main lists in the current snapshot.
+fn blended_scores(data: &Path) -> HashMap<(String, String), f64> {
+    run_ok(&[
+        "export",
+        "recommendations",
+        "--data-dir",
+        path_str(data),
+        "--merchant",
+        MERCHANT,
+    ])
+    .lines()
+    .flat_map(|line| {
+        let row: Value = serde_json::from_str(line).expect("JSONL");
+        let user = row["user_id"].as_str().expect("user").to_owned();
+        row["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| {
+                (
+                    (
+                        user.clone(),
+                        i["item_id"].as_str().expect("item").to_owned(),
+                    ),
+                    i["score"].as_f64().expect("score"),
+                )
+            })
+            .collect::<Vec<_>>()
+    })
+    .collect()
+}
+
+#[test]
+fn items_pushed_and_left_unopened_score_lower_in_the_next_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, _) = prepared(dir.path());
+    let standin = StandIn::start(Seen::default());
+    let url = format!("{}/push", standin.base);
+    run_ok(&[
+        "merchant",
+        "set",
+        "--data-dir",
+        path_str(&data),
+        "--merchant",
+        MERCHANT,
+        "--webhook-url",
+        &url,
+        "--webhook-secret",
+        WEBHOOK_SECRET,
+    ]);
+    let mut create = campaign_args("create", &data, "nudge");
+    create.extend([
+        "--goal",
+        "repurchase",
+        "--channel",
+        "webhook",
+        "--holdout",
+        "0",
+    ]);
+    run_ok(&create);
+    send(&data, "nudge", AT);
+    send(&data, "nudge", LATER);
+    let pushed: Vec<(String, String)> = plan(&data, "nudge", LATER)
+        .iter()
+        .filter(|l| l["decision"] == "send")
+        .flat_map(|l| {
+            let user = l["user_id"].as_str().expect("user").to_owned();
+            l["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|i| {
+                    (
+                        user.clone(),
+                        i["item_id"].as_str().expect("item").to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(!pushed.is_empty());
+
+    // A week on, nobody opened anything: the same run with and without the delivery log.
+    let run_at =
+        |data: &Path| run_ok(&["run", "--data-dir", path_str(data), "--as-of", "2026-11-10"]);
+    let outbox = data.join(format!("merchants/merchant={MERCHANT}/outbox.jsonl"));
+    let aside = dir.path().join("outbox.jsonl");
+    std::fs::rename(&outbox, &aside).expect("move the log aside");
+    run_at(&data);
+    let without = blended_scores(&data);
+    std::fs::rename(&aside, &outbox).expect("put the log back");
+    run_at(&data);
+    let with = blended_scores(&data);
+    let mut compared = 0;
+    for pair in &pushed {
+        if let (Some(before), Some(after)) = (without.get(pair), with.get(pair)) {
+            assert!(after < before, "{pair:?}: {before} → {after}");
+            compared += 1;
+        }
+    }
+    assert!(
+        compared > pushed.len() / 4,
+        "{compared} of {} pushed items still listed",
+        pushed.len()
+    );
+}

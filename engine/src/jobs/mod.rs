@@ -130,6 +130,20 @@ pub fn run_merchant(
         k: options.k,
         as_of_ms,
     };
+    // Pushes delivered by the as-of and left unopened lower their items.
+    let outbox = crate::campaign::outbox::read_outbox(data_dir, merchant_id)?;
+    let ignored = crate::recs::feedback::deliveries(&outbox, as_of_ms)
+        .and_then(|deliveries| {
+            crate::recs::feedback::ignored_pushes(
+                deliveries,
+                events.clone(),
+                lines.clone(),
+                as_of_ms,
+            )
+            .collect()
+        })
+        .map_err(Error::polars(context("finding ignored pushes")))?;
+    drop(outbox);
     // CPU-bound generator code; `recur run` is not async, and rayon spreads it over cores.
     let crate::recs::lists::MerchantRecs {
         lists: blended,
@@ -138,6 +152,7 @@ pub fn run_merchant(
         events.clone(),
         lines.clone(),
         items.clone().lazy(),
+        &ignored,
         as_of_ms,
         options.k,
     )?;
@@ -150,6 +165,7 @@ pub fn run_merchant(
         lines,
         popular.clone().lazy(),
         blended,
+        Some(&ignored),
         params,
     )
     .and_then(LazyFrame::collect)
@@ -395,6 +411,7 @@ mod tests {
             lines,
             popular.lazy(),
             None,
+            None,
             RecommendParams { k: 3, as_of_ms },
         )
         .and_then(LazyFrame::collect)
@@ -422,6 +439,7 @@ mod tests {
             events,
             lines,
             popular.lazy(),
+            None,
             None,
             RecommendParams { k: 3, as_of_ms },
         )

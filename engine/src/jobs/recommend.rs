@@ -21,6 +21,7 @@ pub use crate::recommendation::{
     CYCLE_DAYS, DAYS_SINCE, EXPLORE, RANK, REASON, Reason, SCORE, TIMES_BOUGHT, WITH_ITEM,
     WITH_SHARE,
 };
+use crate::recs::feedback::IGNORED;
 use crate::store::{
     CATEGORY, CHANNEL, EVENT_TYPE, ITEM_ID, MERCHANT_ID, ORDER_ID, PRICE, SCENE, TS, USER_ID,
 };
@@ -259,6 +260,7 @@ pub fn recommendations(
     lines: LazyFrame,
     popular: LazyFrame,
     blended: Option<DataFrame>,
+    ignored: Option<&DataFrame>,
     params: RecommendParams,
 ) -> PolarsResult<LazyFrame> {
     let k = params.k;
@@ -430,6 +432,28 @@ pub fn recommendations(
         )
         .with_column(lit(true).alias(EXPLORE));
     let tiers = concat([tiers, tiers_explore], UnionArgs::default())?;
+    // Pushed and left unopened (`recs::feedback`): the fraction of the tier score halves per
+    // ignored push, so the item sinks within its tier.
+    let tiers = match ignored {
+        Some(ignored) if ignored.height() > 0 => {
+            let tier = col(SCORE).floor();
+            tiers
+                .join(
+                    ignored.clone().lazy(),
+                    [col(USER_ID), col(ITEM_ID)],
+                    [col(USER_ID), col(ITEM_ID)],
+                    JoinArgs::new(JoinType::Left),
+                )
+                .with_column(
+                    (tier.clone()
+                        + (col(SCORE) - tier)
+                            * lit(0.5)
+                                .pow(col(IGNORED).fill_null(lit(0u32)).cast(DataType::Float64)))
+                    .alias(SCORE),
+                )
+        }
+        _ => tiers,
+    };
     let tiers = tiers
         .select(list_columns())
         .join(

@@ -19,6 +19,7 @@ use super::blend::{
     VIEWED_THEN_BOUGHT,
 };
 use super::cooccur::{CoPurchase, ItemNeighbours};
+use super::feedback::{IGNORED, PENALTY_PER_IGNORED};
 use super::signals::Signals;
 use crate::error::{Error, Result};
 use crate::recommendation::{
@@ -56,11 +57,14 @@ pub struct MerchantRecs {
     pub similar: DataFrame,
 }
 
-/// The blended lists and the similar items of one merchant, from one set of baskets.
+/// The blended lists and the similar items of one merchant, from one set of baskets;
+/// `ignored` (`user_id, item_id, ignored`, [`super::feedback::ignored_pushes`]) lowers the
+/// items pushed to a customer and left unopened.
 pub fn merchant_recs(
     events: LazyFrame,
     lines: LazyFrame,
     items: LazyFrame,
+    ignored: &DataFrame,
     as_of_ms: i64,
     k: usize,
 ) -> Result<MerchantRecs> {
@@ -95,6 +99,7 @@ pub fn merchant_recs(
         .iter()
         .filter_map(|(u, i)| Some((*users.get(u.as_str())?, *items.get(i.as_str())?)))
         .collect();
+    let ignored = ignored_counts(ignored, &users, &items)?;
     let listed: Vec<Listed> = (0..history.users.len())
         .into_par_iter()
         .map_init(
@@ -111,7 +116,11 @@ pub fn merchant_recs(
                     let mut scored: Vec<(f64, &Candidate)> = candidates
                         .iter()
                         .filter(|c| admits(c))
-                        .map(|c| (weights.score(&c.features), c))
+                        .map(|c| {
+                            let pushes = ignored.get(&(user, c.item)).copied().unwrap_or(0);
+                            let penalty = PENALTY_PER_IGNORED * f64::from(pushes);
+                            (weights.score(&c.features) - penalty, c)
+                        })
                         .collect();
                     scored
                         .sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.item.cmp(&b.1.item)));
@@ -262,6 +271,30 @@ fn suppressed_pairs(events: LazyFrame, lines: LazyFrame) -> Result<HashSet<(Stri
         .iter()
         .zip(items.iter())
         .filter_map(|(u, i)| Some((u?.to_owned(), i?.to_owned())))
+        .collect())
+}
+
+/// Ignored pushes per (customer, item) index pair.
+fn ignored_counts(
+    ignored: &DataFrame,
+    users: &HashMap<&str, u32>,
+    items: &HashMap<&str, u32>,
+) -> Result<HashMap<(u32, u32), u32>> {
+    if ignored.height() == 0 {
+        return Ok(HashMap::new());
+    }
+    let (u, i, n) = (|| -> PolarsResult<_> {
+        Ok((
+            ignored.column(USER_ID)?.str()?.clone(),
+            ignored.column(ITEM_ID)?.str()?.clone(),
+            ignored.column(IGNORED)?.u32()?.clone(),
+        ))
+    })()
+    .map_err(Error::polars("reading ignored pushes"))?;
+    Ok(u.iter()
+        .zip(i.iter())
+        .zip(n.iter())
+        .filter_map(|((u, i), n)| Some(((*users.get(u?)?, *items.get(i?)?), n?)))
         .collect())
 }
 

@@ -11,6 +11,7 @@ pub mod baskets;
 pub mod blend;
 pub mod cooccur;
 pub mod eval;
+pub mod feedback;
 pub mod lists;
 pub mod metrics;
 pub mod models;
