@@ -65,6 +65,23 @@ fn campaign_args<'a>(command: &'a str, data: &'a Path, name: &'a str) -> Vec<&'a
     args
 }
 
+/// Points the merchant's webhook at the stand-in.
+fn use_webhook(data: &Path, standin: &StandIn) {
+    let url = format!("{}/push", standin.base);
+    run_ok(&[
+        "merchant",
+        "set",
+        "--data-dir",
+        path_str(data),
+        "--merchant",
+        MERCHANT,
+        "--webhook-url",
+        &url,
+        "--webhook-secret",
+        WEBHOOK_SECRET,
+    ]);
+}
+
 fn plan(data: &Path, name: &str, at: &str) -> Vec<Value> {
     let mut args = campaign_args("plan", data, name);
     args.extend(["--at", at]);
@@ -98,19 +115,7 @@ fn webhook_messages_arrive_once_in_effect_through_failures_and_a_kill() {
         delay: Duration::from_millis(15),
         ..Seen::default()
     });
-    let url = format!("{}/push", standin.base);
-    run_ok(&[
-        "merchant",
-        "set",
-        "--data-dir",
-        path_str(&data),
-        "--merchant",
-        MERCHANT,
-        "--webhook-url",
-        &url,
-        "--webhook-secret",
-        WEBHOOK_SECRET,
-    ]);
+    use_webhook(&data, &standin);
     let shown = run_ok(&[
         "merchant",
         "show",
@@ -589,19 +594,7 @@ fn triggers_fire_once_per_occurrence_and_opt_outs_hold() {
     // Run every triggered campaign twice at AT and once more a day later: the second run
     // fires nothing new, and no (customer, occurrence) is ever sent twice.
     let standin = StandIn::start(Seen::default());
-    let url = format!("{}/push", standin.base);
-    run_ok(&[
-        "merchant",
-        "set",
-        "--data-dir",
-        path_str(&data),
-        "--merchant",
-        MERCHANT,
-        "--webhook-url",
-        &url,
-        "--webhook-secret",
-        WEBHOOK_SECRET,
-    ]);
+    use_webhook(&data, &standin);
     let run = |at: &str| -> Vec<Value> {
         run_ok(&[
             "campaign",
@@ -676,19 +669,7 @@ fn items_pushed_and_left_unopened_score_lower_in_the_next_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (data, _) = prepared(dir.path());
     let standin = StandIn::start(Seen::default());
-    let url = format!("{}/push", standin.base);
-    run_ok(&[
-        "merchant",
-        "set",
-        "--data-dir",
-        path_str(&data),
-        "--merchant",
-        MERCHANT,
-        "--webhook-url",
-        &url,
-        "--webhook-secret",
-        WEBHOOK_SECRET,
-    ]);
+    use_webhook(&data, &standin);
     let mut create = campaign_args("create", &data, "nudge");
     create.extend([
         "--goal",
