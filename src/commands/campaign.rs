@@ -13,6 +13,7 @@ use recur_engine::campaign::{
 };
 use recur_engine::settings::MerchantSettings;
 use recur_engine::snapshot::ServingSnapshot;
+use recur_engine::snapshot::serving::LoadScope;
 use recur_engine::store::{EmbeddedStore, EventStore, TimeRange};
 use recur_push::{RetryPolicy, SendOptions, send_campaign, sender_for};
 
@@ -309,7 +310,13 @@ fn run_triggered(
 ) -> anyhow::Result<()> {
     let dir = &data.data_dir;
     let at_ms = at_ms(at)?;
-    let snapshot = ServingSnapshot::load_current(dir)?;
+    // Lists, items and profiles of every merchant (triggers may look for due items).
+    let scope = LoadScope {
+        merchant: merchant.map(str::to_owned),
+        explore: None,
+        lists_only: true,
+    };
+    let snapshot = ServingSnapshot::load_current_scoped(dir, &scope)?;
     let mut store = open_store(dir)?;
     let merchants: Vec<String> = match merchant {
         Some(m) => vec![m.to_owned()],
@@ -447,7 +454,7 @@ struct Inputs {
 fn inputs(args: &CampaignArgs, at_ms: i64) -> anyhow::Result<Inputs> {
     let dir = &args.data.data_dir;
     let campaign = find_campaign(dir, &args.merchant, &args.name)?;
-    let snapshot = ServingSnapshot::load_current(dir)?;
+    let snapshot = campaign_snapshot(dir, &args.merchant, &campaign)?;
     let mut store = open_store(dir)?;
     let events = store.scan(
         &args.merchant,
@@ -464,9 +471,25 @@ fn inputs(args: &CampaignArgs, at_ms: i64) -> anyhow::Result<Inputs> {
     })
 }
 
+/// The part of the current snapshot a campaign's plan reads: the merchant's lists (the main
+/// ones only, unless the goal explores or a trigger looks for due items), items and profiles.
+fn campaign_snapshot(
+    dir: &std::path::Path,
+    merchant: &str,
+    campaign: &Campaign,
+) -> anyhow::Result<ServingSnapshot> {
+    let scope = LoadScope {
+        merchant: Some(merchant.to_owned()),
+        explore: (!campaign.goal.explores() && campaign.trigger.is_none()).then_some(false),
+        lists_only: true,
+    };
+    Ok(ServingSnapshot::load_current_scoped(dir, &scope)?)
+}
+
 fn make_plan(args: &CampaignArgs, at_ms: i64) -> anyhow::Result<Plan> {
     let dir = &args.data.data_dir;
-    let snapshot = ServingSnapshot::load_current(dir)?;
+    let campaign = find_campaign(dir, &args.merchant, &args.name)?;
+    let snapshot = campaign_snapshot(dir, &args.merchant, &campaign)?;
     let mut store = open_store(dir)?;
     Ok(plan_named(
         dir,

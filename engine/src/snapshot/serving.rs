@@ -279,9 +279,31 @@ fn merchant_ranges(frame: &DataFrame) -> Result<Vec<(String, usize, usize)>> {
     Ok(ranges)
 }
 
-fn load_table(data_dir: &Path, name: &str, table: SnapshotTable) -> Result<DataFrame> {
-    scan_table(data_dir, name, table)?
-        .collect()
+/// What of a snapshot to load: everything (the API), or what a campaign plan reads.
+#[derive(Debug, Clone, Default)]
+pub struct LoadScope {
+    /// Only this merchant's rows.
+    pub merchant: Option<String>,
+    /// Only the main (`Some(false)`) or only the explore (`Some(true)`) lists.
+    pub explore: Option<bool>,
+    /// Lists, items and profiles only: no reports, similar items or context lists.
+    pub lists_only: bool,
+}
+
+fn load_table(
+    data_dir: &Path,
+    name: &str,
+    table: SnapshotTable,
+    scope: &LoadScope,
+) -> Result<DataFrame> {
+    let mut scan = scan_table(data_dir, name, table)?;
+    if let Some(merchant) = &scope.merchant {
+        scan = scan.filter(col(MERCHANT_ID).eq(lit(merchant.as_str())));
+    }
+    if let (SnapshotTable::Recommendations, Some(explore)) = (table, scope.explore) {
+        scan = scan.filter(col(EXPLORE).eq(lit(explore)));
+    }
+    scan.collect()
         .map_err(Error::polars(format!("loading {}", table.name())))
 }
 
@@ -290,6 +312,7 @@ fn load_optional_table(
     data_dir: &Path,
     name: &str,
     table: SnapshotTable,
+    scope: &LoadScope,
 ) -> Result<Option<DataFrame>> {
     let path = super::snapshots_dir(data_dir)
         .join(name)
@@ -297,7 +320,7 @@ fn load_optional_table(
     if !path.exists() {
         return Ok(None);
     }
-    load_table(data_dir, name, table).map(Some)
+    load_table(data_dir, name, table, scope).map(Some)
 }
 
 fn json_text(rows: &[Value]) -> Arc<str> {
@@ -312,19 +335,33 @@ impl ServingSnapshot {
 
     /// Loads snapshot `name`. CPU- and I/O-heavy: call it off the async executor.
     pub fn load(data_dir: &Path, name: &str) -> Result<Self> {
+        Self::load_scoped(data_dir, name, &LoadScope::default())
+    }
+
+    /// Loads what `scope` names of the current snapshot (a campaign plan: one merchant's
+    /// lists of one kind, items and profiles).
+    pub fn load_current_scoped(data_dir: &Path, scope: &LoadScope) -> Result<Self> {
+        Self::load_scoped(data_dir, &require_current(data_dir)?, scope)
+    }
+
+    /// Loads what `scope` names of snapshot `name`.
+    pub fn load_scoped(data_dir: &Path, name: &str, scope: &LoadScope) -> Result<Self> {
         let manifest = read_manifest(data_dir, name)?;
         let mut merchants: HashMap<String, MerchantIndex> = manifest
             .merchants
             .iter()
+            .filter(|m| scope.merchant.as_ref().is_none_or(|s| *s == m.merchant_id))
             .map(|m| (m.merchant_id.clone(), MerchantIndex::default()))
             .collect();
         load_popular(data_dir, name, manifest.k, &mut merchants)?;
-        load_lists(data_dir, name, &mut merchants)?;
-        load_reports(data_dir, name, &mut merchants)?;
-        load_profiles(data_dir, name, &mut merchants)?;
-        load_similar(data_dir, name, &mut merchants)?;
-        load_items(data_dir, name, &mut merchants)?;
-        load_context_popular(data_dir, name, &mut merchants)?;
+        load_lists(data_dir, name, scope, &mut merchants)?;
+        load_profiles(data_dir, name, scope, &mut merchants)?;
+        load_items(data_dir, name, scope, &mut merchants)?;
+        if !scope.lists_only {
+            load_reports(data_dir, name, scope, &mut merchants)?;
+            load_similar(data_dir, name, scope, &mut merchants)?;
+            load_context_popular(data_dir, name, scope, &mut merchants)?;
+        }
         info!(snapshot = %name, merchants = merchants.len(), "snapshot loaded for serving");
         Ok(Self {
             manifest,
@@ -626,10 +663,11 @@ fn load_popular(
 fn load_lists(
     data_dir: &Path,
     name: &str,
+    scope: &LoadScope,
     merchants: &mut HashMap<String, MerchantIndex>,
 ) -> Result<()> {
     // Stored in (merchant, user, explore, rank) order: each list is one run of rows.
-    let recs = load_table(data_dir, name, SnapshotTable::Recommendations)?;
+    let recs = load_table(data_dir, name, SnapshotTable::Recommendations, scope)?;
     let typed = (|| -> PolarsResult<_> {
         Ok((
             recs.column(MERCHANT_ID)?.str()?.clone(),
@@ -713,7 +751,11 @@ fn load_lists(
             flush(merchants, current.take());
             current = Some((merchant.to_owned(), user.to_owned(), explore, Vec::new()));
         }
-        let index = merchants.entry(merchant.to_owned()).or_default();
+        // Looked up without allocating: a String per row was most of loading 40M rows.
+        let index = match merchants.get_mut(merchant) {
+            Some(index) => index,
+            None => merchants.entry(merchant.to_owned()).or_default(),
+        };
         let item = index.intern(item, category);
         let with_item = with_item.map_or(NO_ITEM, |w| index.intern(w, None));
         let small = |v: Option<u32>| v.map_or(ABSENT, |v| u16::try_from(v).unwrap_or(ABSENT - 1));
@@ -742,10 +784,12 @@ fn load_lists(
 fn load_context_popular(
     data_dir: &Path,
     name: &str,
+    scope: &LoadScope,
     merchants: &mut HashMap<String, MerchantIndex>,
 ) -> Result<()> {
     // Stored in (merchant, context, value, rank) order.
-    let Some(table) = load_optional_table(data_dir, name, SnapshotTable::PopularInContext)? else {
+    let Some(table) = load_optional_table(data_dir, name, SnapshotTable::PopularInContext, scope)?
+    else {
         return Ok(());
     };
     let typed = (|| -> PolarsResult<_> {
@@ -799,9 +843,10 @@ fn load_context_popular(
 fn load_items(
     data_dir: &Path,
     name: &str,
+    scope: &LoadScope,
     merchants: &mut HashMap<String, MerchantIndex>,
 ) -> Result<()> {
-    let Some(items) = load_optional_table(data_dir, name, SnapshotTable::Items)? else {
+    let Some(items) = load_optional_table(data_dir, name, SnapshotTable::Items, scope)? else {
         return Ok(());
     };
     let typed = (|| -> PolarsResult<_> {
@@ -836,10 +881,12 @@ fn load_items(
 fn load_similar(
     data_dir: &Path,
     name: &str,
+    scope: &LoadScope,
     merchants: &mut HashMap<String, MerchantIndex>,
 ) -> Result<()> {
     // Stored in (merchant, item, rank) order: each item's companions are one run of rows.
-    let Some(similar) = load_optional_table(data_dir, name, SnapshotTable::SimilarItems)? else {
+    let Some(similar) = load_optional_table(data_dir, name, SnapshotTable::SimilarItems, scope)?
+    else {
         return Ok(());
     };
     let typed = (|| -> PolarsResult<_> {
@@ -880,10 +927,11 @@ fn load_similar(
 fn load_reports(
     data_dir: &Path,
     name: &str,
+    scope: &LoadScope,
     merchants: &mut HashMap<String, MerchantIndex>,
 ) -> Result<()> {
     for (table, kinds, modes) in PERIODED {
-        let frame = load_table(data_dir, name, table)?;
+        let frame = load_table(data_dir, name, table, scope)?;
         for (merchant, start, len) in merchant_ranges(&frame)? {
             let part = frame.slice(start as i64, len);
             let index = merchants.entry(merchant).or_default();
@@ -916,7 +964,7 @@ fn load_reports(
         }
     }
     for table in WHOLE {
-        let frame = load_table(data_dir, name, table)?;
+        let frame = load_table(data_dir, name, table, scope)?;
         for (merchant, start, len) in merchant_ranges(&frame)? {
             let part = frame.slice(start as i64, len);
             let index = merchants.entry(merchant).or_default();
@@ -950,9 +998,10 @@ fn load_reports(
 fn load_profiles(
     data_dir: &Path,
     name: &str,
+    scope: &LoadScope,
     merchants: &mut HashMap<String, MerchantIndex>,
 ) -> Result<()> {
-    let profiles = load_table(data_dir, name, SnapshotTable::Profiles)?;
+    let profiles = load_table(data_dir, name, SnapshotTable::Profiles, scope)?;
     for (merchant, start, len) in merchant_ranges(&profiles)? {
         let part = profiles.slice(start as i64, len).drop_many([MERCHANT_ID]);
         let index = merchants.entry(merchant.clone()).or_default();
@@ -975,7 +1024,7 @@ fn load_profiles(
         }
         index.profiles = part;
     }
-    let recent = load_table(data_dir, name, SnapshotTable::RecentOrders)?;
+    let recent = load_table(data_dir, name, SnapshotTable::RecentOrders, scope)?;
     for (merchant, start, len) in merchant_ranges(&recent)? {
         let part = recent.slice(start as i64, len).drop_many([MERCHANT_ID]);
         let index = merchants.entry(merchant).or_default();
