@@ -754,16 +754,19 @@ fn push_events(events: LazyFrame) -> Result<HashMap<String, PushEvents>> {
 /// Each customer's most frequent local hour of activity (ties: the earlier hour).
 fn active_hours(events: LazyFrame, zone: &TimeZoneName) -> Result<HashMap<String, u32>> {
     let hour = local_hour(col(TS).cast(DataType::Int64), zone).alias("hour");
+    // The mode per customer from each one's (at most 24) hours, sorted within the group: a
+    // global sort of every (customer, hour) row by customer id was most of a plan's time.
     let frame = events
         .select([col(USER_ID), hour])
         .group_by([col(USER_ID), col("hour")])
         .agg([len().alias("events")])
-        .sort(
-            [USER_ID, "events", "hour"],
-            SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
-        )
         .group_by([col(USER_ID)])
-        .agg([col("hour").first()])
+        .agg([col("hour")
+            .sort_by(
+                [col("events"), col("hour")],
+                SortMultipleOptions::default().with_order_descending_multi([true, false]),
+            )
+            .first()])
         .collect()
         .map_err(Error::polars("finding customers' active hours"))?;
     let (users, hours) = (|| -> PolarsResult<_> {

@@ -328,3 +328,24 @@ fn each_occurrence_of_a_trigger_is_its_own_message_and_fires_once() {
     assert_eq!(second.decision, Decision::Send);
     assert_ne!(later.message(&second).expect("a send").key, message.key);
 }
+
+#[test]
+fn the_active_hour_is_the_most_frequent_local_hour_ties_to_the_earlier() {
+    let local_ms = |d: u32, h: u32| {
+        SHANGHAI
+            .with_ymd_and_hms(2026, 5, d, h, 30, 0)
+            .single()
+            .expect("valid")
+            .timestamp_millis()
+    };
+    let events = polars::df!(
+        USER_ID => ["u1", "u1", "u1", "u2", "u2"],
+        TS => [local_ms(1, 20), local_ms(2, 9), local_ms(3, 9), local_ms(1, 21), local_ms(2, 7)],
+    )
+    .expect("frame")
+    .lazy();
+    let zone = TimeZoneName::new("Asia/Shanghai").expect("zone");
+    let hours = active_hours(events, &zone).expect("hours");
+    assert_eq!(hours["u1"], 9, "twice at 9, once at 20");
+    assert_eq!(hours["u2"], 7, "a tie goes to the earlier hour");
+}
