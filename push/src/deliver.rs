@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use polars::prelude::LazyFrame;
 use recur_engine::campaign::Campaign;
-use recur_engine::campaign::outbox::{Message, OutboxWriter, Record, Status, read_outbox};
-use recur_engine::campaign::plan::{Decision, PlanContext, plan_campaign};
+use recur_engine::campaign::outbox::{Message, OutboxWriter, Record, Status};
+use recur_engine::campaign::plan::{Decision, plan_campaign};
 use recur_engine::snapshot::ServingSnapshot;
 use serde::Serialize;
 use tracing::warn;
@@ -76,16 +76,8 @@ pub fn send_campaign(
     let mut writer = OutboxWriter::open(data_dir, merchant_id)?;
     let plan = plan_campaign(data_dir, snapshot, events, merchant_id, campaign, at_ms)?;
     let mut report = SendReport::default();
-    let outbox = read_outbox(data_dir, merchant_id)?;
-    let settings = recur_engine::settings::MerchantSettings::load(data_dir, merchant_id)?;
-    let context = PlanContext {
-        merchant_id,
-        campaign,
-        at_ms,
-        zone: settings.time_zone.tz(),
-        push: &settings.push,
-        outbox: &outbox,
-    };
+    let context = plan.context(merchant_id, campaign);
+    let outbox = &plan.outbox;
     let mut new_records = Vec::new();
     for line in &plan.lines {
         let Some(message) = context.message(line) else {
@@ -125,7 +117,6 @@ pub fn send_campaign(
             report.not_due += 1;
         }
     }
-    drop(outbox);
 
     let total = due.len();
     let done = AtomicUsize::new(0);

@@ -479,9 +479,25 @@ pub struct Plan {
     /// The snapshot the lists and members came from.
     pub snapshot: String,
     pub at_ms: i64,
+    /// The settings and delivery log the plan was decided against (a send records its new
+    /// decisions against the same, without reading the log twice).
+    pub settings: MerchantSettings,
+    pub outbox: OutboxState,
 }
 
 impl Plan {
+    /// The context the plan was decided in, to turn its lines into messages.
+    pub fn context<'a>(&'a self, merchant_id: &'a str, campaign: &'a Campaign) -> PlanContext<'a> {
+        PlanContext {
+            merchant_id,
+            campaign,
+            at_ms: self.at_ms,
+            zone: self.settings.time_zone.tz(),
+            push: &self.settings.push,
+            outbox: &self.outbox,
+        }
+    }
+
     /// Lines per decision and per skip reason, for summaries.
     pub fn counts(&self) -> (HashMap<Decision, usize>, HashMap<SkipReason, usize>) {
         let mut decisions = HashMap::new();
@@ -608,6 +624,8 @@ pub fn plan_campaign(
         lines,
         snapshot: name,
         at_ms,
+        settings,
+        outbox,
     })
 }
 
