@@ -383,6 +383,17 @@ pub(crate) struct SynthShape {
     /// tail with Zipf popularity (e.g. 50000 for a supermarket-sized catalogue).
     #[arg(long, value_name = "N")]
     pub items: Option<usize>,
+    /// Simulate a past push campaign of this name with a known effect per segment: planned
+    /// at 10:00 the day before --campaign-day, delivered at 10:00 on it, holding out the
+    /// customers `recur campaign plan` would hold out (see the truth file).
+    #[arg(long, value_name = "NAME")]
+    pub campaign: Option<String>,
+    /// The simulated campaign's delivery day (YYYY-MM-DD); default: 14 days before --end.
+    #[arg(long, value_name = "DATE", requires = "campaign")]
+    pub campaign_day: Option<String>,
+    /// The simulated campaign's holdout share.
+    #[arg(long, default_value_t = 0.1, value_name = "SHARE")]
+    pub campaign_holdout: f64,
 }
 
 #[derive(Args)]

@@ -11,7 +11,7 @@ use recur_engine::campaign::outbox::read_outbox;
 use recur_engine::campaign::plan::{SkipReason, plan_named};
 use recur_engine::campaign::report::measure;
 use recur_engine::campaign::{
-    Campaign, Goal, PushChannel, Trigger, create_campaign, load_campaigns,
+    Campaign, Goal, PushChannel, Target, Trigger, create_campaign, load_campaigns,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -91,6 +91,9 @@ struct NewCampaign {
     holdout: Option<f64>,
     #[serde(default)]
     trigger: Option<Box<serde_json::value::RawValue>>,
+    /// `{"uplift": {"share": 0.5}}`.
+    #[serde(default)]
+    target: Option<Target>,
 }
 
 pub(crate) async fn create(
@@ -103,7 +106,7 @@ pub(crate) async fn create(
         ApiError::bad_request(
             "bad_campaign",
             format!(
-                "the body must be {{\"name\", \"goal\", \"channel\", optional \"template_id\", \"audience\", \"k\", \"holdout\", \"trigger\"}}: {e}"
+                "the body must be {{\"name\", \"goal\", \"channel\", optional \"template_id\", \"audience\", \"k\", \"holdout\", \"trigger\", \"target\"}}: {e}"
             ),
         )
     })?;
@@ -121,6 +124,7 @@ pub(crate) async fn create(
             .map(|t| Trigger::from_json(t.get()))
             .transpose()
             .map_err(bad)?,
+        target: new.target,
         created_at_ms: now_ms(),
     };
     let data_dir = state.data_dir.clone();

@@ -6,10 +6,11 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use polars::prelude::*;
 use recur_engine::campaign::outbox::read_outbox;
-use recur_engine::campaign::plan::{Decision, Plan, SkipReason, plan_named};
+use recur_engine::campaign::plan::{Decision, Plan, SkipReason, plan_campaign};
 use recur_engine::campaign::report::{CampaignReport, measure};
+use recur_engine::campaign::uplift::UpliftTraining;
 use recur_engine::campaign::{
-    Campaign, Goal, PushChannel, Trigger, create_campaign, find_campaign, load_campaigns,
+    Campaign, Goal, PushChannel, Target, Trigger, create_campaign, find_campaign, load_campaigns,
 };
 use recur_engine::settings::MerchantSettings;
 use recur_engine::snapshot::ServingSnapshot;
@@ -28,7 +29,9 @@ pub(crate) enum CampaignCommand {
         recur campaign create --data-dir data --merchant m_bakery --name weekend-repeat \\\n    \
           --goal repurchase --channel subscribe_message --template-id tmpl_fresh_bake_alert\n  \
         recur campaign create --data-dir data --merchant m_bakery --name try-new --goal new_items \\\n    \
-          --channel webhook --audience lapsed-regulars --k 5 --holdout 0.2")]
+          --channel webhook --audience lapsed-regulars --k 5 --holdout 0.2\n  \
+        recur campaign create --data-dir data --merchant m_bakery --name autumn-repeat --goal repurchase \\\n    \
+          --channel webhook --target uplift --uplift-share 0.5")]
     Create {
         #[command(flatten)]
         data: DataDir,
@@ -58,6 +61,8 @@ pub(crate) enum CampaignCommand {
         /// Fire per customer on an event of theirs, e.g. '{"after_purchase":{"days":3}}'.
         #[arg(long, value_name = "JSON")]
         trigger: Option<String>,
+        #[command(flatten)]
+        targeting: TargetArgs,
     },
     /// The merchant's campaigns.
     #[command(after_help = "Example:\n  recur campaign list --data-dir data --merchant m_bakery")]
@@ -83,6 +88,8 @@ pub(crate) enum CampaignCommand {
     Plan {
         #[command(flatten)]
         campaign: CampaignArgs,
+        #[command(flatten)]
+        targeting: TargetArgs,
         /// The plan's "now" (RFC 3339); default: the current time. The same --at and data
         /// give the same plan, byte for byte.
         #[arg(long, value_name = "RFC3339")]
@@ -100,6 +107,8 @@ pub(crate) enum CampaignCommand {
     Send {
         #[command(flatten)]
         campaign: CampaignArgs,
+        #[command(flatten)]
+        targeting: TargetArgs,
         /// The send's "now" (RFC 3339); default: the current time.
         #[arg(long, value_name = "RFC3339")]
         at: Option<String>,
@@ -150,6 +159,28 @@ pub(crate) struct CampaignArgs {
     pub name: String,
 }
 
+/// `--target uplift --uplift-share S`.
+#[derive(Args, Clone, Default)]
+pub(crate) struct TargetArgs {
+    /// Send to part of the customers only: `uplift` keeps the --uplift-share with the highest
+    /// estimated uplift, learned from a past campaign of the same goal with a holdout; the
+    /// rest are skipped as low_uplift. On plan and send it overrides the campaign's own.
+    #[arg(long, value_parser = ["uplift"])]
+    pub target: Option<String>,
+    /// The share --target uplift keeps (above 0, at most 1; default 0.5).
+    #[arg(long, value_name = "SHARE")]
+    pub uplift_share: Option<f64>,
+}
+
+impl TargetArgs {
+    fn target(&self) -> anyhow::Result<Option<Target>> {
+        Ok(Target::from_flags(
+            self.target.as_deref(),
+            self.uplift_share,
+        )?)
+    }
+}
+
 #[derive(Args, Clone)]
 pub(crate) struct CampaignReportArgs {
     #[command(flatten)]
@@ -187,6 +218,7 @@ pub(crate) fn campaign(command: CampaignCommand) -> anyhow::Result<()> {
             k,
             holdout,
             trigger,
+            targeting,
         } => {
             let campaign = Campaign {
                 name: name.clone(),
@@ -197,6 +229,7 @@ pub(crate) fn campaign(command: CampaignCommand) -> anyhow::Result<()> {
                 template_id,
                 holdout,
                 trigger: trigger.as_deref().map(Trigger::from_json).transpose()?,
+                target: targeting.target()?,
                 created_at_ms: chrono::Utc::now().timestamp_millis(),
             };
             create_campaign(&data.data_dir, &merchant, campaign)?;
@@ -241,6 +274,12 @@ pub(crate) fn campaign(command: CampaignCommand) -> anyhow::Result<()> {
                                     "one-off"
                                 }
                                 .into(),
+                                match c.target {
+                                    Some(Target::Uplift { share }) => {
+                                        format!("uplift top {:.0}%", share * 100.0)
+                                    }
+                                    None => "everyone".into(),
+                                },
                             ]
                         })
                         .collect();
@@ -248,7 +287,8 @@ pub(crate) fn campaign(command: CampaignCommand) -> anyhow::Result<()> {
                         "{}",
                         table(
                             &[
-                                "name", "goal", "channel", "audience", "k", "holdout", "kind"
+                                "name", "goal", "channel", "audience", "k", "holdout", "kind",
+                                "target"
                             ],
                             rows
                         )
@@ -274,21 +314,26 @@ pub(crate) fn campaign(command: CampaignCommand) -> anyhow::Result<()> {
         }
         CampaignCommand::Plan {
             campaign: args,
+            targeting,
             at,
             format,
         } => {
             let at_ms = at_ms(at.as_deref())?;
-            let plan = make_plan(&args, at_ms)?;
+            let plan = make_plan(&args, &targeting, at_ms)?;
             write_plan(&plan, format)?;
             eprintln!("{}", plan_summary(&plan));
+            if let Some(training) = &plan.uplift {
+                eprintln!("{}", uplift_text(training));
+            }
             Ok(())
         }
         CampaignCommand::Send {
             campaign: args,
+            targeting,
             at,
             concurrency,
             json,
-        } => send(&args, at.as_deref(), concurrency, json),
+        } => send(&args, &targeting, at.as_deref(), concurrency, json),
         CampaignCommand::Report(args) => report(&args),
         CampaignCommand::Run {
             data,
@@ -451,9 +496,12 @@ struct Inputs {
     _store: EmbeddedStore,
 }
 
-fn inputs(args: &CampaignArgs, at_ms: i64) -> anyhow::Result<Inputs> {
+fn inputs(args: &CampaignArgs, targeting: &TargetArgs, at_ms: i64) -> anyhow::Result<Inputs> {
     let dir = &args.data.data_dir;
-    let campaign = find_campaign(dir, &args.merchant, &args.name)?;
+    let mut campaign = find_campaign(dir, &args.merchant, &args.name)?;
+    if let Some(target) = targeting.target()? {
+        campaign.target = Some(target);
+    }
     let snapshot = campaign_snapshot(dir, &args.merchant, &campaign)?;
     let mut store = open_store(dir)?;
     let events = store.scan(
@@ -486,19 +534,79 @@ fn campaign_snapshot(
     Ok(ServingSnapshot::load_current_scoped(dir, &scope)?)
 }
 
-fn make_plan(args: &CampaignArgs, at_ms: i64) -> anyhow::Result<Plan> {
-    let dir = &args.data.data_dir;
-    let campaign = find_campaign(dir, &args.merchant, &args.name)?;
-    let snapshot = campaign_snapshot(dir, &args.merchant, &campaign)?;
-    let mut store = open_store(dir)?;
-    Ok(plan_named(
-        dir,
+fn make_plan(args: &CampaignArgs, targeting: &TargetArgs, at_ms: i64) -> anyhow::Result<Plan> {
+    let Inputs {
+        campaign,
+        snapshot,
+        events,
+        _store,
+    } = inputs(args, targeting, at_ms)?;
+    Ok(plan_campaign(
+        &args.data.data_dir,
         &snapshot,
-        &mut store,
+        events,
         &args.merchant,
-        &args.name,
+        &campaign,
         at_ms,
     )?)
+}
+
+/// What an uplift model learned from, and its Qini table, for people.
+fn uplift_text(training: &UpliftTraining) -> String {
+    let mut text = format!(
+        "targeted by estimated uplift, learned from campaign {} ({} treated, {} held out, {}-day window)",
+        training.trained_on,
+        thousands(training.treated),
+        thousands(training.holdout),
+        training.window_days
+    );
+    if training.qini.is_empty() {
+        text.push_str("; too little data for a cross-fitted Qini table");
+        return text;
+    }
+    let number = |x: Option<f64>| x.map_or("–".to_owned(), |x| format!("{x:.1}"));
+    let rows = training
+        .qini
+        .iter()
+        .map(|r| {
+            vec![
+                format!("{:.0}%", r.top_share * 100.0),
+                format!(
+                    "{}/{}",
+                    thousands(r.treated_converters),
+                    thousands(r.treated)
+                ),
+                format!(
+                    "{}/{}",
+                    thousands(r.holdout_converters),
+                    thousands(r.holdout)
+                ),
+                r.uplift
+                    .map_or("–".to_owned(), |u| format!("{:+.1} pts", u * 100.0)),
+                number(r.incremental_converters),
+                number(r.random),
+            ]
+        })
+        .collect();
+    text.push_str(&format!(
+        "\nQini table of {} (cross-fitted; coefficient {}):\n{}",
+        training.trained_on,
+        training
+            .qini_coefficient
+            .map_or("–".to_owned(), |q| format!("{q:+.4}")),
+        table(
+            &[
+                "top",
+                "treated bought",
+                "holdout bought",
+                "uplift",
+                "incremental",
+                "random"
+            ],
+            rows
+        )
+    ));
+    text
 }
 
 fn open_store(dir: &std::path::Path) -> anyhow::Result<EmbeddedStore> {
@@ -594,6 +702,7 @@ fn plan_summary(plan: &Plan) -> String {
 
 fn send(
     args: &CampaignArgs,
+    targeting: &TargetArgs,
     at: Option<&str>,
     concurrency: usize,
     json: bool,
@@ -605,7 +714,7 @@ fn send(
         snapshot,
         events,
         _store,
-    } = inputs(args, at_ms)?;
+    } = inputs(args, targeting, at_ms)?;
     let settings = MerchantSettings::load(dir, &args.merchant)?;
     let sender = sender_for(&args.merchant, &campaign, &settings, RetryPolicy::default())?;
     let bar = progress_bar(None, "sent");
@@ -739,5 +848,8 @@ fn print_report(report: &CampaignReport) -> anyhow::Result<()> {
         );
     }
     outln!("{}", report.summary);
+    if let Some(training) = &report.uplift {
+        outln!("\n{}", uplift_text(training));
+    }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use recur_engine::synth::{self, SynthConfig, SynthCounts};
+use recur_engine::synth::{self, SynthCampaign, SynthConfig, SynthCounts};
 
 use crate::cli::{GenerateArgs, SynthShape};
 use crate::output::thousands;
@@ -47,6 +47,28 @@ pub(crate) fn config_of(shape: &SynthShape) -> anyhow::Result<SynthConfig> {
             anyhow::bail!("{flag} must be between 0 and 1, got {rate}");
         }
     }
+    let end = recur_engine::event::parse_date(&shape.end)
+        .map_err(anyhow::Error::msg)
+        .context("--end")?;
+    let campaign = match &shape.campaign {
+        None => None,
+        Some(name) => {
+            recur_engine::analytics::audience::check_name(name).map_err(|_| {
+                anyhow::anyhow!("--campaign {name:?}: use 1 to 64 characters of a-z, 0-9, _ and -")
+            })?;
+            let day = match &shape.campaign_day {
+                Some(day) => recur_engine::event::parse_date(day)
+                    .map_err(anyhow::Error::msg)
+                    .context("--campaign-day")?,
+                None => end - chrono::Duration::days(14),
+            };
+            Some(SynthCampaign {
+                name: name.clone(),
+                day,
+                holdout: shape.campaign_holdout,
+            })
+        }
+    };
     Ok(SynthConfig {
         duplicate_rate: shape.duplicate_rate,
         malformed_rate: shape.malformed_rate,
@@ -55,9 +77,8 @@ pub(crate) fn config_of(shape: &SynthShape) -> anyhow::Result<SynthConfig> {
         items: shape.items,
         days: shape.days,
         seed: shape.seed,
-        end: recur_engine::event::parse_date(&shape.end)
-            .map_err(anyhow::Error::msg)
-            .context("--end")?,
+        end,
+        campaign,
     })
 }
 

@@ -135,6 +135,46 @@ impl Trigger {
     }
 }
 
+/// Which of the customers who could be sent a campaign picks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Target {
+    /// Only the `share` with the highest estimated uplift, learned from a past campaign of
+    /// the same goal with a holdout; the rest are skipped as `low_uplift`.
+    Uplift { share: f64 },
+}
+
+impl Target {
+    /// `--target uplift --uplift-share S`.
+    pub fn from_flags(target: Option<&str>, share: Option<f64>) -> Result<Option<Self>> {
+        match (target, share) {
+            (None, None) => Ok(None),
+            (Some("uplift"), share) => {
+                let target = Self::Uplift {
+                    share: share.unwrap_or(0.5),
+                };
+                target.validate()?;
+                Ok(Some(target))
+            }
+            (None, Some(_)) => Err(Error::InvalidArgument(
+                "--uplift-share goes with --target uplift".to_owned(),
+            )),
+            (Some(other), _) => Err(Error::InvalidArgument(format!(
+                "unknown target {other:?}: the only one is uplift (--target uplift --uplift-share 0.5)"
+            ))),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            Self::Uplift { share } if share > 0.0 && share <= 1.0 => Ok(()),
+            Self::Uplift { share } => Err(Error::InvalidArgument(format!(
+                "the uplift share must be above 0 and at most 1 (e.g. 0.5 for the top half), got {share}"
+            ))),
+        }
+    }
+}
+
 /// A merchant's campaign.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +195,9 @@ pub struct Campaign {
     /// Fires per customer on this; a one-off send when absent.
     #[serde(default)]
     pub trigger: Option<Trigger>,
+    /// Sends to part of the customers only (by estimated uplift); all of them when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
     pub created_at_ms: i64,
 }
 
@@ -178,6 +221,9 @@ impl Campaign {
                 "holdout must be a share from 0 to {MAX_HOLDOUT} (e.g. 0.1), got {}",
                 self.holdout
             )));
+        }
+        if let Some(target) = &self.target {
+            target.validate()?;
         }
         match (self.channel, self.template_id.as_deref()) {
             (PushChannel::SubscribeMessage, None | Some("")) => Err(Error::InvalidArgument(
@@ -254,6 +300,7 @@ mod tests {
             template_id: Some("tmpl".to_owned()),
             holdout: 0.1,
             trigger: None,
+            target: None,
             created_at_ms: 0,
         }
     }

@@ -8,13 +8,15 @@
 //!   which makes sends exactly-once in effect and feeds caps, consent and the report.
 //! - [`report`]: treated against holdout, with the lift and its interval.
 //! - [`trigger`]: who a triggered campaign fires for, and the occurrence that keys it.
+//! - [`uplift`]: who a push moves, learned from a past campaign's holdout, for targeting.
 
 pub mod definition;
 pub mod outbox;
 pub mod plan;
 pub mod report;
 pub mod trigger;
+pub mod uplift;
 
 pub use definition::{
-    Campaign, Goal, PushChannel, Trigger, create_campaign, find_campaign, load_campaigns,
+    Campaign, Goal, PushChannel, Target, Trigger, create_campaign, find_campaign, load_campaigns,
 };

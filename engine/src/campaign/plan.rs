@@ -28,12 +28,13 @@ use polars::prelude::*;
 use serde::Serialize;
 use serde_json::json;
 
-use super::definition::{Campaign, Goal, PushChannel};
+use super::definition::{Campaign, Goal, PushChannel, Target};
 use super::outbox::{Message, MessageItem, OutboxState, Status, message_key};
 use crate::analytics::identity::stitch;
 use crate::analytics::period::{TimeZoneName, local_hour};
 use crate::error::{Error, Result};
 use crate::event::EventType;
+use crate::jobs::purchases::{kept_orders, net_order_lines};
 use crate::settings::{LocalTime, MerchantSettings, PushSettings};
 use crate::snapshot::{ListFilter, ServingSnapshot, SnapshotTable, scan_table};
 use crate::store::{EVENT_TYPE, OPENID, PROPERTIES, TS, USER_ID};
@@ -483,6 +484,8 @@ pub struct Plan {
     /// decisions against the same, without reading the log twice).
     pub settings: MerchantSettings,
     pub outbox: OutboxState,
+    /// With uplift targeting: what the model was learned from and its Qini table.
+    pub uplift: Option<super::uplift::UpliftTraining>,
 }
 
 impl Plan {
@@ -589,7 +592,7 @@ pub fn plan_campaign(
                 .collect()
         }
     };
-    let lines = members
+    let mut lines: Vec<PlanLine> = members
         .into_iter()
         .map(|(user_id, openid, occurrence)| {
             let items = snapshot
@@ -620,12 +623,45 @@ pub fn plan_campaign(
             context.decide(&member)
         })
         .collect();
+    let uplift = match campaign.target {
+        None => None,
+        Some(Target::Uplift { share }) => {
+            let Some(events) = stitched_events else {
+                return Err(Error::InvalidArgument(format!(
+                    "uplift targeting needs merchant {merchant_id}'s orders and it has no events"
+                )));
+            };
+            let orders = kept_orders(net_order_lines(events));
+            let campaigns = super::definition::load_campaigns(data_dir, merchant_id)?;
+            let past = super::uplift::past_campaign(&campaigns, &outbox, campaign, at_ms)
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "uplift targeting learns from a past {} campaign of merchant {merchant_id}                          with a holdout whose {}-day window has ended, and there is none yet:                          run one with --holdout 0.1 or more first, or plan without --target",
+                        campaign.goal.as_str(),
+                        super::uplift::UPLIFT_WINDOW_DAYS
+                    ))
+                })?;
+            let learned = super::uplift::learn(&outbox, &past, orders.clone(), at_ms)?;
+            super::uplift::target(
+                &mut lines,
+                &learned.model,
+                orders,
+                merchant_id,
+                campaign,
+                &outbox,
+                at_ms,
+                share,
+            )?;
+            Some(learned.training)
+        }
+    };
     Ok(Plan {
         lines,
         snapshot: name,
         at_ms,
         settings,
         outbox,
+        uplift,
     })
 }
 

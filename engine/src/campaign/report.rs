@@ -59,6 +59,10 @@ pub struct CampaignReport {
     pub refused: u64,
     /// A plain sentence on the result.
     pub summary: String,
+    /// An uplift-targeted campaign: the past campaign its model learned from, with that
+    /// campaign's Qini table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uplift: Option<super::uplift::UpliftTraining>,
 }
 
 /// Measures `campaign` of `merchant_id` over `window_days` from the delivery log and the
@@ -77,7 +81,47 @@ pub fn measure(
             Some(analytics) => (analytics.orders.lazy(), analytics.events.lazy()),
             None => (empty_orders(), empty_events()),
         };
-    campaign_report(merchant_id, campaign, &outbox, orders, events, window_days)
+    let mut report = campaign_report(
+        merchant_id,
+        campaign,
+        &outbox,
+        orders.clone(),
+        events,
+        window_days,
+    )?;
+    report.uplift = targeting_model(data_dir, merchant_id, campaign, &outbox, orders)?;
+    Ok(report)
+}
+
+/// What an uplift-targeted campaign's model learned from, as it was when the campaign was
+/// first planned (None for other campaigns, or before anything was planned).
+fn targeting_model(
+    data_dir: &std::path::Path,
+    merchant_id: &str,
+    campaign: &str,
+    outbox: &OutboxState,
+    orders: LazyFrame,
+) -> Result<Option<super::uplift::UpliftTraining>> {
+    let campaigns = super::definition::load_campaigns(data_dir, merchant_id)?;
+    let Some(definition) = campaigns.iter().find(|c| c.name == campaign) else {
+        return Ok(None);
+    };
+    if definition.target.is_none() {
+        return Ok(None);
+    }
+    let Some(planned_at) = outbox
+        .of_campaign(campaign)
+        .map(|e| e.message.planned_at_ms)
+        .min()
+    else {
+        return Ok(None);
+    };
+    let Some(past) = super::uplift::past_campaign(&campaigns, outbox, definition, planned_at)
+    else {
+        return Ok(None);
+    };
+    let learned = super::uplift::learn(outbox, &past, orders, planned_at)?;
+    Ok(Some(learned.training))
 }
 
 fn empty_orders() -> LazyFrame {
@@ -140,23 +184,9 @@ pub fn campaign_report(
         "treated" => treated,
     )
     .map_err(Error::polars("listing the campaign's customers"))?
-    .lazy();
-    let in_window = |at: Expr| {
-        at.clone()
-            .gt(col("start_ms"))
-            .and(at.lt_eq(col("start_ms") + lit(window_ms)))
-    };
-    let bought = arms
-        .clone()
-        .join(
-            orders.select([col(USER_ID), col(ORDERED_AT), col(NET_CENTS)]),
-            [col(USER_ID)],
-            [col(USER_ID)],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .filter(in_window(col(ORDERED_AT)))
-        .group_by([col(USER_ID)])
-        .agg([col(NET_CENTS).sum().alias("cents")]);
+    .lazy()
+    .with_row_index(ROW, None);
+    let arms = with_conversions(arms, orders, window_ms);
     let opened = arms
         .clone()
         .join(
@@ -167,20 +197,14 @@ pub fn campaign_report(
             [col(USER_ID)],
             JoinArgs::new(JoinType::Inner),
         )
-        .filter(in_window(col("open_ms")))
-        .group_by([col(USER_ID)])
+        .filter(in_window(col("open_ms"), window_ms))
+        .group_by([col(ROW)])
         .agg([len().alias("opens")]);
     let per_arm = arms
         .join(
-            bought,
-            [col(USER_ID)],
-            [col(USER_ID)],
-            JoinArgs::new(JoinType::Left),
-        )
-        .join(
             opened,
-            [col(USER_ID)],
-            [col(USER_ID)],
+            [col(ROW)],
+            [col(ROW)],
             JoinArgs::new(JoinType::Left),
         )
         .group_by([col("treated")])
@@ -255,7 +279,43 @@ pub fn campaign_report(
         failed,
         refused,
         summary,
+        uplift: None,
     })
+}
+
+/// The row index of a customer's window (a triggered campaign may reach one customer more
+/// than once, each time with its own window).
+pub(crate) const ROW: &str = "row";
+
+/// Whether `at` falls in the window `(start_ms, start_ms + window_ms]`.
+fn in_window(at: Expr, window_ms: i64) -> Expr {
+    at.clone()
+        .gt(col("start_ms"))
+        .and(at.lt_eq(col("start_ms") + lit(window_ms)))
+}
+
+/// `arms` (`row`, `user_id`, `start_ms`, …) with `cents`: the net amount of the customer's
+/// kept orders in `(start_ms, start_ms + window_ms]`, null for a customer who bought nothing
+/// then (a converter is a row with `cents` not null).
+pub(crate) fn with_conversions(arms: LazyFrame, orders: LazyFrame, window_ms: i64) -> LazyFrame {
+    let bought = arms
+        .clone()
+        .select([col(ROW), col(USER_ID), col("start_ms")])
+        .join(
+            orders.select([col(USER_ID), col(ORDERED_AT), col(NET_CENTS)]),
+            [col(USER_ID)],
+            [col(USER_ID)],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(in_window(col(ORDERED_AT), window_ms))
+        .group_by([col(ROW)])
+        .agg([col(NET_CENTS).sum().alias("cents")]);
+    arms.join(
+        bought,
+        [col(ROW)],
+        [col(ROW)],
+        JoinArgs::new(JoinType::Left),
+    )
 }
 
 /// The two-proportion comparison.

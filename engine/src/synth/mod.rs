@@ -20,6 +20,7 @@
 //! then one line per user with λ, p, when they dropped out, their own cycle per staple and
 //! their first-time tries.
 
+mod campaign;
 mod catalog;
 
 use std::io::Write;
@@ -32,6 +33,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::event::{Channel, EventType};
+pub use campaign::SynthCampaign;
+use campaign::{CampaignTruth, DELIVERY_HOUR, WINDOW_DAYS};
 use catalog::{ARCHETYPES, Archetype, Catalogue};
 
 /// Settings of one generated stream.
@@ -51,6 +54,8 @@ pub struct SynthConfig {
     /// Items per merchant: the named catalogue extended by a generated long tail (at least
     /// the named items; `None` keeps just those).
     pub items: Option<usize>,
+    /// A past push campaign with a known effect (see [`campaign`]).
+    pub campaign: Option<SynthCampaign>,
 }
 
 impl Default for SynthConfig {
@@ -64,6 +69,7 @@ impl Default for SynthConfig {
             duplicate_rate: 0.01,
             malformed_rate: 0.005,
             items: None,
+            campaign: None,
         }
     }
 }
@@ -110,6 +116,9 @@ struct UserTruth<'a> {
     /// Items added to a repeat order as something the customer never bought (first-time
     /// tries; other new items also come from taste and popularity).
     first_time_tries: u32,
+    /// Their part in the simulated campaign (customers with an order before it was planned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    campaign: Option<CampaignTruth>,
 }
 
 #[derive(Serialize)]
@@ -200,6 +209,10 @@ struct UserSim<'a> {
     event_seq: u32,
     order_seq: u32,
     subscribed: Vec<&'static str>,
+    /// When each order was paid (epoch ms).
+    order_times_ms: Vec<i64>,
+    /// Whether orders may be refunded (a campaign's persuaded order is kept).
+    refunds: bool,
 }
 
 /// One item a customer bought: when last, how often, and their own cycle for it.
@@ -411,6 +424,7 @@ impl<'a> UserSim<'a> {
         let basket =
             1 + usize::from(self.rng.random_bool(0.35)) + usize::from(self.rng.random_bool(0.1));
         let paid_at = self.local_time(day, 0);
+        self.order_times_ms.push(paid_at.timestamp_millis());
         // Staples that are due go in together (one trip restocks them all), then what the
         // customer fancies today.
         let due = self.due_staples(day, DUE_AT);
@@ -468,7 +482,9 @@ impl<'a> UserSim<'a> {
             });
             self.remember_purchase(index, day);
             let refund_day = day + self.rng.random_range(0.5..5.0);
-            if self.rng.random_bool(self.archetype.refund_rate) && refund_day < f64::from(self.days)
+            if self.refunds
+                && self.rng.random_bool(self.archetype.refund_rate)
+                && refund_day < f64::from(self.days)
             {
                 let when = self.local_time(refund_day, 0);
                 let order = order_id.clone();
@@ -515,6 +531,80 @@ impl<'a> UserSim<'a> {
     }
 }
 
+impl UserSim<'_> {
+    /// The simulated campaign's effect on this customer, drawn after their organic history
+    /// (which it leaves as it was); `None` if they had no order before it was planned.
+    fn campaign_effect(&mut self, campaign: &SynthCampaign) -> Option<CampaignTruth> {
+        let shanghai = FixedOffset::east_opt(8 * 3600).expect("a valid offset");
+        let at = |date: NaiveDate| {
+            shanghai
+                .from_local_datetime(&date.and_hms_opt(DELIVERY_HOUR, 0, 0)?)
+                .single()
+        };
+        let delivered = at(campaign.day)?;
+        let planned_ms = at(campaign.day - Duration::days(1))?.timestamp_millis();
+        let sent_ms = delivered.timestamp_millis();
+        let before: Vec<i64> = self
+            .order_times_ms
+            .iter()
+            .copied()
+            .filter(|t| *t < planned_ms)
+            .collect();
+        let last = *before.iter().max()?;
+        #[allow(clippy::cast_precision_loss)]
+        let days_since_last = (planned_ms - last) as f64 / 86_400_000.0;
+        let (segment, uplift) = campaign::segment(before.len(), days_since_last);
+        // The plan knows a customer by the id first seen with their unionid.
+        let customer_id = self
+            .lines
+            .iter()
+            .filter(|_| self.unionid.is_some())
+            .map(|(ts, e)| (*ts, e.user_id.as_str()))
+            .min()
+            .map_or_else(|| self.user_id.clone(), |(_, id)| id.to_owned());
+        let treated =
+            !crate::campaign::plan::in_holdout(&campaign.name, &customer_id, campaign.holdout);
+        #[allow(clippy::cast_possible_truncation)]
+        let window_ms = (WINDOW_DAYS * 86_400_000.0) as i64;
+        let bought_anyway = self
+            .order_times_ms
+            .iter()
+            .any(|t| *t > sent_ms && *t <= sent_ms + window_ms);
+        let (mut persuaded, mut opened) = (false, false);
+        if treated {
+            persuaded = !bought_anyway && self.rng.random_bool(uplift);
+            opened = persuaded || self.rng.random_bool(campaign::OPEN_RATE);
+            if opened {
+                let when = delivered + Duration::minutes(self.rng.random_range(5..600));
+                let name = campaign.name.clone();
+                self.emit(when, EventType::PushOpen, |e| {
+                    e.properties = Some(serde_json::json!({ "campaign": name }));
+                });
+            }
+            if persuaded {
+                // An order on one of the four days after delivery: inside the window of a
+                // message delivered any time from its planning to its delivery day.
+                #[allow(clippy::cast_precision_loss)]
+                let day =
+                    (campaign.day - self.start).num_days() as f64 + self.rng.random_range(1.0..5.0);
+                self.refunds = false;
+                self.purchase(day);
+                self.refunds = true;
+            }
+        }
+        Some(CampaignTruth {
+            campaign: campaign.name.clone(),
+            customer_id,
+            arm: if treated { "treated" } else { "holdout" },
+            segment,
+            uplift,
+            bought_anyway,
+            converted_by_push: persuaded,
+            opened,
+        })
+    }
+}
+
 fn weighted_index(rng: &mut ChaCha8Rng, weights: &[f64]) -> usize {
     let total: f64 = weights.iter().sum();
     let mut target = rng.random::<f64>() * total;
@@ -553,6 +643,9 @@ pub fn generate(
         ));
     }
     let start = config.end - Duration::days(i64::from(config.days) - 1);
+    if let Some(campaign) = &config.campaign {
+        campaign_fits(campaign, start, config.end)?;
+    }
     let merchant_ids: Vec<String> = (0..config.merchants).map(merchant_id).collect();
     let archetype_of = |m: usize| &ARCHETYPES[m % ARCHETYPES.len()];
     let catalogues: Vec<Catalogue> = (0..config.merchants)
@@ -622,6 +715,8 @@ pub fn generate(
             event_seq: 0,
             order_seq: 0,
             subscribed: Vec::new(),
+            order_times_ms: Vec::new(),
+            refunds: true,
         };
 
         let is_buyer = !sim.rng.random_bool(archetype.browser_share);
@@ -638,6 +733,7 @@ pub fn generate(
             aliases: alias.iter().cloned().collect(),
             item_cycles: Vec::new(),
             first_time_tries: 0,
+            campaign: None,
         };
         if is_buyer {
             let lambda = Gamma::new(archetype.r, 1.0 / archetype.alpha)
@@ -697,6 +793,9 @@ pub fn generate(
                 sim.browse(t, true);
                 t += visits.sample(&mut sim.rng);
             }
+        }
+        if let Some(campaign) = &config.campaign {
+            truth.campaign = sim.campaign_effect(campaign);
         }
         truth.first_time_tries = sim.first_time_tries;
         truth.item_cycles = sim
@@ -770,6 +869,7 @@ pub fn generate(
         "time_zone": "+08:00",
         "counts": counts,
         "merchants": merchants,
+        "campaign": config.campaign.as_ref().map(campaign_summary),
     });
     let mut write_truth = |text: &str| {
         truth
@@ -781,6 +881,50 @@ pub fn generate(
         write_truth(line).map_err(Error::io("write", "truth output"))?;
     }
     Ok(counts)
+}
+
+/// A campaign must be planned after the stream starts and its window end before it does.
+fn campaign_fits(campaign: &SynthCampaign, start: NaiveDate, end: NaiveDate) -> Result<()> {
+    #[allow(clippy::cast_possible_truncation)]
+    let window = Duration::days(WINDOW_DAYS as i64);
+    if campaign.day - Duration::days(1) <= start || campaign.day + window > end {
+        return Err(Error::InvalidArgument(format!(
+            "--campaign-day {} must fall between {} and {} (planned the day before, measured \
+             over the {WINDOW_DAYS} days after)",
+            campaign.day,
+            start + Duration::days(2),
+            end - window
+        )));
+    }
+    if !(0.0..=0.5).contains(&campaign.holdout) {
+        return Err(Error::InvalidArgument(format!(
+            "--campaign-holdout must be a share from 0 to 0.5, got {}",
+            campaign.holdout
+        )));
+    }
+    Ok(())
+}
+
+/// The truth summary's description of the campaign.
+fn campaign_summary(campaign: &SynthCampaign) -> serde_json::Value {
+    let at =
+        |date: NaiveDate| format!("{}T{DELIVERY_HOUR:02}:00:00+08:00", date.format("%Y-%m-%d"));
+    let segments: serde_json::Map<String, serde_json::Value> =
+        [(1, 1.0), (3, 1.0), (8, 1.0), (1, 90.0)]
+            .into_iter()
+            .map(|(orders, days)| {
+                let (name, uplift) = campaign::segment(orders, days);
+                (name.to_owned(), serde_json::json!(uplift))
+            })
+            .collect();
+    serde_json::json!({
+        "name": campaign.name,
+        "holdout": campaign.holdout,
+        "planned_at": at(campaign.day - Duration::days(1)),
+        "delivered_at": at(campaign.day),
+        "window_days": WINDOW_DAYS,
+        "uplift_by_segment": segments,
+    })
 }
 
 /// Lines are written in time order within blocks of about this many: a stream of millions of

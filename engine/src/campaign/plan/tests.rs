@@ -31,6 +31,7 @@ fn campaign(name: &str, channel: PushChannel) -> Campaign {
         template_id: (channel == PushChannel::SubscribeMessage).then(|| "tmpl".to_owned()),
         holdout: 0.0,
         trigger: None,
+        target: None,
         created_at_ms: 0,
     }
 }
