@@ -539,6 +539,14 @@ fn triggers_fire_once_per_occurrence_and_opt_outs_hold() {
                 r#""properties":{"birthday":"11-01","member_level":"gold"}"#,
             ),
             event(
+                "x-identify-2",
+                MERCHANT,
+                &birthday_user,
+                "identify",
+                "2026-10-22T10:00:00+08:00",
+                r#""properties":{"points":120,"tags":["coffee","weekend"]}"#,
+            ),
+            event(
                 "x-unsubscribe-1",
                 MERCHANT,
                 &leaving_user,
@@ -549,6 +557,19 @@ fn triggers_fire_once_per_occurrence_and_opt_outs_hold() {
         ],
     );
     run_ok(&["ingest", "--data-dir", path_str(&data), path_str(&extra)]);
+    // Profiles show the member attributes, the latest value of each.
+    run_ok(&["run", "--data-dir", path_str(&data)]);
+    let server = Server::start(&data, &[]);
+    let (status, body) = server.get(&format!(
+        "/v1/merchants/{MERCHANT}/users/{birthday_user}/profile"
+    ));
+    assert_eq!(status, 200, "{body}");
+    let profile = &body["profile"];
+    assert_eq!(profile["birthday"], "11-01", "{profile}");
+    assert_eq!(profile["member_level"], "gold");
+    assert_eq!(profile["points"], 120.0);
+    assert_eq!(profile["tags"], serde_json::json!(["coffee", "weekend"]));
+    drop(server);
     let everyone = plan(&data, "everyone", AT);
     let leaving = everyone
         .iter()
@@ -632,7 +653,6 @@ fn triggers_fire_once_per_occurrence_and_opt_outs_hold() {
     assert!(!keys.is_empty());
 }
 
-/// `(user, item) → score` of the blended main lists in the current snapshot.
 /// `recur campaign create` of a repurchase campaign through the webhook, with `extra` flags.
 fn create_repurchase_webhook(data: &Path, name: &str, extra: &[&str]) {
     let mut create = campaign_args("create", data, name);
@@ -641,6 +661,7 @@ fn create_repurchase_webhook(data: &Path, name: &str, extra: &[&str]) {
     run_ok(&create);
 }
 
+/// `(user, item) → score` of the blended main lists in the current snapshot.
 fn blended_scores(data: &Path) -> HashMap<(String, String), f64> {
     run_ok(&[
         "export",

@@ -13,6 +13,7 @@ pub mod cohort;
 pub mod identity;
 pub mod intervals;
 pub mod lifecycle;
+pub mod members;
 pub mod period;
 pub mod rfm;
 
@@ -194,14 +195,26 @@ impl MerchantAnalytics {
         identity::stitch(events, &self.stitched)
     }
 
+    /// Identify events (stitched `user_id`, `ts`, `properties`): member attributes.
+    pub fn identifications(&self) -> LazyFrame {
+        let events = self
+            .scan
+            .clone()
+            .filter(col(EVENT_TYPE).eq(lit(EventType::Identify.as_str())))
+            .select([col(USER_ID), col(TS), col(PROPERTIES)]);
+        identity::stitch(events, &self.stitched)
+    }
+
     /// [`crate::jobs::profiles::profiles`] of the stitched events.
     pub fn base_profiles(&self) -> Result<DataFrame> {
+        let members = members::member_attributes(self.identifications())?;
         crate::jobs::profiles::profiles(
             &self.merchant_id,
             self.events.clone().lazy(),
             self.lines.clone().lazy(),
             self.categories.clone().lazy(),
             self.openids(),
+            members.lazy(),
         )
         .collect()
         .map_err(Error::polars(self.context("building profiles")))

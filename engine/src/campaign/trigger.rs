@@ -22,6 +22,7 @@ use chrono_tz::Tz;
 use polars::prelude::*;
 
 use super::definition::Trigger;
+use crate::analytics::members::BIRTHDAY;
 use crate::error::{Error, Result};
 use crate::event::{EventType, parse_birthday};
 use crate::jobs::purchases::{
@@ -227,37 +228,28 @@ fn birthdays(inputs: &TriggerInputs<'_>) -> Result<Vec<Firing>> {
     let Some(events) = inputs.events.clone() else {
         return Ok(Vec::new());
     };
-    let frame = events
-        .filter(
-            col(EVENT_TYPE)
-                .eq(lit(EventType::Identify.as_str()))
-                .and(col(PROPERTIES).str().contains_literal(lit("\"birthday\""))),
-        )
-        .select([
-            col(USER_ID),
-            col(TS).cast(DataType::Int64).alias(TS),
-            col(PROPERTIES),
-        ])
-        .sort([USER_ID, TS], SortMultipleOptions::default())
-        .collect()
-        .map_err(Error::polars("reading member birthdays"))?;
-    let (users, properties) = (|| -> PolarsResult<_> {
+    // Each customer's latest birthday, as profiles show it.
+    let members = crate::analytics::members::member_attributes(
+        events
+            .filter(
+                col(EVENT_TYPE)
+                    .eq(lit(EventType::Identify.as_str()))
+                    .and(col(PROPERTIES).str().contains_literal(lit("\"birthday\""))),
+            )
+            .select([col(USER_ID), col(TS), col(PROPERTIES)]),
+    )?;
+    let (users, birthdays) = (|| -> PolarsResult<_> {
         Ok((
-            frame.column(USER_ID)?.str()?.clone(),
-            frame.column(PROPERTIES)?.str()?.clone(),
+            members.column(USER_ID)?.str()?.clone(),
+            members.column(BIRTHDAY)?.str()?.clone(),
         ))
     })()
     .map_err(Error::polars("reading member birthdays"))?;
-    // The latest birthday of each customer (rows are in time order): few rows, parsed here.
-    let mut latest: HashMap<&str, (u32, u32)> = HashMap::new();
-    for (user, props) in users.iter().zip(properties.iter()) {
-        let birthday = props
-            .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
-            .and_then(|p| parse_birthday(p.get("birthday")?.as_str()?));
-        if let (Some(user), Some(birthday)) = (user, birthday) {
-            latest.insert(user, birthday);
-        }
-    }
+    let latest: Vec<(&str, (u32, u32))> = users
+        .iter()
+        .zip(birthdays.iter())
+        .filter_map(|(user, birthday)| Some((user?, parse_birthday(birthday?)?)))
+        .collect();
     let today = local_date(inputs.zone, inputs.at_ms);
     Ok(latest
         .into_iter()

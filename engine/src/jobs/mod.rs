@@ -531,7 +531,14 @@ mod tests {
             .clone()
             .group_by([col("user_id")])
             .agg([col("openid").drop_nulls().last()]);
-        let profiles = profiles::profiles("m1", events, lines, categories, openids)
+        let members = crate::analytics::members::member_attributes(
+            events
+                .clone()
+                .filter(col("type").eq(lit("identify")))
+                .select([col("user_id"), col("ts"), col("properties")]),
+        )
+        .expect("members");
+        let profiles = profiles::profiles("m1", events, lines, categories, openids, members.lazy())
             .collect()
             .expect("profiles");
         let orders: Vec<u32> = profiles

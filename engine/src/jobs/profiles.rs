@@ -1,4 +1,5 @@
-//! Customer profiles: first and last purchase, orders, revenue, favourite categories.
+//! Customer profiles: first and last purchase, orders, revenue, favourite categories, and
+//! member attributes (birthday, member level, points, tags) from `identify` events.
 //!
 //! Every user with an event gets a row; users who never kept a purchase have zero orders and
 //! null purchase dates. An order counts when its net amount after refunds is positive.
@@ -6,19 +7,22 @@
 use polars::prelude::*;
 
 use super::purchases::{NET_CENTS, ORDERED_AT, money};
+use crate::analytics::members::{BIRTHDAY, MEMBER_LEVEL, POINTS, TAGS};
 use crate::store::{CATEGORY, MERCHANT_ID, OPENID, TS, UNIONID, USER_ID};
 
 /// How many favourite categories a profile lists.
 pub const FAVOURITE_CATEGORIES: usize = 3;
 
 /// Builds the profile table of one merchant. `lines` are [`super::purchases::net_order_lines`].
-/// `openids` holds each user's most recent openid (`user_id`, `openid`).
+/// `openids` holds each user's most recent openid (`user_id`, `openid`); `members` their
+/// [`crate::analytics::members::member_attributes`].
 pub fn profiles(
     merchant_id: &str,
     events: LazyFrame,
     lines: LazyFrame,
     categories: LazyFrame,
     openids: LazyFrame,
+    members: LazyFrame,
 ) -> LazyFrame {
     let orders = super::purchases::kept_orders(lines.clone())
         .group_by([col(USER_ID)])
@@ -68,6 +72,12 @@ pub fn profiles(
             [col(USER_ID)],
             JoinArgs::new(JoinType::Left),
         )
+        .join(
+            members,
+            [col(USER_ID)],
+            [col(USER_ID)],
+            JoinArgs::new(JoinType::Left),
+        )
         .select([
             lit(merchant_id).alias(MERCHANT_ID),
             col(USER_ID),
@@ -81,6 +91,10 @@ pub fn profiles(
             col("favourite_categories"),
             col(OPENID),
             col(UNIONID),
+            col(BIRTHDAY),
+            col(MEMBER_LEVEL),
+            col(POINTS),
+            col(TAGS),
         ])
         .sort([USER_ID], SortMultipleOptions::default())
 }
