@@ -110,6 +110,11 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Campaign(crate::commands::CampaignCommand),
 
+    /// API keys: each of one merchant with a scope (read, write, admin); with any key created,
+    /// every API call needs one.
+    #[command(subcommand)]
+    Keys(crate::commands::KeysCommand),
+
     /// Generate → ingest → run → show the results → serve, in one go.
     #[command(
         after_help = "Examples:\n  recur demo\n  recur demo --data-dir /tmp/recur-demo --no-serve"

@@ -423,3 +423,79 @@ fn unknown_users_get_the_popular_items_of_their_scene_or_channel() {
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], json!("bad_channel"));
 }
+
+#[test]
+fn keys_are_shown_once_and_required_and_an_open_server_stays_on_loopback() {
+    let (_dir, data) = prepared_data_dir();
+    let data_arg = path_str(&data);
+    // No key yet: the API would be open, so it may not listen beyond loopback.
+    let refused = output_within(
+        recur().args(["serve", "--data-dir", data_arg, "--listen", "0.0.0.0:0"]),
+        Duration::from_secs(60),
+        &["serve", "0.0.0.0"],
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("recur keys create"), "{stderr}");
+
+    // The key is the last line of stdout, shown once; only its hash is stored.
+    let created = run_ok(&[
+        "keys",
+        "create",
+        "--data-dir",
+        data_arg,
+        "--merchant",
+        "m1",
+        "--scope",
+        "read",
+    ]);
+    let key = created.lines().last().expect("a line").trim().to_owned();
+    assert!(key.starts_with("rk_"), "{created}");
+    let other = run_json(&[
+        "keys",
+        "create",
+        "--data-dir",
+        data_arg,
+        "--merchant",
+        "m2",
+        "--json",
+    ]);
+    assert_eq!(other["merchant_id"], "m2");
+    assert_eq!(other["scope"], "read");
+    let other_key = other["key"].as_str().expect("key").to_owned();
+    let listed = run_ok(&["keys", "list", "--data-dir", data_arg, "--json"]);
+    let stored = std::fs::read_to_string(data.join("keys.json")).expect("key file");
+    for text in [&listed, &stored] {
+        assert!(!text.contains(&key) && !text.contains(&other_key), "{text}");
+    }
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&listed)
+            .expect("JSON")
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+
+    let server = Server::start(&data, &[]);
+    let path = "/v1/merchants/m1/users/alice/recommendations?k=2";
+    let (status, body) = server.get(path);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let (status, body) = server.get_with_key(path, &other_key);
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = server.get_with_key(path, &key);
+    assert_eq!(status, 200, "{body}");
+    assert!(!body["items"].as_array().expect("items").is_empty());
+
+    // Revoked: refused within a second or so.
+    let id = key
+        .strip_prefix("rk_")
+        .and_then(|rest| rest.split('_').next())
+        .expect("id");
+    run_ok(&["keys", "revoke", "--data-dir", data_arg, "--id", id]);
+    assert!(
+        server.wait_for(Duration::from_secs(10), |s| s.get_with_key(path, &key).0
+            == 401),
+        "the revoked key still works"
+    );
+}

@@ -4,6 +4,7 @@
 //! without a socket. To add an endpoint: a handler in `routes.rs`, a line in [`router`].
 
 mod analytics;
+mod auth;
 mod campaigns;
 mod error;
 mod routes;
@@ -11,6 +12,7 @@ mod state;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -26,6 +28,23 @@ pub fn router(state: AppState) -> Router {
 fn routes(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(routes::healthz))
+        .merge(merchant_routes(state.clone()))
+        .route(
+            "/v1/events",
+            post(routes::post_events)
+                .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    auth::events_key,
+                )),
+        )
+        .fallback(routes::not_found)
+        .with_state(state)
+}
+
+/// The `/v1/merchants/{merchant_id}/…` endpoints, each behind the merchant's key.
+fn merchant_routes(state: AppState) -> Router<AppState> {
+    Router::new()
         .route(
             "/v1/merchants/{merchant_id}/users/{user_id}/recommendations",
             get(routes::recommendations),
@@ -58,12 +77,7 @@ fn routes(state: AppState) -> Router {
             "/v1/merchants/{merchant_id}/campaigns/{name}/report",
             get(campaigns::report),
         )
-        .route(
-            "/v1/events",
-            post(routes::post_events).layer(DefaultBodyLimit::max(state.limits.max_body_bytes)),
-        )
-        .fallback(routes::not_found)
-        .with_state(state)
+        .route_layer(middleware::from_fn_with_state(state, auth::merchant_key))
 }
 
 /// A bug that panics in one handler answers that request with a 500 and our JSON error; the
@@ -216,5 +230,119 @@ mod tests {
         )
         .await;
         assert_eq!(body["status"], "ok");
+    }
+
+    fn with_key(request: axum::http::request::Builder, key: &str) -> axum::http::request::Builder {
+        request.header("authorization", format!("Bearer {key}"))
+    }
+
+    fn events_of(merchant: &str, id: &str) -> Body {
+        Body::from(format!(
+            r#"{{"event_id":"{id}","merchant_id":"{merchant}","user_id":"u","type":"share","ts":1777600800000}}"#
+        ))
+    }
+
+    #[tokio::test]
+    async fn with_keys_every_call_needs_one_of_its_merchant_and_scope() {
+        use recur_engine::keys::{Scope, create_key, revoke_key};
+        let (dir, _) = state();
+        let key = |merchant: &str, scope| {
+            create_key(dir.path(), merchant, scope, 1)
+                .expect("create key")
+                .1
+        };
+        let (m1_read, m1_write, m1_admin, m2_read) = (
+            key("m1", Scope::Read),
+            key("m1", Scope::Write),
+            key("m1", Scope::Admin),
+            key("m2", Scope::Read),
+        );
+        // Opened after the keys exist (a running server sees new keys within a second).
+        let state = AppState::open(
+            dir.path().to_path_buf(),
+            ApiLimits::default(),
+            EventValidator::new(1_780_000_000_000),
+        )
+        .expect("state");
+        let app = router(state);
+        let get = |key: Option<&str>, path: &str| {
+            let request = Request::get(path);
+            match key {
+                Some(k) => with_key(request, k),
+                None => request,
+            }
+            .body(Body::empty())
+            .expect("request")
+        };
+        let campaigns = "/v1/merchants/m1/campaigns";
+        for (key, status) in [
+            (None, StatusCode::UNAUTHORIZED),
+            (Some("rk_garbage"), StatusCode::UNAUTHORIZED),
+            (Some(m2_read.as_str()), StatusCode::FORBIDDEN),
+            (Some(m1_read.as_str()), StatusCode::OK),
+        ] {
+            let (got, body) = call(&app, get(key, campaigns)).await;
+            assert_eq!(got, status, "{key:?}: {body}");
+            if status != StatusCode::OK {
+                assert!(body["error"]["code"].is_string(), "{body}");
+            }
+        }
+        let (status, _) = call(
+            &app,
+            Request::get(campaigns)
+                .header("authorization", "Basic dXNlcjpwYXNz")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // Another merchant's key learns nothing, not even whether the user exists.
+        let (status, body) = call(
+            &app,
+            get(Some(&m2_read), "/v1/merchants/m1/users/nobody/profile"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(!body.to_string().contains("nobody"), "{body}");
+        // Creating a campaign takes an admin key.
+        let campaign = r#"{"name":"c1","goal":"repurchase","channel":"webhook"}"#;
+        let post = |key: &str, path: &str, body: Body| {
+            with_key(Request::post(path), key)
+                .body(body)
+                .expect("request")
+        };
+        let (status, _) = call(&app, post(&m1_write, campaigns, Body::from(campaign))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, body) = call(&app, post(&m1_admin, campaigns, Body::from(campaign))).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        // Events: a write key, of the events' own merchant; nothing of a mixed batch is kept.
+        let (status, _) = call(&app, post(&m1_read, "/v1/events", events_of("m1", "e1"))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, body) = call(&app, post(&m1_write, "/v1/events", events_of("m2", "e1"))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        let (status, body) = call(&app, post(&m1_write, "/v1/events", events_of("m1", "e1"))).await;
+        assert_eq!(
+            (status, body["accepted"].as_u64()),
+            (StatusCode::OK, Some(1))
+        );
+        let (status, _) = call(
+            &app,
+            Request::post("/v1/events")
+                .body(events_of("m1", "e2"))
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // Health stays open.
+        let (status, _) = call(&app, get(None, "/healthz")).await;
+        assert_eq!(status, StatusCode::OK);
+        // A revoked key stops working within a second.
+        let id = recur_engine::keys::list_keys(dir.path(), Some("m1")).expect("list")[0]
+            .id
+            .clone();
+        revoke_key(dir.path(), &id, 2).expect("revoke");
+        tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+        let (status, _) = call(&app, get(Some(&m1_read), campaigns)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 }

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use recur_engine::event::{Channel, EventValidator};
 use recur_engine::snapshot::{ListFilter, ServingSnapshot};
@@ -12,6 +12,7 @@ use recur_ingest::kafka::EventPublisher;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::{Caller, check_merchants};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -205,8 +206,10 @@ pub(crate) async fn similar(
 
 pub(crate) async fn post_events(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let caller = caller.map(|Extension(c)| c);
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -222,10 +225,14 @@ pub(crate) async fn post_events(
         }
     })?;
     if let Some(publisher) = &state.publisher {
-        return publish_events(publisher, &state.validator, &body).await;
+        return publish_events(publisher, &state.validator, &body, caller.as_ref()).await;
     }
     let batch = recur_ingest::body::parse_body(&body, "http", &state.validator)
         .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+    check_merchants(
+        caller.as_ref(),
+        batch.events.iter().map(|e| e.merchant_id.as_str()),
+    )?;
     let errors: Vec<Value> = batch
         .rejects
         .iter()
@@ -265,17 +272,23 @@ async fn publish_events(
     publisher: &EventPublisher,
     validator: &EventValidator,
     body: &[u8],
+    caller: Option<&Caller>,
 ) -> Result<Json<Value>, ApiError> {
     let lines = recur_ingest::body::split_body(body)
         .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
     let mut valid = Vec::new();
+    let mut merchants = Vec::new();
     let mut errors = Vec::new();
     for (line, raw) in &lines {
         match validator.validate(raw) {
-            Ok(_) => valid.push(*raw),
+            Ok(event) => {
+                valid.push(*raw);
+                merchants.push(event.merchant_id);
+            }
             Err(rejection) => errors.push(json!({ "line": line, "reason": rejection.reason })),
         }
     }
+    check_merchants(caller, merchants.iter().map(String::as_str))?;
     if valid.is_empty() {
         return Err(ApiError::bad_request(
             "no_valid_events",

@@ -8,10 +8,11 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use recur_engine::event::EventValidator;
+use recur_engine::keys::{KeyRing, keys_path};
 use recur_engine::settings::{ListRules, MerchantSettings, settings_path};
 use recur_engine::snapshot::{self, ServingSnapshot};
 use recur_engine::store::EmbeddedStore;
@@ -55,6 +56,24 @@ pub struct AppState {
     /// Each merchant's list rules, with the modification time of the settings file they
     /// were read from.
     rules: Arc<Mutex<HashMap<String, CachedRules>>>,
+    /// The API keys requests are checked against, and when the key file was last looked at.
+    keys: Arc<ArcSwap<KeyRing>>,
+    keys_seen: Arc<Mutex<KeysSeen>>,
+}
+
+/// When the key file was last checked, and its modification time then.
+struct KeysSeen {
+    checked: Instant,
+    modified: Option<SystemTime>,
+}
+
+/// How often requests look at the key file for changes: a new or revoked key holds within this.
+const KEYS_RECHECK: Duration = Duration::from_secs(1);
+
+fn key_file_modified(data_dir: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(keys_path(data_dir))
+        .and_then(|m| m.modified())
+        .ok()
 }
 
 /// A merchant's list rules and the modification time of the settings file they came from.
@@ -68,6 +87,8 @@ impl AppState {
         validator: EventValidator,
     ) -> recur_engine::Result<Self> {
         let store = EmbeddedStore::open(&data_dir)?;
+        let keys_modified = key_file_modified(&data_dir);
+        let keys = KeyRing::load(&data_dir)?;
         let current = match snapshot::current_name(&data_dir)? {
             Some(name) => Some(Arc::new(ServingSnapshot::load(&data_dir, &name)?)),
             None => None,
@@ -81,7 +102,36 @@ impl AppState {
             limits,
             validator,
             rules: Arc::default(),
+            keys: Arc::new(ArcSwap::from_pointee(keys)),
+            keys_seen: Arc::new(Mutex::new(KeysSeen {
+                checked: Instant::now(),
+                modified: keys_modified,
+            })),
         })
+    }
+
+    /// The key ring, re-read when the key file changed (looked at most once per
+    /// [`KEYS_RECHECK`], by one request at a time; the others use the ring they have). A key
+    /// file that cannot be read keeps the previous ring, and says so in the log.
+    pub fn keys(&self) -> Arc<KeyRing> {
+        if let Ok(mut seen) = self.keys_seen.try_lock()
+            && seen.checked.elapsed() >= KEYS_RECHECK
+        {
+            seen.checked = Instant::now();
+            let modified = key_file_modified(&self.data_dir);
+            if modified != seen.modified {
+                match KeyRing::load(&self.data_dir) {
+                    Ok(ring) => {
+                        self.keys.store(Arc::new(ring));
+                        seen.modified = modified;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "could not re-read the API keys; the previous keys stay in force")
+                    }
+                }
+            }
+        }
+        self.keys.load_full()
     }
 
     /// The merchant's list rules as its settings file says now: a `stat` per request and a

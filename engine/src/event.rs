@@ -556,7 +556,9 @@ fn describe_json_error(e: &serde_json::Error) -> String {
     }
 }
 
-fn check_id(field: &str, value: &str) -> Result<(), String> {
+/// Checks an id field (`merchant_id`, `user_id`, …): non-empty, at most [`MAX_ID_BYTES`], no
+/// control characters.
+pub fn check_id(field: &str, value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err(format!("{field} must not be empty"));
     }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod event;
 pub mod frame_json;
 pub mod jobs;
+pub mod keys;
 pub mod recommendation;
 pub mod recs;
 pub mod settings;

@@ -9,6 +9,7 @@ mod eval;
 mod export;
 mod generate;
 mod ingest;
+mod keys;
 mod merchant;
 mod produce;
 mod report;
@@ -17,6 +18,7 @@ mod serve;
 mod stats;
 
 pub(crate) use campaign::{CampaignCommand, CampaignReportArgs};
+pub(crate) use keys::KeysCommand;
 
 use crate::cli::{Cli, ClvCommand, Command, ExportCommand};
 
@@ -39,6 +41,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Audience(command) => audience::audience(command),
         Command::Merchant(command) => merchant::merchant(command),
         Command::Campaign(command) => campaign::campaign(command),
+        Command::Keys(command) => keys::keys(command),
         Command::Demo(args) => demo::demo(&args),
     }
 }

@@ -51,6 +51,19 @@ pub(crate) fn serve_until_shutdown(
         if let Some(publisher) = publisher {
             state = state.with_publisher(publisher);
         }
+        if state.keys().is_open() {
+            if !listen.ip().is_loopback() {
+                anyhow::bail!(
+                    "no API key exists in {}, so anyone who can reach {listen} could read and write every merchant's data; \
+                     create keys first (`recur keys create --data-dir {} --merchant M --scope read`) or listen on 127.0.0.1",
+                    data_dir.display(),
+                    data_dir.display()
+                );
+            }
+            eprintln!(
+                "no API keys yet: serving without authentication, on loopback only; `recur keys create` makes every call need a key"
+            );
+        }
         let _watcher = state.spawn_snapshot_watcher(reload_every);
         let listener = tokio::net::TcpListener::bind(listen)
             .await

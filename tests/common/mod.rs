@@ -213,6 +213,17 @@ impl Server {
         (status, response.body_mut().read_json().expect("JSON body"))
     }
 
+    /// GET a path with `Authorization: Bearer <key>`; returns the status and the JSON body.
+    pub fn get_with_key(&self, path: &str, key: &str) -> (u16, Value) {
+        let mut response = Self::agent()
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", &format!("Bearer {key}"))
+            .call()
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_json().expect("JSON body"))
+    }
+
     /// POST a body; returns the status and the JSON body.
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
         let mut response = Self::agent()

@@ -1,0 +1,127 @@
+//! Bearer keys: every `/v1/merchants/{m}/…` call needs a key of merchant m (reads a `read` key,
+//! changes an `admin` key), and `POST /v1/events` a `write` key whose merchant every event must
+//! be of. No key or an unknown one is a 401; a key of another merchant or of too small a scope a
+//! 403 that says nothing of what the path names. A data directory where no key was ever
+//! created runs open (and `recur serve` then binds loopback only).
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use recur_engine::keys::{ApiKey, Scope};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The key a request was made with (absent when the API runs open).
+#[derive(Debug, Clone)]
+pub(crate) struct Caller(pub ApiKey);
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+fn forbidden(message: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+}
+
+/// The key of `request`'s `Authorization: Bearer` header, checked against the key ring;
+/// `Ok(None)` when the API runs open.
+fn caller(state: &AppState, request: &Request, needed: Scope) -> Result<Option<ApiKey>, ApiError> {
+    let ring = state.keys();
+    if ring.is_open() {
+        return Ok(None);
+    }
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| {
+            unauthorized(
+                "this API needs `Authorization: Bearer <key>`; a merchant's key comes from `recur keys create`",
+            )
+        })?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| {
+            let (scheme, token) = h.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <key>`"))?;
+    let key = ring
+        .authenticate(token)
+        .ok_or_else(|| unauthorized("unknown or revoked key"))?;
+    if key.scope < needed {
+        return Err(forbidden(&format!(
+            "this needs a key of scope {} or above; this key is {}",
+            needed.as_str(),
+            key.scope.as_str()
+        )));
+    }
+    Ok(Some(key.clone()))
+}
+
+/// Guards the `/v1/merchants/{merchant_id}/…` routes.
+pub(crate) async fn merchant_key(
+    State(state): State<AppState>,
+    path: Result<Path<HashMap<String, String>>, PathRejection>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let needed = if request.method() == Method::GET || request.method() == Method::HEAD {
+        Scope::Read
+    } else {
+        Scope::Admin
+    };
+    let key = match caller(&state, &request, needed) {
+        Ok(None) => return next.run(request).await,
+        Ok(Some(key)) => key,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(Path(params)) = path else {
+        return ApiError::bad_request("bad_path", "the path is not valid UTF-8 once decoded")
+            .into_response();
+    };
+    if params.get("merchant_id") != Some(&key.merchant_id) {
+        return forbidden("this key is not for this merchant").into_response();
+    }
+    request.extensions_mut().insert(Caller(key));
+    next.run(request).await
+}
+
+/// Guards `POST /v1/events`: a `write` key, whose merchant the handler checks every event of.
+pub(crate) async fn events_key(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match caller(&state, &request, Scope::Write) {
+        Ok(None) => {}
+        Ok(Some(key)) => {
+            request.extensions_mut().insert(Caller(key));
+        }
+        Err(e) => return e.into_response(),
+    }
+    next.run(request).await
+}
+
+/// Refuses a batch with an event of another merchant than the caller's key (nothing of it is
+/// stored).
+pub(crate) fn check_merchants<'a>(
+    caller: Option<&Caller>,
+    mut merchants: impl Iterator<Item = &'a str>,
+) -> Result<(), ApiError> {
+    let Some(Caller(key)) = caller else {
+        return Ok(());
+    };
+    match merchants.find(|m| *m != key.merchant_id) {
+        None => Ok(()),
+        Some(_) => Err(forbidden(&format!(
+            "this key posts events of merchant {} only; nothing of this batch was stored",
+            key.merchant_id
+        ))),
+    }
+}
