@@ -341,9 +341,15 @@ pub(crate) struct ServeArgs {
     /// Seconds between checks for a newer snapshot.
     #[arg(long, default_value_t = 2.0, value_name = "SECS")]
     pub reload_every: f64,
-    /// Largest accepted POST body in bytes.
+    /// Largest accepted POST /v1/events body in bytes (other POSTs: 64 KiB).
     #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
     pub max_body_bytes: usize,
+    /// Seconds before an unanswered request gets 503 timeout.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub request_timeout: f64,
+    /// Requests in progress at once; more get 503 overloaded at once.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_concurrent_requests: usize,
     /// With --kafka, POST /v1/events publishes to the topic (answering after the broker
     /// acked) instead of writing the store; `recur ingest --kafka` stores them.
     #[command(flatten)]

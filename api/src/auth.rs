@@ -71,6 +71,17 @@ pub(crate) async fn merchant_key(
     mut request: Request,
     next: Next,
 ) -> Response {
+    // A path that does not decode, or names ids the store could never hold, is refused
+    // before anything else (as JSON, like every error).
+    let params = match path {
+        Ok(Path(params)) => params,
+        Err(e) => return ApiError::bad_request("bad_path", e.body_text()).into_response(),
+    };
+    for (name, value) in &params {
+        if let Err(problem) = recur_engine::event::check_id(name, value) {
+            return ApiError::bad_request("bad_id", problem).into_response();
+        }
+    }
     let needed = if request.method() == Method::GET || request.method() == Method::HEAD {
         Scope::Read
     } else {
@@ -80,10 +91,6 @@ pub(crate) async fn merchant_key(
         Ok(None) => return next.run(request).await,
         Ok(Some(key)) => key,
         Err(e) => return e.into_response(),
-    };
-    let Ok(Path(params)) = path else {
-        return ApiError::bad_request("bad_path", "the path is not valid UTF-8 once decoded")
-            .into_response();
     };
     if params.get("merchant_id") != Some(&key.merchant_id) {
         return forbidden("this key is not for this merchant").into_response();

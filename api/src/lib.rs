@@ -11,9 +11,12 @@ mod routes;
 mod state;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::{get, post};
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use error::ApiError;
@@ -21,7 +24,33 @@ pub use state::{ApiLimits, AppState};
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {
-    guarded(routes(state))
+    let limits = state.limits;
+    guarded(routes(state)).layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(limit_error))
+            .load_shed()
+            .concurrency_limit(limits.max_concurrent_requests.max(1))
+            .timeout(limits.request_timeout),
+    )
+}
+
+/// A request the limits stopped: too many at once, or too slow.
+async fn limit_error(error: tower::BoxError) -> ApiError {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the request took too long and was stopped; retry, or ask for less (a smaller k or limit)",
+        )
+    } else if error.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the server is at its limit of requests in progress; retry shortly",
+        )
+    } else {
+        ApiError::internal(&error)
+    }
 }
 
 /// Every endpoint, without the guards.
@@ -39,6 +68,7 @@ fn routes(state: AppState) -> Router {
                 )),
         )
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state)
 }
 
@@ -77,6 +107,7 @@ fn merchant_routes(state: AppState) -> Router<AppState> {
             "/v1/merchants/{merchant_id}/campaigns/{name}/report",
             get(campaigns::report),
         )
+        .layer(DefaultBodyLimit::max(state.limits.max_admin_body_bytes))
         .route_layer(middleware::from_fn_with_state(state, auth::merchant_key))
 }
 
@@ -112,7 +143,7 @@ pub async fn serve(
 mod tests {
     use axum::body::Body;
     use axum::extract::Path;
-    use axum::http::{Request, StatusCode};
+    use axum::http::{Method, Request, StatusCode};
     use http_body_util::BodyExt;
     use recur_engine::event::EventValidator;
     use serde_json::Value;
@@ -344,5 +375,177 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
         let (status, _) = call(&app, get(Some(&m1_read), campaigns)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    /// A request of the malformed corpus: method, path, headers, body.
+    type Case = (Method, String, Vec<(&'static str, String)>, Vec<u8>);
+
+    // Multi-threaded, as the server runs: Polars (the run and the snapshot load) blocks in place.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn malformed_requests_get_a_4xx_and_a_json_error_never_a_5xx() {
+        let (dir, open_state) = state();
+        // A served snapshot of merchant m1, so requests reach the handlers' own checks.
+        let purchases: String = (1..=3)
+            .map(|i| {
+                format!(
+                    "{{\"event_id\":\"p{i}\",\"merchant_id\":\"m1\",\"user_id\":\"u{i}\",\"type\":\"purchase\",\"ts\":177760080000{i},\"item_id\":\"a\",\"category\":\"c\",\"price\":3,\"order_id\":\"o{i}\"}}\n"
+                )
+            })
+            .collect();
+        let (status, body) = call(
+            &router(open_state.clone()),
+            Request::post("/v1/events")
+                .body(Body::from(purchases))
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (runner, data_dir) = (open_state.clone(), dir.path().to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            recur_engine::jobs::run_all(
+                &mut *runner.store(),
+                &data_dir,
+                recur_engine::jobs::RunOptions::default(),
+                &mut |_, _, _| {},
+            )
+        })
+        .await
+        .expect("join")
+        .expect("run");
+        assert_eq!(open_state.reload_if_newer().await, Ok(true));
+        let long_id = "u".repeat(300);
+        let unicode = "%E4%BD%A0%E5%A5%BD%F0%9F%8D%9E";
+        let mut cases: Vec<Case> =
+            vec![
+            (Method::POST, "/v1/events".into(), vec![], b"{".to_vec()),
+            (Method::POST, "/v1/events".into(), vec![], b"[1, 2, \"x\"]".to_vec()),
+            (Method::POST, "/v1/events".into(), vec![], vec![0xff, 0xfe, 0x00]),
+            (
+                Method::POST,
+                "/v1/events".into(),
+                vec![("content-type", "text/html".into())],
+                b"<html>".to_vec(),
+            ),
+            (
+                Method::POST,
+                "/v1/merchants/m1/campaigns".into(),
+                vec![("content-type", "application/json".into())],
+                br#"{"name":"c","goal":"repurchase","channel":"webhook","k":"three"}"#.to_vec(),
+            ),
+            (
+                Method::POST,
+                "/v1/merchants/m1/campaigns".into(),
+                vec![],
+                br#"{"name":"c","goal":"repurchase","channel":"webhook","k":-1,"holdout":1e308}"#
+                    .to_vec(),
+            ),
+            (
+                Method::POST,
+                "/v1/merchants/m1/audiences".into(),
+                vec![],
+                vec![b'x'; 100 << 10],
+            ),
+            (
+                Method::DELETE,
+                "/v1/merchants/m1/audiences".into(),
+                vec![],
+                vec![],
+            ),
+            (Method::GET, "/v1/nothing/here".into(), vec![], vec![]),
+        ];
+        for query in [
+            "k=99999999999999999999",
+            "k=-1",
+            "k=abc",
+            "offset=-5",
+            "offset=1000000000",
+            "min_price=-3",
+            "min_price=5&max_price=1",
+            "channel=%00",
+        ] {
+            cases.push((
+                Method::GET,
+                format!("/v1/merchants/m1/users/u1/recommendations?{query}"),
+                vec![],
+                vec![],
+            ));
+        }
+        for path in [
+            format!("/v1/merchants/m1/users/{long_id}/recommendations"),
+            format!("/v1/merchants/{unicode}/users/{unicode}/profile"),
+            "/v1/merchants/..%2F..%2Fetc/users/x/profile".to_owned(),
+            "/v1/merchants/m1/campaigns/..%2F..%2Fkeys/plan".to_owned(),
+            "/v1/merchants/m1/users/%FF%FE/recommendations".to_owned(),
+            "/v1/merchants/m1/users/a%00b/profile".to_owned(),
+            "/v1/merchants/m1/reports/%2E%2E".to_owned(),
+            "/v1/merchants/m1/campaigns/x/report?window_days=-1".to_owned(),
+            "/v1/merchants/m1/campaigns/x/plan?limit=0&offset=-1".to_owned(),
+        ] {
+            cases.push((Method::GET, path, vec![], vec![]));
+        }
+        let check = |app: Router, cases: Vec<Case>| async move {
+            for (method, path, headers, body) in cases {
+                let mut request = Request::builder().method(method.clone()).uri(&path);
+                for (name, value) in &headers {
+                    request = request.header(*name, value);
+                }
+                let response = app
+                    .clone()
+                    .oneshot(request.body(Body::from(body)).expect("request"))
+                    .await
+                    .expect("response");
+                let status = response.status();
+                let bytes = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                assert!(
+                    status.is_client_error(),
+                    "{method} {path}: {status} {}",
+                    String::from_utf8_lossy(&bytes)
+                );
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                    panic!(
+                        "{method} {path}: not JSON ({e}): {}",
+                        String::from_utf8_lossy(&bytes)
+                    )
+                });
+                assert!(body["error"]["code"].is_string(), "{method} {path}: {body}");
+            }
+        };
+        check(router(open_state), cases).await;
+
+        // With keys: missing, garbage and wrong-scheme Authorization headers.
+        recur_engine::keys::create_key(dir.path(), "m1", recur_engine::keys::Scope::Read, 1)
+            .expect("key");
+        let keyed = AppState::open(
+            dir.path().to_path_buf(),
+            ApiLimits::default(),
+            EventValidator::new(1_780_000_000_000),
+        )
+        .expect("state");
+        let path = "/v1/merchants/m1/users/u1/recommendations".to_owned();
+        let auth_cases = [
+            "",
+            "Bearer",
+            "Bearer ",
+            "Bearer rk_",
+            "Bearer rk_x_y",
+            "Token abc",
+            "Bearer rk_00_",
+        ]
+        .into_iter()
+        .map(|h| {
+            let headers = if h.is_empty() {
+                vec![]
+            } else {
+                vec![("authorization", h.to_owned())]
+            };
+            (Method::GET, path.clone(), headers, Vec::new())
+        })
+        .collect();
+        check(router(keyed), auth_cases).await;
     }
 }

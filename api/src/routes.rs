@@ -314,6 +314,14 @@ async fn publish_events(
     })))
 }
 
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method; see README for the API",
+    )
+}
+
 pub(crate) async fn not_found() -> ApiError {
     ApiError::not_found("not_found", "no such endpoint; see README for the API")
 }

@@ -22,14 +22,23 @@ use tracing::{info, warn};
 /// Limits of the HTTP API.
 #[derive(Debug, Clone, Copy)]
 pub struct ApiLimits {
-    /// Largest accepted request body, in bytes.
+    /// Largest accepted body of `POST /v1/events`, in bytes.
     pub max_body_bytes: usize,
+    /// Largest body of the other POSTs (an audience rule, a campaign), in bytes.
+    pub max_admin_body_bytes: usize,
+    /// A request not answered within this gets `503 timeout`.
+    pub request_timeout: Duration,
+    /// Requests in progress at once; more get `503 overloaded` at once instead of queueing.
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for ApiLimits {
     fn default() -> Self {
         Self {
             max_body_bytes: 8 << 20,
+            max_admin_body_bytes: 64 << 10,
+            request_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 1024,
         }
     }
 }

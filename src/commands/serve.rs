@@ -16,8 +16,14 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if !args.reload_every.is_finite() || args.reload_every <= 0.0 {
         anyhow::bail!("--reload-every must be a positive number of seconds");
     }
+    if !args.request_timeout.is_finite() || args.request_timeout <= 0.0 {
+        anyhow::bail!("--request-timeout must be a positive number of seconds");
+    }
     let limits = ApiLimits {
         max_body_bytes: args.max_body_bytes,
+        request_timeout: Duration::from_secs_f64(args.request_timeout),
+        max_concurrent_requests: args.max_concurrent_requests.max(1),
+        ..ApiLimits::default()
     };
     let publisher = match &args.kafka.kafka {
         Some(brokers) => Some(EventPublisher::new(
