@@ -570,6 +570,18 @@ fn triggers_fire_once_per_occurrence_and_opt_outs_hold() {
     assert_eq!(profile["points"], 120.0);
     assert_eq!(profile["tags"], serde_json::json!(["coffee", "weekend"]));
     drop(server);
+    // Pushes go out at the hour the profile says the customer is most active (quiet hours,
+    // 22:00-08:00 by default, move them to 08:00).
+    let hour = profile["active_hour"].as_u64().expect("an active hour");
+    let line = plan(&data, "everyone", AT)
+        .into_iter()
+        .find(|l| l["user_id"] == birthday_user.as_str())
+        .expect("in the plan");
+    let send_hour: u64 = line["send_at"].as_str().expect("send_at")[11..13]
+        .parse()
+        .expect("hour");
+    let expected = if !(8..22).contains(&hour) { 8 } else { hour };
+    assert_eq!(send_hour, expected, "{line}");
     let everyone = plan(&data, "everyone", AT);
     let leaving = everyone
         .iter()

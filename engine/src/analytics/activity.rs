@@ -16,6 +16,8 @@ use crate::jobs::purchases::ORDERED_AT;
 use crate::store::{EVENT_TYPE, TS, USER_ID};
 
 pub const PERIOD: &str = "period";
+/// A customer's most frequent local hour of activity (UInt32, 0–23).
+pub const ACTIVE_HOUR: &str = "active_hour";
 pub const AT_MS: &str = "at_ms";
 /// Local day number (Int32) of an order, in the merchant's zone; computed once on load.
 pub const LOCAL_DAY: &str = "local_day";
@@ -115,4 +117,24 @@ impl ActivitySources {
             ])
             .unique(None, UniqueKeepStrategy::Any)
     }
+}
+
+/// Each customer's most frequent local hour of activity over `events` (`user_id`, `ts`), ties
+/// to the earlier hour: `user_id`, `active_hour`. Pushes go out at this hour.
+pub fn active_hours(events: LazyFrame, zone: &TimeZoneName) -> LazyFrame {
+    let hour = super::period::local_hour(col(TS).cast(DataType::Int64), zone).alias("hour");
+    // The mode per customer from each one's (at most 24) hours, sorted within the group: a
+    // global sort of every (customer, hour) row by customer id costs far more.
+    events
+        .select([col(USER_ID), hour])
+        .group_by([col(USER_ID), col("hour")])
+        .agg([len().alias("events")])
+        .group_by([col(USER_ID)])
+        .agg([col("hour")
+            .sort_by(
+                [col("events"), col("hour")],
+                SortMultipleOptions::default().with_order_descending_multi([true, false]),
+            )
+            .first()
+            .alias(ACTIVE_HOUR)])
 }

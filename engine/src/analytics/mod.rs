@@ -208,13 +208,19 @@ impl MerchantAnalytics {
     /// [`crate::jobs::profiles::profiles`] of the stitched events.
     pub fn base_profiles(&self) -> Result<DataFrame> {
         let members = members::member_attributes(self.identifications())?;
+        let hours = activity::active_hours(self.events.clone().lazy(), &self.zone);
         crate::jobs::profiles::profiles(
             &self.merchant_id,
             self.events.clone().lazy(),
             self.lines.clone().lazy(),
             self.categories.clone().lazy(),
             self.openids(),
-            members.lazy(),
+            members.lazy().join(
+                hours,
+                [col(USER_ID)],
+                [col(USER_ID)],
+                JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns),
+            ),
         )
         .collect()
         .map_err(Error::polars(self.context("building profiles")))

@@ -25,13 +25,15 @@ use std::path::Path;
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, SecondsFormat, TimeZone, Timelike};
 use chrono_tz::Tz;
 use polars::prelude::*;
+use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::json;
 
 use super::definition::{Campaign, Goal, PushChannel, Target};
 use super::outbox::{Message, MessageItem, OutboxState, Status, message_key};
+use crate::analytics::activity::ACTIVE_HOUR;
 use crate::analytics::identity::stitch;
-use crate::analytics::period::{TimeZoneName, local_hour};
+use crate::analytics::period::TimeZoneName;
 use crate::error::{Error, Result};
 use crate::event::EventType;
 use crate::jobs::purchases::{kept_orders, net_order_lines};
@@ -535,7 +537,7 @@ pub fn plan_campaign(
     let zone = settings.time_zone.tz();
     let outbox = super::outbox::read_outbox(data_dir, merchant_id)?;
     let name = snapshot.manifest.name.clone();
-    let members = members(data_dir, snapshot, &name, merchant_id, campaign)?;
+    let (members, profiled_hours) = members(data_dir, snapshot, &name, merchant_id, campaign)?;
     let stitched = scan_table(data_dir, &name, SnapshotTable::Identities)?
         .filter(col(crate::store::MERCHANT_ID).eq(lit(merchant_id)))
         .collect()
@@ -546,12 +548,15 @@ pub fn plan_campaign(
             &stitched,
         )
     });
-    let (push_events, hours) = match stitched_events.clone() {
-        Some(events) => (
-            push_events(events.clone())?,
-            active_hours(events, &settings.time_zone)?,
-        ),
-        None => (HashMap::new(), HashMap::new()),
+    let push_events = match stitched_events.clone() {
+        Some(events) => push_events(events)?,
+        None => HashMap::new(),
+    };
+    // Active hours come with the snapshot's profiles; a snapshot from before they did is
+    // planned from the events.
+    let hours = match (&stitched_events, profiled_hours) {
+        (Some(events), false) => active_hours(events.clone(), &settings.time_zone)?,
+        _ => HashMap::new(),
     };
     let filter = ListFilter {
         exclude_purchased: campaign.goal.explores(),
@@ -568,8 +573,8 @@ pub fn plan_campaign(
         outbox: &outbox,
     };
     // A triggered campaign plans only the customers it fires for, each with what fired it.
-    let members: Vec<(String, Option<String>, Option<String>)> = match &campaign.trigger {
-        None => members.into_iter().map(|(u, o)| (u, o, None)).collect(),
+    let members: Vec<(Profiled, Option<String>)> = match &campaign.trigger {
+        None => members.into_iter().map(|m| (m, None)).collect(),
         Some(trigger) => {
             let fired = super::trigger::firings(
                 trigger,
@@ -582,19 +587,33 @@ pub fn plan_campaign(
                     k: campaign.k as usize,
                 },
             )?;
-            let openids: HashMap<String, Option<String>> = members.into_iter().collect();
+            let known: HashMap<String, Profiled> = members
+                .into_iter()
+                .map(|m| (m.user_id.clone(), m))
+                .collect();
             fired
                 .into_iter()
                 .filter_map(|f| {
-                    let openid = openids.get(&f.user_id)?.clone();
-                    Some((f.user_id, openid, Some(f.occurrence)))
+                    let member = known.get(&f.user_id)?;
+                    let profiled = Profiled {
+                        user_id: f.user_id,
+                        openid: member.openid.clone(),
+                        active_hour: member.active_hour,
+                    };
+                    Some((profiled, Some(f.occurrence)))
                 })
                 .collect()
         }
     };
+    // Each member's line depends on the shared inputs only: decided in parallel, in order.
     let mut lines: Vec<PlanLine> = members
-        .into_iter()
-        .map(|(user_id, openid, occurrence)| {
+        .into_par_iter()
+        .map(|(profiled, occurrence)| {
+            let Profiled {
+                user_id,
+                openid,
+                active_hour,
+            } = profiled;
             let items = snapshot
                 .recommend_filtered(
                     merchant_id,
@@ -613,7 +632,7 @@ pub fn plan_campaign(
                 })
                 .collect();
             let member = Member {
-                active_hour: hours.get(&user_id).copied(),
+                active_hour: active_hour.or_else(|| hours.get(&user_id).copied()),
                 events: push_events.get(&user_id).cloned().unwrap_or_default(),
                 user_id,
                 openid,
@@ -686,20 +705,34 @@ pub fn plan_named(
     plan_campaign(data_dir, snapshot, events, merchant_id, &campaign, at_ms)
 }
 
-/// The campaign's audience (or every customer) with their openids, sorted by user id.
+/// One audience member as the snapshot's profiles know them.
+struct Profiled {
+    user_id: String,
+    openid: Option<String>,
+    /// `None` when the customer has no activity, or the snapshot predates active hours.
+    active_hour: Option<u32>,
+}
+
+/// The campaign's audience (or every customer) with their openids and active hours, sorted
+/// by user id; and whether the snapshot's profiles carry active hours at all.
 fn members(
     data_dir: &Path,
     snapshot: &ServingSnapshot,
     name: &str,
     merchant_id: &str,
     campaign: &Campaign,
-) -> Result<Vec<(String, Option<String>)>> {
+) -> Result<(Vec<Profiled>, bool)> {
     let profiles = snapshot
         .profiles_of(merchant_id)
         .cloned()
-        .unwrap_or_default()
-        .lazy()
-        .select([col(USER_ID), col(OPENID)]);
+        .unwrap_or_default();
+    let has_hours = profiles.column(ACTIVE_HOUR).is_ok();
+    let hour = if has_hours {
+        col(ACTIVE_HOUR).cast(DataType::UInt32)
+    } else {
+        lit(NULL).cast(DataType::UInt32).alias(ACTIVE_HOUR)
+    };
+    let profiles = profiles.lazy().select([col(USER_ID), col(OPENID), hour]);
     let chosen = match &campaign.audience {
         None => profiles,
         Some(audience) => {
@@ -735,18 +768,27 @@ fn members(
         .sort([USER_ID], SortMultipleOptions::default())
         .collect()
         .map_err(Error::polars("reading the campaign's audience"))?;
-    let (users, openids) = (|| -> PolarsResult<_> {
+    let (users, openids, hours) = (|| -> PolarsResult<_> {
         Ok((
             frame.column(USER_ID)?.str()?.clone(),
             frame.column(OPENID)?.str()?.clone(),
+            frame.column(ACTIVE_HOUR)?.u32()?.clone(),
         ))
     })()
     .map_err(Error::polars("reading the campaign's audience"))?;
-    Ok(users
+    let members = users
         .iter()
         .zip(openids.iter())
-        .filter_map(|(u, o)| Some((u?.to_owned(), o.map(str::to_owned))))
-        .collect())
+        .zip(hours.iter())
+        .filter_map(|((u, o), h)| {
+            Some(Profiled {
+                user_id: u?.to_owned(),
+                openid: o.map(str::to_owned),
+                active_hour: h,
+            })
+        })
+        .collect();
+    Ok((members, has_hours))
 }
 
 /// Each customer's subscribe and unsubscribe events, oldest first.
@@ -805,28 +847,16 @@ fn push_events(events: LazyFrame) -> Result<HashMap<String, PushEvents>> {
     Ok(out)
 }
 
-/// Each customer's most frequent local hour of activity (ties: the earlier hour).
+/// Each customer's most frequent local hour of activity (ties: the earlier hour), from the
+/// events (for snapshots whose profiles predate `active_hour`).
 fn active_hours(events: LazyFrame, zone: &TimeZoneName) -> Result<HashMap<String, u32>> {
-    let hour = local_hour(col(TS).cast(DataType::Int64), zone).alias("hour");
-    // The mode per customer from each one's (at most 24) hours, sorted within the group: a
-    // global sort of every (customer, hour) row by customer id was most of a plan's time.
-    let frame = events
-        .select([col(USER_ID), hour])
-        .group_by([col(USER_ID), col("hour")])
-        .agg([len().alias("events")])
-        .group_by([col(USER_ID)])
-        .agg([col("hour")
-            .sort_by(
-                [col("events"), col("hour")],
-                SortMultipleOptions::default().with_order_descending_multi([true, false]),
-            )
-            .first()])
+    let frame = crate::analytics::activity::active_hours(events, zone)
         .collect()
         .map_err(Error::polars("finding customers' active hours"))?;
     let (users, hours) = (|| -> PolarsResult<_> {
         Ok((
             frame.column(USER_ID)?.str()?.clone(),
-            frame.column("hour")?.u32()?.clone(),
+            frame.column(ACTIVE_HOUR)?.u32()?.clone(),
         ))
     })()
     .map_err(Error::polars("finding customers' active hours"))?;

@@ -537,7 +537,19 @@ mod tests {
                 .filter(col("type").eq(lit("identify")))
                 .select([col("user_id"), col("ts"), col("properties")]),
         )
-        .expect("members");
+        .expect("members")
+        .lazy()
+        .join(
+            crate::analytics::activity::active_hours(
+                events.clone(),
+                &crate::analytics::period::TimeZoneName::default(),
+            ),
+            [col("user_id")],
+            [col("user_id")],
+            JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns),
+        )
+        .collect()
+        .expect("active hours");
         let profiles = profiles::profiles("m1", events, lines, categories, openids, members.lazy())
             .collect()
             .expect("profiles");

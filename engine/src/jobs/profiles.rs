@@ -1,5 +1,6 @@
 //! Customer profiles: first and last purchase, orders, revenue, favourite categories, and
-//! member attributes (birthday, member level, points, tags) from `identify` events.
+//! member attributes (birthday, member level, points, tags) from `identify` events, and the
+//! local hour the customer is most often active (when pushes go out).
 //!
 //! Every user with an event gets a row; users who never kept a purchase have zero orders and
 //! null purchase dates. An order counts when its net amount after refunds is positive.
@@ -7,6 +8,7 @@
 use polars::prelude::*;
 
 use super::purchases::{NET_CENTS, ORDERED_AT, money};
+use crate::analytics::activity::ACTIVE_HOUR;
 use crate::analytics::members::{BIRTHDAY, MEMBER_LEVEL, POINTS, TAGS};
 use crate::store::{CATEGORY, MERCHANT_ID, OPENID, TS, UNIONID, USER_ID};
 
@@ -15,7 +17,8 @@ pub const FAVOURITE_CATEGORIES: usize = 3;
 
 /// Builds the profile table of one merchant. `lines` are [`super::purchases::net_order_lines`].
 /// `openids` holds each user's most recent openid (`user_id`, `openid`); `members` their
-/// [`crate::analytics::members::member_attributes`].
+/// [`crate::analytics::members::member_attributes`] and their
+/// [`crate::analytics::activity::active_hours`] (either may be missing for a user).
 pub fn profiles(
     merchant_id: &str,
     events: LazyFrame,
@@ -95,6 +98,7 @@ pub fn profiles(
             col(MEMBER_LEVEL),
             col(POINTS),
             col(TAGS),
+            col(ACTIVE_HOUR),
         ])
         .sort([USER_ID], SortMultipleOptions::default())
 }
