@@ -120,8 +120,11 @@ fn targeting_model(
     else {
         return Ok(None);
     };
-    let learned = super::uplift::learn(outbox, &past, orders, planned_at)?;
-    Ok(Some(learned.training))
+    // The campaign was planned with this model, so it learned then; should it not now (the
+    // events were compacted away, say), the report still measures the lift without it.
+    Ok(super::uplift::learn(outbox, &past, orders, planned_at)
+        .ok()
+        .map(|learned| learned.training))
 }
 
 fn empty_orders() -> LazyFrame {
