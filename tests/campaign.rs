@@ -33,18 +33,23 @@ fn prepared(dir: &Path) -> (PathBuf, PathBuf) {
         "11",
     ]);
     run_ok(&["ingest", "--data-dir", path_str(&data), path_str(&events)]);
+    in_shanghai(&data);
+    run_ok(&["run", "--data-dir", path_str(&data)]);
+    (data, events)
+}
+
+/// Sets the merchant's time zone to Asia/Shanghai (the generator's +08:00).
+fn in_shanghai(data: &Path) {
     run_ok(&[
         "merchant",
         "set",
         "--data-dir",
-        path_str(&data),
+        path_str(data),
         "--merchant",
         MERCHANT,
         "--time-zone",
         "Asia/Shanghai",
     ]);
-    run_ok(&["run", "--data-dir", path_str(&data)]);
-    (data, events)
 }
 
 /// `--data-dir D --merchant M --name N`.
@@ -832,16 +837,7 @@ fn the_report_recovers_a_simulated_lift_and_uplift_targeting_beats_random() {
     ]);
     let truth = simulated_truth(&dir.path().join("events.truth.jsonl"));
     run_ok(&["ingest", "--data-dir", path_str(&data), path_str(&events)]);
-    run_ok(&[
-        "merchant",
-        "set",
-        "--data-dir",
-        path_str(&data),
-        "--merchant",
-        MERCHANT,
-        "--time-zone",
-        "Asia/Shanghai",
-    ]);
+    in_shanghai(&data);
     // The snapshot the campaign was planned from: nothing after the plan.
     run_ok(&[
         "run",

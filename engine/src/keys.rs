@@ -78,9 +78,15 @@ pub fn keys_path(data_dir: &Path) -> PathBuf {
     data_dir.join(KEYS_FILE)
 }
 
+/// Hex SHA-256 of `key` (one allocation: it runs on every authenticated request).
 fn digest(key: &str) -> String {
-    let hash = Sha256::digest(key.as_bytes());
-    hash.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write;
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
 }
 
 fn read_keys(data_dir: &Path) -> Result<Vec<ApiKey>> {

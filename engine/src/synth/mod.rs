@@ -555,13 +555,15 @@ impl UserSim<'_> {
         let days_since_last = (planned_ms - last) as f64 / 86_400_000.0;
         let (segment, uplift) = campaign::segment(before.len(), days_since_last);
         // The plan knows a customer by the id first seen with their unionid.
-        let customer_id = self
+        let first_seen = self
             .lines
             .iter()
-            .filter(|_| self.unionid.is_some())
             .map(|(ts, e)| (*ts, e.user_id.as_str()))
-            .min()
-            .map_or_else(|| self.user_id.clone(), |(_, id)| id.to_owned());
+            .min();
+        let customer_id = match (&self.unionid, first_seen) {
+            (Some(_), Some((_, id))) => id.to_owned(),
+            _ => self.user_id.clone(),
+        };
         let treated =
             !crate::campaign::plan::in_holdout(&campaign.name, &customer_id, campaign.holdout);
         #[allow(clippy::cast_possible_truncation)]
