@@ -13,11 +13,20 @@ use clap::{Args, Parser, Subcommand};
     long_about = "Recur ingests merchants' purchase and browse events, builds customer profiles and \
                   repeat-purchase-aware recommendations, and serves them over HTTP.",
     after_help = "Start with `recur demo`, which generates data, ingests it, runs the jobs and serves the result.\n\
-                  Logs go to stderr; set RECUR_LOG=debug for more."
+                  Logs go to stderr (--log-format json for collectors); set RECUR_LOG=debug for more."
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as text for people or as one JSON object per line for log collectors.
+    #[arg(long, global = true, value_enum, env = "RECUR_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Cli {
@@ -354,6 +363,13 @@ pub(crate) struct ServeArgs {
     /// acked) instead of writing the store; `recur ingest --kafka` stores them.
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// With --kafka: the consumer group of `recur ingest --kafka` whose lag (accepted events
+    /// not stored yet) /metrics reports as recur_kafka_consumer_lag.
+    #[arg(long, default_value = "recur", requires = "kafka")]
+    pub group: String,
+    /// With --kafka: seconds between measurements of that lag.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", requires = "kafka")]
+    pub kafka_lag_every: f64,
     #[command(flatten)]
     pub validation: ValidationArgs,
 }

@@ -36,10 +36,14 @@ fn init_logging(cli: &cli::Cli) {
     // Quiet by default on the terminal; the server logs its requests and reloads.
     let default = if cli.is_server() { "info" } else { "warn" };
     let filter = EnvFilter::try_from_env("RECUR_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match cli.log_format {
+        cli::LogFormat::Json => builder.json().with_current_span(false).init(),
+        cli::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }

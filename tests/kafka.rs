@@ -508,7 +508,20 @@ fn http_intake_through_kafka_reaches_the_store() {
     let data = dir.path().join("data");
     let topic = unique_topic("http");
     create_topic(&topic, 2);
-    let server = Server::start(&data, &["--kafka", &brokers(), "--topic", &topic]);
+    let group = unique_topic("recur-http");
+    let server = Server::start(
+        &data,
+        &[
+            "--kafka",
+            &brokers(),
+            "--topic",
+            &topic,
+            "--group",
+            &group,
+            "--kafka-lag-every",
+            "0.3",
+        ],
+    );
     let good = event(
         "h1",
         "m1",
@@ -533,17 +546,35 @@ fn http_intake_through_kafka_reaches_the_store() {
         body["errors"],
         json!([{"line": 2, "reason": "a view event needs item_id"}])
     );
-    let args = ingest_args(
-        &data,
-        &topic,
-        &unique_topic("recur-http"),
-        &["--until-idle", "5"],
+    // Published but not stored yet: /metrics shows the ingest group two messages behind.
+    assert!(
+        server.wait_for(Duration::from_secs(20), |s| kafka_lag(s) == Some(2)),
+        "{}",
+        server.get_text("/metrics")
     );
+    let args = ingest_args(&data, &topic, &group, &["--until-idle", "5"]);
     let summary = run_json(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(
         summary,
         json!({"accepted": 1, "duplicates": 1, "rejected": 0})
     );
+    assert!(
+        server.wait_for(Duration::from_secs(20), |s| kafka_lag(s) == Some(0)),
+        "{}",
+        server.get_text("/metrics")
+    );
+}
+
+/// The sum of `recur_kafka_consumer_lag` over partitions, once every partition has a figure.
+fn kafka_lag(server: &Server) -> Option<u64> {
+    let text = server.get_text("/metrics");
+    let partitions: Vec<u64> = text
+        .lines()
+        .filter(|line| line.starts_with("recur_kafka_consumer_lag{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|lag| lag as u64)
+        .collect();
+    (partitions.len() == 2).then(|| partitions.iter().sum())
 }
 
 #[test]

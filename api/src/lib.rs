@@ -7,6 +7,7 @@ mod analytics;
 mod auth;
 mod campaigns;
 mod error;
+mod metrics;
 mod routes;
 mod state;
 
@@ -20,18 +21,22 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use error::ApiError;
+pub use metrics::KafkaLagWatch;
 pub use state::{ApiLimits, AppState};
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits;
-    guarded(routes(state)).layer(
-        ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(limit_error))
-            .load_shed()
-            .concurrency_limit(limits.max_concurrent_requests.max(1))
-            .timeout(limits.request_timeout),
-    )
+    metrics::handle();
+    guarded(routes(state))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(limit_error))
+                .load_shed()
+                .concurrency_limit(limits.max_concurrent_requests.max(1))
+                .timeout(limits.request_timeout),
+        )
+        .layer(middleware::from_fn(metrics::track))
 }
 
 /// A request the limits stopped: too many at once, or too slow.
@@ -57,6 +62,7 @@ async fn limit_error(error: tower::BoxError) -> ApiError {
 fn routes(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(routes::healthz))
+        .route("/metrics", get(metrics::render))
         .merge(merchant_routes(state.clone()))
         .route(
             "/v1/events",
@@ -163,6 +169,11 @@ mod tests {
     }
 
     async fn call(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
+        let (status, bytes) = call_raw(app, request).await;
+        (status, serde_json::from_slice(&bytes).expect("JSON body"))
+    }
+
+    async fn call_raw(app: &Router, request: Request<Body>) -> (StatusCode, Vec<u8>) {
         let response = app.clone().oneshot(request).await.expect("response");
         let status = response.status();
         let bytes = response
@@ -171,7 +182,7 @@ mod tests {
             .await
             .expect("body")
             .to_bytes();
-        (status, serde_json::from_slice(&bytes).expect("JSON body"))
+        (status, bytes.to_vec())
     }
 
     fn post_event(id: &str) -> Request<Body> {
@@ -377,12 +388,8 @@ mod tests {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 
-    /// A request of the malformed corpus: method, path, headers, body.
-    type Case = (Method, String, Vec<(&'static str, String)>, Vec<u8>);
-
-    // Multi-threaded, as the server runs: Polars (the run and the snapshot load) blocks in place.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn malformed_requests_get_a_4xx_and_a_json_error_never_a_5xx() {
+    /// A state serving a snapshot of merchant m1 (three customers who bought item a).
+    async fn served() -> (tempfile::TempDir, AppState) {
         let (dir, open_state) = state();
         // A served snapshot of merchant m1, so requests reach the handlers' own checks.
         let purchases: String = (1..=3)
@@ -413,6 +420,51 @@ mod tests {
         .expect("join")
         .expect("run");
         assert_eq!(open_state.reload_if_newer().await, Ok(true));
+        (dir, open_state)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn metrics_count_requests_by_route_and_events_by_outcome_without_ids() {
+        let (_dir, state) = served().await;
+        let app = router(state);
+        let (status, _) = call(
+            &app,
+            Request::get("/v1/merchants/m1/users/u1/recommendations")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, bytes) = call_raw(
+            &app,
+            Request::get("/metrics")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let text = String::from_utf8(bytes).expect("text");
+        for expected in [
+            r#"recur_http_requests_total{route="/v1/merchants/{merchant_id}/users/{user_id}/recommendations",method="GET",status="200"}"#,
+            r#"recur_http_request_duration_seconds_bucket{route="/v1/merchants/{merchant_id}/users/{user_id}/recommendations",method="GET",status="200",le="0.001"}"#,
+            r#"recur_events_total{outcome="accepted"}"#,
+            "recur_snapshot_age_seconds ",
+        ] {
+            assert!(text.contains(expected), "{expected} missing from:\n{text}");
+        }
+        assert!(
+            !text.contains("\"m1\"") && !text.contains("u1"),
+            "ids leak:\n{text}"
+        );
+    }
+
+    /// A request of the malformed corpus: method, path, headers, body.
+    type Case = (Method, String, Vec<(&'static str, String)>, Vec<u8>);
+
+    // Multi-threaded, as the server runs: Polars (the run and the snapshot load) blocks in place.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn malformed_requests_get_a_4xx_and_a_json_error_never_a_5xx() {
+        let (dir, open_state) = served().await;
         let long_id = "u".repeat(300);
         let unicode = "%E4%BD%A0%E5%A5%BD%F0%9F%8D%9E";
         let mut cases: Vec<Case> =
@@ -489,18 +541,8 @@ mod tests {
                 for (name, value) in &headers {
                     request = request.header(*name, value);
                 }
-                let response = app
-                    .clone()
-                    .oneshot(request.body(Body::from(body)).expect("request"))
-                    .await
-                    .expect("response");
-                let status = response.status();
-                let bytes = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .expect("body")
-                    .to_bytes();
+                let (status, bytes) =
+                    call_raw(&app, request.body(Body::from(body)).expect("request")).await;
                 assert!(
                     status.is_client_error(),
                     "{method} {path}: {status} {}",

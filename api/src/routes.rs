@@ -251,6 +251,11 @@ pub(crate) async fn post_events(
     .await
     .map_err(|e| ApiError::internal(&e))?
     .map_err(|e| ApiError::internal(&e))?;
+    crate::metrics::count_events(
+        outcome.accepted as u64,
+        outcome.duplicates as u64,
+        outcome.rejected as u64,
+    );
     if invalid_only {
         return Err(ApiError::bad_request(
             "no_valid_events",
@@ -306,6 +311,7 @@ async fn publish_events(
             format!("the events were not accepted by Kafka, retry later: {e}"),
         )
     })?;
+    crate::metrics::count_events(published as u64, 0, errors.len() as u64);
     Ok(Json(json!({
         "accepted": published,
         "duplicates": 0,

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use recur_api::{ApiLimits, AppState};
+use recur_api::{ApiLimits, AppState, KafkaLagWatch};
 use recur_engine::event::EventValidator;
-use recur_ingest::kafka::{EventPublisher, KafkaSettings};
+use recur_ingest::kafka::{EventPublisher, KafkaSettings, LagProbe};
 use tracing::info;
 
 use crate::cli::ServeArgs;
@@ -25,11 +25,22 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         max_concurrent_requests: args.max_concurrent_requests.max(1),
         ..ApiLimits::default()
     };
+    if !args.kafka_lag_every.is_finite() || args.kafka_lag_every <= 0.0 {
+        anyhow::bail!("--kafka-lag-every must be a positive number of seconds");
+    }
+    let mut _lag_watch = None;
     let publisher = match &args.kafka.kafka {
-        Some(brokers) => Some(EventPublisher::new(
-            &KafkaSettings::new(brokers, &args.kafka.kafka_options)?,
-            &args.kafka.topic,
-        )?),
+        Some(brokers) => {
+            let settings = KafkaSettings::new(brokers, &args.kafka.kafka_options)?;
+            _lag_watch = Some(
+                KafkaLagWatch::start(
+                    LagProbe::new(&settings, &args.kafka.topic, &args.group)?,
+                    Duration::from_secs_f64(args.kafka_lag_every),
+                )
+                .context("cannot start measuring the Kafka consumer lag")?,
+            );
+            Some(EventPublisher::new(&settings, &args.kafka.topic)?)
+        }
         None => None,
     };
     serve_until_shutdown(

@@ -224,6 +224,17 @@ impl Server {
         (status, response.body_mut().read_json().expect("JSON body"))
     }
 
+    /// GET a path; returns the body as text (`/metrics`).
+    pub fn get_text(&self, path: &str) -> String {
+        Self::agent()
+            .get(format!("{}{path}", self.base))
+            .call()
+            .expect("request")
+            .body_mut()
+            .read_to_string()
+            .expect("text body")
+    }
+
     /// POST a body; returns the status and the JSON body.
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
         let mut response = Self::agent()

@@ -8,6 +8,7 @@
 
 mod consumer;
 mod dead_letters;
+mod lag;
 mod producer;
 mod writer;
 
@@ -15,6 +16,7 @@ use rdkafka::ClientConfig;
 
 pub use consumer::{ConsumeOptions, consume};
 pub use dead_letters::InstanceSlot;
+pub use lag::{LagProbe, PartitionLag};
 pub use producer::{EventPublisher, ProduceSummary, event_key, produce_lines};
 
 use crate::error::{Error, Result};

@@ -1,0 +1,149 @@
+//! Prometheus metrics at `GET /metrics` (text format, names prefixed `recur_`): requests and
+//! their latency per route template, method and status; events accepted, duplicate and
+//! rejected by `POST /v1/events`; the served snapshot's age; with `--kafka`, the ingest
+//! consumer group's lag per partition. Labels are route templates,
+//! never ids, so no merchant's or customer's id reaches a metric.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use recur_ingest::kafka::LagProbe;
+
+use crate::state::AppState;
+
+pub(crate) const REQUESTS: &str = "recur_http_requests_total";
+pub(crate) const LATENCY: &str = "recur_http_request_duration_seconds";
+pub(crate) const EVENTS: &str = "recur_events_total";
+pub(crate) const SNAPSHOT_AGE: &str = "recur_snapshot_age_seconds";
+pub(crate) const KAFKA_LAG: &str = "recur_kafka_consumer_lag";
+
+/// Latency buckets, in seconds: sub-millisecond answers from memory up to slow plans.
+const BUCKETS: [f64; 14] = [
+    0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// The process's recorder, installed on first use (one per process: every router of a test
+/// binary shares it).
+pub(crate) fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(LATENCY.to_owned()), &BUCKETS)
+            .expect("the buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder already installed (a host program's) keeps recording; ours then
+        // renders what it saw, which is nothing.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Counts and times every request by its route template.
+pub(crate) async fn track(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("route", route), ("method", method), ("status", status)];
+    metrics::counter!(REQUESTS, &labels).increment(1);
+    metrics::histogram!(LATENCY, &labels).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`.
+pub(crate) async fn render(State(state): State<AppState>) -> Response {
+    let age = state.snapshot.load().as_ref().map(|s| {
+        let created = s.manifest.created_at_ms;
+        let now = chrono_now_ms();
+        (now - created).max(0) as f64 / 1000.0
+    });
+    if let Some(age) = age {
+        metrics::gauge!(SNAPSHOT_AGE).set(age);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle().render(),
+    )
+        .into_response()
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Counts `POST /v1/events` outcomes.
+pub(crate) fn count_events(accepted: u64, duplicates: u64, rejected: u64) {
+    for (outcome, n) in [
+        ("accepted", accepted),
+        ("duplicate", duplicates),
+        ("rejected", rejected),
+    ] {
+        if n > 0 {
+            metrics::counter!(EVENTS, "outcome" => outcome).increment(n);
+        }
+    }
+}
+
+/// Measures a consumer group's lag in the background while it lives (`recur serve --kafka`
+/// publishes what `recur ingest --kafka` stores; the lag is what was accepted but is not
+/// stored yet).
+pub struct KafkaLagWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl KafkaLagWatch {
+    /// Sets `recur_kafka_consumer_lag{topic,group,partition}` every `every`. A failed
+    /// measurement is logged and keeps the last figures (the broker may be restarting).
+    pub fn start(probe: LagProbe, every: Duration) -> std::io::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("kafka-lag".to_owned())
+            .spawn(move || {
+                let mut failing = false;
+                while !stopped.load(Ordering::Relaxed) {
+                    match probe.measure(every.max(Duration::from_secs(5))) {
+                        Ok(partitions) => {
+                            failing = false;
+                            for p in partitions {
+                                metrics::gauge!(
+                                    KAFKA_LAG,
+                                    "topic" => probe.topic().to_owned(),
+                                    "group" => probe.group().to_owned(),
+                                    "partition" => p.partition.to_string()
+                                )
+                                .set(p.lag as f64);
+                            }
+                        }
+                        // Once per outage, not once per tick.
+                        Err(error) if !failing => {
+                            failing = true;
+                            tracing::warn!(%error, "cannot measure the Kafka consumer lag");
+                        }
+                        Err(_) => {}
+                    }
+                    std::thread::sleep(every);
+                }
+            })?;
+        Ok(Self { stop })
+    }
+}
+
+impl Drop for KafkaLagWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
