@@ -21,6 +21,10 @@ pub(crate) struct Cli {
     /// Log lines as text for people or as one JSON object per line for log collectors.
     #[arg(long, global = true, value_enum, env = "RECUR_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// A recur.toml with settings of serve and ingest (store, listen address, Kafka, limits);
+    /// flags and RECUR_* variables override it. README lists every key.
+    #[arg(long, global = true, env = "RECUR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -172,11 +176,7 @@ pub(crate) struct IngestArgs {
     #[command(flatten)]
     pub data: DataDir,
     /// NDJSON files (plain or gzip); `-` reads stdin. Not with --kafka.
-    #[arg(
-        value_name = "FILE",
-        required_unless_present = "kafka",
-        conflicts_with = "kafka"
-    )]
+    #[arg(value_name = "FILE", conflicts_with = "kafka")]
     pub files: Vec<PathBuf>,
     #[command(flatten)]
     pub kafka: KafkaArgs,

@@ -3,14 +3,34 @@
 
 mod cli;
 mod commands;
+mod config;
 mod output;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use std::ffi::OsString;
+
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let config = match config::Config::locate(&args)
+        .map(|path| config::Config::load(&path))
+        .transpose()
+    {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut command = cli::Cli::command();
+    if let Some(config) = &config {
+        command = config.apply(command);
+    }
+    let matches = command.get_matches_from(args);
+    let mut cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    config::resolve(&mut cli, &matches);
     init_logging(&cli);
     match commands::dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,6 +15,11 @@ use crate::cli::IngestArgs;
 use crate::output::{progress_bar, table, thousands};
 
 pub(crate) fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
+    if args.files.is_empty() && args.kafka.kafka.is_none() {
+        anyhow::bail!(
+            "nothing to ingest: name NDJSON files (`-` reads stdin) or a broker to consume from (--kafka HOST:PORT)"
+        );
+    }
     let outcome = match &args.kafka.kafka {
         Some(brokers) => ingest_kafka(args, brokers)?,
         None => ingest_files(

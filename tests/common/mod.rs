@@ -16,6 +16,7 @@ pub fn recur() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_recur"));
     command
         .env_remove("RECUR_DATA_DIR")
+        .env_remove("RECUR_CONFIG")
         .env("RECUR_LOG", "warn");
     command
 }
