@@ -44,11 +44,15 @@ fn current(state: &AppState, merchant_id: &str) -> Result<Arc<ServingSnapshot>, 
     Ok(snapshot)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ReportQuery {
+    /// `retention` and `repeat`: `week` or `month`; `lifecycle`: `day`, `week` or `month`.
     period: Option<String>,
+    /// `retention`: `first_time` (default) or `recurring`.
     mode: Option<String>,
+    /// `rfm`: `segments` (default) or `value-class`.
     scheme: Option<String>,
 }
 
@@ -76,6 +80,22 @@ fn choose<'a>(
     }
 }
 
+/// A customer analytics report of the current snapshot.
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{merchant_id}/reports/{report}",
+    tag = "analytics",
+    params(
+        ("merchant_id" = String, Path, description = "The merchant", example = "m_bakery"),
+        ("report" = String, Path, description = "`retention`, `lifecycle`, `rfm`, `repeat`, `intervals`, `clusters` or `identities`", example = "retention"),
+        ReportQuery,
+    ),
+    responses(
+        (status = 200, description = "The report's parameters and rows", body = crate::schema::Report),
+        crate::schema::MerchantErrors,
+    ),
+    security(("merchant_key" = []))
+)]
 pub(crate) async fn report(
     State(state): State<AppState>,
     Path((merchant_id, kind)): Path<(String, String)>,
@@ -168,6 +188,21 @@ pub(crate) struct ReportBody {
     rows: Box<serde_json::value::RawValue>,
 }
 
+/// A customer's profile: orders, RFM, value class, lifecycle, forecasts, linked ids, recent orders.
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{merchant_id}/users/{user_id}/profile",
+    tag = "analytics",
+    params(
+        ("merchant_id" = String, Path, description = "The merchant", example = "m_bakery"),
+        ("user_id" = String, Path, description = "Any linked id of the customer", example = "u0000001"),
+    ),
+    responses(
+        (status = 200, description = "The profile", body = crate::schema::ProfileBody),
+        crate::schema::MerchantErrors,
+    ),
+    security(("merchant_key" = []))
+)]
 pub(crate) async fn profile(
     State(state): State<AppState>,
     Path((merchant_id, user_id)): Path<(String, String)>,
@@ -184,6 +219,18 @@ pub(crate) async fn profile(
     ))
 }
 
+/// The merchant's audiences with their size at the last run.
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{merchant_id}/audiences",
+    tag = "analytics",
+    params(("merchant_id" = String, Path, description = "The merchant", example = "m_bakery")),
+    responses(
+        (status = 200, description = "The audiences", body = crate::schema::AudienceList),
+        crate::schema::MerchantErrors,
+    ),
+    security(("merchant_key" = []))
+)]
 pub(crate) async fn list_audiences(
     State(state): State<AppState>,
     Path(merchant_id): Path<String>,
@@ -218,17 +265,36 @@ pub(crate) async fn list_audiences(
     ))
 }
 
-#[derive(Deserialize)]
+/// A new audience.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "lapsed_regulars", "rule": {"all": [{"field": "orders", "op": ">=", "value": 3}, {"field": "recency_days", "op": ">", "value": 60}]}}))]
 struct NewAudience {
     name: String,
     #[serde(default)]
     description: Option<String>,
+    /// The rule (README, "Audiences").
+    #[schema(value_type = Object)]
     rule: Box<serde_json::value::RawValue>,
+    /// Replace an audience of the same name instead of answering 409.
     #[serde(default)]
     replace: bool,
 }
 
+/// Stores an audience (admin key); its members come with the next `recur run`.
+#[utoipa::path(
+    post,
+    path = "/v1/merchants/{merchant_id}/audiences",
+    tag = "analytics",
+    params(("merchant_id" = String, Path, description = "The merchant", example = "m_bakery")),
+    request_body = NewAudience,
+    responses(
+        (status = 201, description = "Stored", body = crate::schema::AudienceCreated),
+        crate::schema::MerchantErrors,
+        crate::schema::CreateErrors,
+    ),
+    security(("merchant_key" = []))
+)]
 pub(crate) async fn create_audience(
     State(state): State<AppState>,
     Path(merchant_id): Path<String>,

@@ -52,6 +52,18 @@ async fn blocking<T: Send + 'static>(
         .map_err(engine_error)
 }
 
+/// The merchant's campaigns with their messages per state.
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{merchant_id}/campaigns",
+    tag = "campaigns",
+    params(("merchant_id" = String, Path, description = "The merchant", example = "m_bakery")),
+    responses(
+        (status = 200, description = "The campaigns", body = crate::schema::CampaignList),
+        crate::schema::MerchantErrors,
+    ),
+    security(("merchant_key" = []))
+)]
 pub(crate) async fn list_campaigns(
     State(state): State<AppState>,
     Path(merchant_id): Path<String>,
@@ -75,11 +87,15 @@ pub(crate) async fn list_campaigns(
     ))
 }
 
-#[derive(Deserialize)]
+/// A new campaign, as `recur campaign create` takes it.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "winback_nov", "goal": "winback", "channel": "webhook", "audience": "lapsed_regulars", "k": 3, "holdout": 0.1}))]
 struct NewCampaign {
     name: String,
+    /// `repurchase`, `winback`, `cross_sell` or `new_items`.
     goal: String,
+    /// `subscribe_message` (needs `template_id`) or `webhook`.
     channel: String,
     #[serde(default)]
     template_id: Option<String>,
@@ -89,13 +105,30 @@ struct NewCampaign {
     k: Option<u32>,
     #[serde(default)]
     holdout: Option<f64>,
+    /// A trigger instead of a one-off send (README, "Push campaigns").
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     trigger: Option<Box<serde_json::value::RawValue>>,
     /// `{"uplift": {"share": 0.5}}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     target: Option<Target>,
 }
 
+/// Stores a campaign (admin key).
+#[utoipa::path(
+    post,
+    path = "/v1/merchants/{merchant_id}/campaigns",
+    tag = "campaigns",
+    params(("merchant_id" = String, Path, description = "The merchant", example = "m_bakery")),
+    request_body = NewCampaign,
+    responses(
+        (status = 201, description = "Stored", body = crate::schema::CampaignCreated),
+        crate::schema::MerchantErrors,
+        crate::schema::CreateErrors,
+    ),
+    security(("merchant_key" = []))
+)]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Path(merchant_id): Path<String>,
@@ -133,18 +166,39 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(json!({"campaign": campaign}))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PlanQuery {
+    /// Lines skipped (paging).
     #[serde(default)]
+    #[param(minimum = 0)]
     offset: usize,
+    /// Lines per page, 1 to 1,000 (default 100).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
-    /// The plan's "now", RFC 3339; default the current time.
+    /// The plan's "now", RFC 3339 with an offset; default the current time.
     #[serde(default)]
     at: Option<String>,
 }
 
+/// A page of the campaign's plan: one line per audience member, as `recur campaign plan` writes it.
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{merchant_id}/campaigns/{name}/plan",
+    tag = "campaigns",
+    params(
+        ("merchant_id" = String, Path, description = "The merchant", example = "m_bakery"),
+        ("name" = String, Path, description = "The campaign", example = "winback_nov"),
+        PlanQuery,
+    ),
+    responses(
+        (status = 200, description = "The page and the whole plan's counts", body = crate::schema::PlanPage),
+        crate::schema::MerchantErrors,
+    ),
+    security(("merchant_key" = []))
+)]
 pub(crate) async fn plan(
     State(state): State<AppState>,
     Path((merchant_id, name)): Path<(String, String)>,
@@ -204,10 +258,13 @@ pub(crate) async fn plan(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ReportQuery {
+    /// Days after each delivery (or holdout) a purchase counts, 1 to 365 (default 7).
     #[serde(default = "default_window")]
+    #[param(minimum = 1, maximum = 365)]
     window_days: u32,
 }
 
@@ -215,6 +272,22 @@ fn default_window() -> u32 {
     7
 }
 
+/// The campaign's report: treated against holdout, the lift and its interval.
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{merchant_id}/campaigns/{name}/report",
+    tag = "campaigns",
+    params(
+        ("merchant_id" = String, Path, description = "The merchant", example = "m_bakery"),
+        ("name" = String, Path, description = "The campaign", example = "winback_nov"),
+        ReportQuery,
+    ),
+    responses(
+        (status = 200, description = "The report, as `recur report campaign --format json` prints it", body = crate::schema::CampaignReport),
+        crate::schema::MerchantErrors,
+    ),
+    security(("merchant_key" = []))
+)]
 pub(crate) async fn report(
     State(state): State<AppState>,
     Path((merchant_id, name)): Path<(String, String)>,

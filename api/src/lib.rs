@@ -8,7 +8,9 @@ mod auth;
 mod campaigns;
 mod error;
 mod metrics;
+mod openapi;
 mod routes;
+mod schema;
 mod state;
 
 use axum::Router;
@@ -63,6 +65,9 @@ fn routes(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(metrics::render))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/docs", get(openapi::docs))
+        .route("/docs/rapidoc-min.js", get(openapi::rapidoc))
         .merge(merchant_routes(state.clone()))
         .route(
             "/v1/events",

@@ -60,7 +60,13 @@ pub(crate) async fn track(request: Request, next: Next) -> Response {
     response
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`: Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text format (names prefixed `recur_`)", body = String, content_type = "text/plain"))
+)]
 pub(crate) async fn render(State(state): State<AppState>) -> Response {
     let age = state.snapshot.load().as_ref().map(|s| {
         let created = s.manifest.created_at_ms;

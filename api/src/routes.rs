@@ -21,6 +21,12 @@ const DEFAULT_K: usize = 10;
 
 /// `ok`, or `degraded` (still serving the last good snapshot) when the newest snapshot
 /// could not be loaded; `reload_error` says why.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The server and the snapshot it serves", body = crate::schema::Health))
+)]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Json<Value> {
     let snapshot = state.snapshot.load();
     let reload = state.reload.load();
@@ -34,21 +40,27 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Json<Value> {
     Json(body)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RecommendationQuery {
+    /// List length, 1 to 100 (default 10); a list holds at most what `recur run --k` kept.
+    #[param(minimum = 1, maximum = 100)]
     k: Option<usize>,
     /// The explore list: no item the customer bought and kept.
     #[serde(default)]
     exclude_purchased: bool,
     /// Only items of this category.
     category: Option<String>,
-    /// Items skipped from the top (paging), at most [`MAX_OFFSET`].
+    /// Items skipped from the top (paging), at most 1,000.
     #[serde(default)]
+    #[param(minimum = 0, maximum = 1000)]
     offset: usize,
     /// Only items whose current unit price is at least this.
+    #[param(minimum = 0)]
     min_price: Option<f64>,
     /// Only items whose current unit price is at most this.
+    #[param(minimum = 0)]
     max_price: Option<f64>,
     /// An unknown user's WeChat scene: popular items of that scene first.
     scene: Option<String>,
@@ -109,6 +121,25 @@ fn snapshot_and_k(
     Ok((snapshot, k))
 }
 
+/// A customer's top-k items with their reasons.
+///
+/// Any user id of a customer stitched by unionid gets that customer's list; an unknown user
+/// gets popular items (`personalized: false`), of their WeChat `scene` or `channel` when given.
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{merchant_id}/users/{user_id}/recommendations",
+    tag = "recommendations",
+    params(
+        ("merchant_id" = String, Path, description = "The merchant", example = "m_bakery"),
+        ("user_id" = String, Path, description = "Any linked id of the customer", example = "u0000001"),
+        RecommendationQuery,
+    ),
+    responses(
+        (status = 200, description = "The list, best first", body = crate::schema::RecommendationList),
+        crate::schema::MerchantErrors,
+    ),
+    security(("merchant_key" = []))
+)]
 pub(crate) async fn recommendations(
     State(state): State<AppState>,
     Path((merchant_id, user_id)): Path<(String, String)>,
@@ -166,13 +197,31 @@ pub(crate) async fn recommendations(
     Ok(Json(body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SimilarQuery {
+    /// Items, 1 to 100 (default 10).
+    #[param(minimum = 1, maximum = 100)]
     k: Option<usize>,
 }
 
 /// Items most often bought with an item (`bought_together`, with the share of its orders).
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{merchant_id}/items/{item_id}/similar",
+    tag = "recommendations",
+    params(
+        ("merchant_id" = String, Path, description = "The merchant", example = "m_bakery"),
+        ("item_id" = String, Path, description = "The item", example = "sourdough"),
+        SimilarQuery,
+    ),
+    responses(
+        (status = 200, description = "Items in the same orders, best first", body = crate::schema::SimilarItems),
+        crate::schema::MerchantErrors,
+    ),
+    security(("merchant_key" = []))
+)]
 pub(crate) async fn similar(
     State(state): State<AppState>,
     Path((merchant_id, item_id)): Path<(String, String)>,
@@ -204,6 +253,27 @@ pub(crate) async fn similar(
     })))
 }
 
+/// Events in, validated like files; durable when the answer is sent.
+///
+/// NDJSON (one event per line) or a JSON array of events. With keys, a `write` key of the
+/// merchant every event names.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    request_body(
+        description = "Events as in README's event contract",
+        content(
+            (String = "application/x-ndjson", example = json!("{\"event_id\":\"e1\",\"merchant_id\":\"m_bakery\",\"user_id\":\"u1\",\"type\":\"view\",\"ts\":\"2026-11-01T09:00:00+08:00\",\"item_id\":\"sourdough\"}")),
+            (Vec<crate::schema::Event> = "application/json"),
+        )
+    ),
+    responses(
+        (status = 200, description = "What was stored; invalid lines with their reasons", body = crate::schema::IngestResult),
+        crate::schema::EventErrors,
+    ),
+    security((), ("merchant_key" = []))
+)]
 pub(crate) async fn post_events(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
