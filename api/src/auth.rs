@@ -4,10 +4,10 @@
 //! 403 that says nothing of what the path names. A data directory where no key was ever
 //! created runs open (and `recur serve` then binds loopback only).
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{RawPathParams, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -18,7 +18,7 @@ use crate::state::AppState;
 
 /// The key a request was made with (absent when the API runs open).
 #[derive(Debug, Clone)]
-pub(crate) struct Caller(pub ApiKey);
+pub(crate) struct Caller(pub Arc<ApiKey>);
 
 fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
@@ -30,7 +30,11 @@ fn forbidden(message: &str) -> ApiError {
 
 /// The key of `request`'s `Authorization: Bearer` header, checked against the key ring;
 /// `Ok(None)` when the API runs open.
-fn caller(state: &AppState, request: &Request, needed: Scope) -> Result<Option<ApiKey>, ApiError> {
+fn caller(
+    state: &AppState,
+    request: &Request,
+    needed: Scope,
+) -> Result<Option<Arc<ApiKey>>, ApiError> {
     let ring = state.keys();
     if ring.is_open() {
         return Ok(None);
@@ -61,25 +65,29 @@ fn caller(state: &AppState, request: &Request, needed: Scope) -> Result<Option<A
             key.scope.as_str()
         )));
     }
-    Ok(Some(key.clone()))
+    Ok(Some(Arc::clone(key)))
 }
 
 /// Guards the `/v1/merchants/{merchant_id}/…` routes.
 pub(crate) async fn merchant_key(
     State(state): State<AppState>,
-    path: Result<Path<HashMap<String, String>>, PathRejection>,
+    path: Result<RawPathParams, RawPathParamsRejection>,
     mut request: Request,
     next: Next,
 ) -> Response {
     // A path that does not decode, or names ids the store could never hold, is refused
     // before anything else (as JSON, like every error).
     let params = match path {
-        Ok(Path(params)) => params,
+        Ok(params) => params,
         Err(e) => return ApiError::bad_request("bad_path", e.body_text()).into_response(),
     };
+    let mut merchant_id = None;
     for (name, value) in &params {
         if let Err(problem) = recur_engine::event::check_id(name, value) {
             return ApiError::bad_request("bad_id", problem).into_response();
+        }
+        if name == "merchant_id" {
+            merchant_id = Some(value);
         }
     }
     let needed = if request.method() == Method::GET || request.method() == Method::HEAD {
@@ -92,7 +100,7 @@ pub(crate) async fn merchant_key(
         Ok(Some(key)) => key,
         Err(e) => return e.into_response(),
     };
-    if params.get("merchant_id") != Some(&key.merchant_id) {
+    if merchant_id != Some(key.merchant_id.as_str()) {
         return forbidden("this key is not for this merchant").into_response();
     }
     request.extensions_mut().insert(Caller(key));

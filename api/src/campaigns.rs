@@ -223,7 +223,7 @@ pub(crate) async fn plan(
     };
     let snapshot = state.snapshot.load_full().ok_or_else(|| {
         engine_error(recur_engine::Error::NoSnapshot {
-            data_dir: state.data_dir.clone(),
+            data_dir: state.data_dir.to_path_buf(),
         })
     })?;
     let data_dir = state.data_dir.clone();

@@ -4,13 +4,16 @@
 //! consumer group's lag per partition. Labels are route templates,
 //! never ids, so no merchant's or customer's id reaches a metric.
 
-use std::sync::OnceLock;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::sync::{OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use recur_ingest::kafka::LagProbe;
 
@@ -50,14 +53,81 @@ pub(crate) async fn track(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+        .map_or("unmatched", |p| interned(p.as_str()));
+    let method = method_label(request.method());
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("route", route), ("method", method), ("status", status)];
-    metrics::counter!(REQUESTS, &labels).increment(1);
-    metrics::histogram!(LATENCY, &labels).record(started.elapsed().as_secs_f64());
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed().as_secs_f64();
+    // The hot path: per worker thread, the handles of each (route, method, status) seen, so a
+    // request costs two atomic updates, not a registry lookup with freshly built labels.
+    thread_local! {
+        static HANDLES: RefCell<HashMap<RequestLabels, (Counter, Histogram)>> =
+            RefCell::new(HashMap::new());
+    }
+    HANDLES.with(|handles| {
+        let mut handles = handles.borrow_mut();
+        let (requests, latency) = handles.entry((route, method, status)).or_insert_with(|| {
+            let labels = [
+                ("route", route),
+                ("method", method),
+                ("status", interned(&status.to_string())),
+            ];
+            (
+                metrics::counter!(REQUESTS, &labels),
+                metrics::histogram!(LATENCY, &labels),
+            )
+        });
+        requests.increment(1);
+        latency.record(elapsed);
+    });
     response
+}
+
+/// Route template, method and status of a request.
+type RequestLabels = (&'static str, &'static str, u16);
+
+/// The method as a label: the standard ones by name, any other as `other` (a client choosing
+/// methods must not grow the label set without bound).
+fn method_label(method: &Method) -> &'static str {
+    [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::TRACE,
+        Method::CONNECT,
+    ]
+    .iter()
+    .position(|m| m == method)
+    .map_or("other", |i| {
+        [
+            "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "TRACE", "CONNECT",
+        ][i]
+    })
+}
+
+/// A label value kept for the life of the process. Only bounded sets come here (route
+/// templates of the router, status codes), so each distinct value is allocated once.
+fn interned(value: &str) -> &'static str {
+    static SEEN: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(RwLock::default);
+    if let Some(known) = seen
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(value)
+    {
+        return known;
+    }
+    let mut seen = seen.write().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = seen.get(value) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(value.to_owned().into_boxed_str());
+    seen.insert(leaked);
+    leaked
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -144,7 +144,7 @@ pub(crate) async fn recommendations(
     State(state): State<AppState>,
     Path((merchant_id, user_id)): Path<(String, String)>,
     query: Result<Query<RecommendationQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ListBody>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     let (snapshot, k) = snapshot_and_k(&state, query.k)?;
     if query.offset > MAX_OFFSET {
@@ -192,9 +192,19 @@ pub(crate) async fn recommendations(
                 format!("no data for merchant {merchant_id:?}"),
             )
         })?;
-    let mut body = serde_json::to_value(list).map_err(|e| ApiError::internal(&e))?;
-    body["snapshot"] = Value::from(snapshot.manifest.name.clone());
-    Ok(Json(body))
+    Ok(Json(ListBody {
+        list,
+        snapshot: snapshot.manifest.name.clone(),
+    }))
+}
+
+/// A list and the snapshot it came from, serialized straight into the response (the hottest
+/// endpoint builds no intermediate JSON value).
+#[derive(serde::Serialize)]
+pub(crate) struct ListBody {
+    #[serde(flatten)]
+    list: recur_engine::snapshot::serving::RecommendationList,
+    snapshot: String,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -6,7 +6,7 @@
 //! the next tick; the previous snapshot keeps being served meanwhile.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -53,7 +53,8 @@ pub struct ReloadStatus {
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub data_dir: PathBuf,
+    /// Shared, not owned: the state is cloned for every request.
+    pub data_dir: Arc<Path>,
     pub snapshot: Arc<ArcSwapOption<ServingSnapshot>>,
     pub reload: Arc<ArcSwap<ReloadStatus>>,
     store: Arc<Mutex<EmbeddedStore>>,
@@ -63,7 +64,7 @@ pub struct AppState {
     /// Validates posted events; reads the wall clock for every request.
     pub validator: EventValidator,
     /// Each merchant's list rules, with the modification time of the settings file they
-    /// were read from.
+    /// were read from and when that was last compared.
     rules: Arc<Mutex<HashMap<String, CachedRules>>>,
     /// The API keys requests are checked against, and when the key file was last looked at.
     keys: Arc<ArcSwap<KeyRing>>,
@@ -79,14 +80,29 @@ struct KeysSeen {
 /// How often requests look at the key file for changes: a new or revoked key holds within this.
 const KEYS_RECHECK: Duration = Duration::from_secs(1);
 
+fn settings_modified(data_dir: &Path, merchant_id: &str) -> Option<SystemTime> {
+    std::fs::metadata(settings_path(data_dir, merchant_id))
+        .and_then(|m| m.modified())
+        .ok()
+}
+
 fn key_file_modified(data_dir: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(keys_path(data_dir))
         .and_then(|m| m.modified())
         .ok()
 }
 
-/// A merchant's list rules and the modification time of the settings file they came from.
-type CachedRules = (Option<SystemTime>, Arc<ListRules>);
+/// A merchant's list rules, the modification time of the settings file they came from, and
+/// when that file was last looked at.
+struct CachedRules {
+    modified: Option<SystemTime>,
+    checked: Instant,
+    rules: Arc<ListRules>,
+}
+
+/// How often a merchant's settings file is looked at for new list rules: a change holds
+/// within this, and a busy server does not `stat` the file for every request.
+const RULES_RECHECK: Duration = Duration::from_millis(250);
 
 impl AppState {
     /// Opens the store and loads the current snapshot, if there is one.
@@ -103,7 +119,7 @@ impl AppState {
             None => None,
         };
         Ok(Self {
-            data_dir,
+            data_dir: Arc::from(data_dir),
             snapshot: Arc::new(ArcSwapOption::new(current)),
             reload: Arc::new(ArcSwap::from_pointee(ReloadStatus::default())),
             store: Arc::new(Mutex::new(store)),
@@ -143,21 +159,33 @@ impl AppState {
         self.keys.load_full()
     }
 
-    /// The merchant's list rules as its settings file says now: a `stat` per request and a
-    /// re-read only when the file changed, so `recur merchant set --list-rules` (an item out of
-    /// stock) holds from the next request, without a new run. Call it for merchants of the
-    /// snapshot only: the cache holds one entry per merchant asked for.
+    /// The merchant's list rules as its settings file says: the file is looked at (one
+    /// `stat`) at most once per [`RULES_RECHECK`] and re-read only when it changed, so `recur
+    /// merchant set --list-rules` (an item out of stock) holds within a quarter second, without
+    /// a new run. Call it for merchants of the snapshot only: the cache holds one entry per
+    /// merchant asked for.
     pub fn list_rules(&self, merchant_id: &str) -> recur_engine::Result<Arc<ListRules>> {
-        let path = settings_path(&self.data_dir, merchant_id);
-        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         let mut cache = self.rules.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((seen, rules)) = cache.get(merchant_id)
-            && *seen == modified
-        {
-            return Ok(Arc::clone(rules));
+        if let Some(cached) = cache.get_mut(merchant_id) {
+            if cached.checked.elapsed() < RULES_RECHECK {
+                return Ok(Arc::clone(&cached.rules));
+            }
+            let modified = settings_modified(&self.data_dir, merchant_id);
+            cached.checked = Instant::now();
+            if cached.modified == modified {
+                return Ok(Arc::clone(&cached.rules));
+            }
         }
+        let modified = settings_modified(&self.data_dir, merchant_id);
         let rules = Arc::new(MerchantSettings::load(&self.data_dir, merchant_id)?.list_rules);
-        cache.insert(merchant_id.to_owned(), (modified, Arc::clone(&rules)));
+        cache.insert(
+            merchant_id.to_owned(),
+            CachedRules {
+                modified,
+                checked: Instant::now(),
+                rules: Arc::clone(&rules),
+            },
+        );
         Ok(rules)
     }
 

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -190,7 +191,8 @@ pub fn revoke_key(data_dir: &Path, id: &str, now_ms: i64) -> Result<ApiKey> {
 /// The keys a server checks requests against.
 #[derive(Debug, Default, Clone)]
 pub struct KeyRing {
-    by_id: HashMap<String, ApiKey>,
+    /// Shared: a server hands each request's key to its handler without copying it.
+    by_id: HashMap<String, Arc<ApiKey>>,
     ever_created: bool,
 }
 
@@ -202,7 +204,7 @@ impl KeyRing {
             by_id: keys
                 .into_iter()
                 .filter(|k| k.revoked_at_ms.is_none())
-                .map(|k| (k.id.clone(), k))
+                .map(|k| (k.id.clone(), Arc::new(k)))
                 .collect(),
         })
     }
@@ -213,7 +215,7 @@ impl KeyRing {
     }
 
     /// The live key `presented` is, if it is one.
-    pub fn authenticate(&self, presented: &str) -> Option<&ApiKey> {
+    pub fn authenticate(&self, presented: &str) -> Option<&Arc<ApiKey>> {
         let rest = presented.strip_prefix(PREFIX)?;
         let (id, _) = rest.split_once('_')?;
         let key = self.by_id.get(id)?;
@@ -245,7 +247,7 @@ mod tests {
         }
         let ring = KeyRing::load(dir.path()).expect("ring");
         assert!(!ring.is_open());
-        assert_eq!(ring.authenticate(&key), Some(&entry));
+        assert_eq!(ring.authenticate(&key).map(|k| &**k), Some(&entry));
         let mut forged = key.clone();
         forged.pop();
         forged.push(if key.ends_with('0') { '1' } else { '0' });
