@@ -13,20 +13,7 @@ use common::*;
 /// A merchant with customers, a snapshot, an admin key and the campaign the document's
 /// examples name, so schemathesis's example requests reach real data.
 fn prepared(dir: &Path) -> (std::path::PathBuf, String) {
-    let events = dir.join("events.ndjson");
-    let data = dir.join("data");
-    run_ok(&[
-        "generate",
-        "--out",
-        path_str(&events),
-        "--merchants",
-        "1",
-        "--users",
-        "300",
-        "--days",
-        "60",
-    ]);
-    run_ok(&["ingest", "--data-dir", path_str(&data), path_str(&events)]);
+    let data = generated_merchant(dir, "300", "60");
     run_ok(&["run", "--data-dir", path_str(&data)]);
     run_ok(&[
         "campaign",
@@ -42,17 +29,7 @@ fn prepared(dir: &Path) -> (std::path::PathBuf, String) {
         "--channel",
         "webhook",
     ]);
-    let created = run_ok(&[
-        "keys",
-        "create",
-        "--data-dir",
-        path_str(&data),
-        "--merchant",
-        "m_bakery",
-        "--scope",
-        "admin",
-    ]);
-    let key = created.lines().last().expect("a key").trim().to_owned();
+    let key = create_key(&data, "m_bakery", "admin");
     (data, key)
 }
 
@@ -135,5 +112,5 @@ fn schemathesis_finds_no_server_error_and_no_answer_off_the_schema() {
         String::from_utf8_lossy(&output.stderr)
     );
     // It really tested every operation.
-    assert!(report.contains("Tested: 13"), "{report}");
+    assert!(report.contains("Tested: 16"), "{report}");
 }

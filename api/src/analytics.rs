@@ -268,7 +268,7 @@ pub(crate) async fn list_audiences(
 /// A new audience.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "lapsed_regulars", "rule": {"all": [{"field": "orders", "op": ">=", "value": 3}, {"field": "recency_days", "op": ">", "value": 60}]}}))]
+#[schema(example = json!({"name": "lapsed_regulars", "rule": {"and": [{"rfm_segment": ["at_risk", "cant_lose_them"]}, {"not_performed_since": {"event": "purchase", "days": 30}}]}}))]
 struct NewAudience {
     name: String,
     #[serde(default)]
@@ -340,4 +340,104 @@ fn chrono_now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A merchant's headline numbers in the current snapshot.
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{merchant_id}/summary",
+    tag = "analytics",
+    params(("merchant_id" = String, Path, description = "The merchant", example = "m_bakery")),
+    responses(
+        (status = 200, description = "Customers, orders, revenue, the repeat-purchase rate, the fitted models, clusters and audience sizes", body = crate::schema::Summary),
+        crate::schema::MerchantErrors,
+    ),
+    security(("merchant_key" = []))
+)]
+pub(crate) async fn summary(
+    State(state): State<AppState>,
+    Path(merchant_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let snapshot = current(&state, &merchant_id)?;
+    let summary = snapshot
+        .manifest
+        .merchants
+        .iter()
+        .find(|m| m.merchant_id == merchant_id)
+        .ok_or_else(|| ApiError::not_found("unknown_merchant", "no data for this merchant"))?;
+    let mut body = serde_json::to_value(summary).map_err(|e| ApiError::internal(&e))?;
+    body["repeat_purchase_rate"] = json!(summary.repeat_purchase_rate());
+    body["snapshot"] = json!(snapshot.manifest.name);
+    Ok(Json(body))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct MembersQuery {
+    /// Members shown, 1 to 100 (default 20), by user id.
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<usize>,
+}
+
+/// The first members of an audience (by user id) at the last run, and how many it has.
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{merchant_id}/audiences/{name}/members",
+    tag = "analytics",
+    params(
+        ("merchant_id" = String, Path, description = "The merchant", example = "m_bakery"),
+        ("name" = String, Path, description = "The audience", example = "lapsed_regulars"),
+        MembersQuery,
+    ),
+    responses(
+        (status = 200, description = "A preview of the members; `recur export` gives them all", body = crate::schema::AudienceMembers),
+        crate::schema::MerchantErrors,
+    ),
+    security(("merchant_key" = []))
+)]
+pub(crate) async fn audience_members(
+    State(state): State<AppState>,
+    Path((merchant_id, name)): Path<(String, String)>,
+    query: Result<Query<MembersQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=recur_engine::snapshot::serving::AUDIENCE_PREVIEW).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "bad_limit",
+            format!(
+                "limit must be from 1 to {}, got {limit}",
+                recur_engine::snapshot::serving::AUDIENCE_PREVIEW
+            ),
+        ));
+    }
+    let snapshot = current(&state, &merchant_id)?;
+    let summary = snapshot
+        .manifest
+        .merchants
+        .iter()
+        .find(|m| m.merchant_id == merchant_id);
+    let customers = summary
+        .and_then(|s| s.audiences.iter().find(|a| a.name == name))
+        .map(|a| a.customers)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_audience",
+                format!(
+                    "merchant {merchant_id:?} has no audience {name:?} in snapshot {} (a new one gets members with the next run)",
+                    snapshot.manifest.name
+                ),
+            )
+        })?;
+    let members = snapshot
+        .audience_preview(&merchant_id, &name)
+        .unwrap_or_default();
+    Ok(Json(json!({
+        "merchant_id": merchant_id,
+        "audience": name,
+        "snapshot": snapshot.manifest.name,
+        "customers": customers,
+        "members": &members[..limit.min(members.len())],
+    })))
 }

@@ -140,3 +140,45 @@ pub(crate) fn check_merchants<'a>(
         ))),
     }
 }
+
+/// Whose key a request carries: the dashboard signs in with it. With keys, only the key's own
+/// merchant is named; a server running open lists the merchants of its snapshot.
+#[utoipa::path(
+    get,
+    path = "/v1/whoami",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The key's merchant and scope, or the open server's merchants", body = crate::schema::WhoAmI),
+        (status = 401, description = "No key, a garbled header, or an unknown or revoked key (`unauthorized`)", body = crate::schema::ErrorBody),
+    ),
+    security((), ("merchant_key" = []))
+)]
+pub(crate) async fn whoami(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    Ok(axum::Json(match caller(&state, &request, Scope::Read)? {
+        Some(key) => serde_json::json!({
+            "open": false,
+            "merchant_id": key.merchant_id,
+            "scope": key.scope.as_str(),
+            "key_id": key.id,
+            "merchants": [key.merchant_id],
+        }),
+        None => {
+            let merchants: Vec<String> = state
+                .snapshot
+                .load()
+                .as_ref()
+                .map(|s| s.merchant_ids().into_iter().map(str::to_owned).collect())
+                .unwrap_or_default();
+            serde_json::json!({
+                "open": true,
+                "merchant_id": null,
+                "scope": "admin",
+                "key_id": null,
+                "merchants": merchants,
+            })
+        }
+    }))
+}

@@ -4,6 +4,7 @@
 //! without a socket. To add an endpoint: a handler in `routes.rs`, a line in [`router`].
 
 mod analytics;
+mod assets;
 mod auth;
 mod campaigns;
 mod error;
@@ -66,8 +67,13 @@ fn routes(state: AppState) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(openapi::openapi_json))
+        .route("/v1/whoami", get(auth::whoami))
         .route("/docs", get(openapi::docs))
         .route("/docs/rapidoc-min.js", get(openapi::rapidoc))
+        .route("/", get(assets::index))
+        .route("/ui/app.js", get(assets::app_js))
+        .route("/ui/app.css", get(assets::app_css))
+        .route("/ui/echarts.min.js", get(assets::echarts))
         .merge(merchant_routes(state.clone()))
         .route(
             "/v1/events",
@@ -105,6 +111,14 @@ fn merchant_routes(state: AppState) -> Router<AppState> {
         .route(
             "/v1/merchants/{merchant_id}/audiences",
             get(analytics::list_audiences).post(analytics::create_audience),
+        )
+        .route(
+            "/v1/merchants/{merchant_id}/audiences/{name}/members",
+            get(analytics::audience_members),
+        )
+        .route(
+            "/v1/merchants/{merchant_id}/summary",
+            get(analytics::summary),
         )
         .route(
             "/v1/merchants/{merchant_id}/campaigns",

@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -31,6 +31,9 @@ use utoipa::{Modify, OpenApi};
         crate::analytics::profile,
         crate::analytics::list_audiences,
         crate::analytics::create_audience,
+        crate::analytics::audience_members,
+        crate::analytics::summary,
+        crate::auth::whoami,
         crate::campaigns::list_campaigns,
         crate::campaigns::create,
         crate::campaigns::plan,
@@ -97,39 +100,9 @@ pub(crate) async fn docs() -> Response {
         .into_response()
 }
 
-/// `GET /docs/rapidoc-min.js`: compressed to clients that take gzip (every browser),
-/// inflated for the rest.
+/// `GET /docs/rapidoc-min.js`.
 pub(crate) async fn rapidoc(headers: HeaderMap) -> Response {
-    let gzip = headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|c| c.trim().starts_with("gzip")));
-    let mut response = if gzip {
-        let mut response = RAPIDOC_GZ.into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        response
-    } else {
-        let mut plain = Vec::new();
-        let inflated =
-            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(RAPIDOC_GZ), &mut plain);
-        match inflated {
-            Ok(_) => plain.into_response(),
-            Err(e) => return crate::ApiError::internal(&e).into_response(),
-        }
-    };
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/javascript; charset=utf-8"),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=86400"),
-    );
-    response
+    crate::assets::gzipped_script(&headers, RAPIDOC_GZ)
 }
 
 #[cfg(test)]
@@ -151,6 +124,9 @@ mod tests {
             "/v1/merchants/{merchant_id}/reports/{report}",
             "/v1/merchants/{merchant_id}/users/{user_id}/profile",
             "/v1/merchants/{merchant_id}/audiences",
+            "/v1/merchants/{merchant_id}/audiences/{name}/members",
+            "/v1/merchants/{merchant_id}/summary",
+            "/v1/whoami",
             "/v1/merchants/{merchant_id}/campaigns",
             "/v1/merchants/{merchant_id}/campaigns/{name}/plan",
             "/v1/merchants/{merchant_id}/campaigns/{name}/report",

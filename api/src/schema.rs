@@ -25,7 +25,8 @@ pub(crate) enum MerchantErrors {
     /// the path names.
     #[response(status = 403)]
     Forbidden(ErrorBody),
-    /// `unknown_merchant`, `unknown_user`, `unknown_item`, `unknown_report`, `not_found`.
+    /// `unknown_merchant`, `unknown_user`, `unknown_item`, `unknown_report`,
+    /// `unknown_audience`, `not_found`.
     #[response(status = 404)]
     NotFound(ErrorBody),
     /// `no_snapshot` before the first `recur run`; `timeout`; `overloaded`.
@@ -318,3 +319,61 @@ pub(crate) struct PlanPage {
 #[derive(ToSchema)]
 #[schema(value_type = Object)]
 pub(crate) struct CampaignReport(#[allow(dead_code)] Value);
+
+/// `GET /v1/whoami`.
+#[derive(ToSchema)]
+#[schema(example = json!({"open": false, "merchant_id": "m_bakery", "scope": "read", "key_id": "3f9a1c2b7d4e", "merchants": ["m_bakery"]}))]
+pub(crate) struct WhoAmI {
+    /// True when no key was ever created (the server then listens on loopback only).
+    pub open: bool,
+    /// The key's merchant; null when open.
+    pub merchant_id: Option<String>,
+    /// `read`, `write` or `admin` (`admin` when open).
+    pub scope: String,
+    pub key_id: Option<String>,
+    /// The merchants this caller may read: the key's, or, when open, every merchant of the snapshot.
+    pub merchants: Vec<String>,
+}
+
+/// `GET /v1/merchants/{merchant_id}/summary`.
+#[derive(ToSchema)]
+pub(crate) struct Summary {
+    pub merchant_id: String,
+    pub snapshot: String,
+    /// The snapshot's "now" for this merchant, ms since the epoch.
+    pub as_of_ms: i64,
+    pub time_zone: Option<String>,
+    /// Users with at least one event.
+    pub users: u64,
+    /// Users with at least one kept order.
+    pub customers: u64,
+    /// Customers with two or more kept orders.
+    pub repeat_customers: u64,
+    /// `repeat_customers / customers`.
+    pub repeat_purchase_rate: f64,
+    pub orders: u64,
+    /// Net of refunds, in the merchant's currency.
+    pub revenue: f64,
+    pub stitched_user_ids: u64,
+    /// The fitted BG/NBD, Pareto/NBD and Gamma-Gamma parameters, when fitted.
+    #[schema(value_type = Option<Object>)]
+    pub models: Option<Value>,
+    /// Clusters with their sizes and descriptions.
+    #[schema(value_type = Vec<Object>)]
+    pub clusters: Value,
+    /// Audiences with their sizes.
+    #[schema(value_type = Vec<Object>)]
+    pub audiences: Value,
+}
+
+/// `GET /v1/merchants/{merchant_id}/audiences/{name}/members`.
+#[derive(ToSchema)]
+pub(crate) struct AudienceMembers {
+    pub merchant_id: String,
+    pub audience: String,
+    pub snapshot: String,
+    /// Members in all.
+    pub customers: u64,
+    /// The first members by user id.
+    pub members: Vec<String>,
+}

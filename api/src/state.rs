@@ -80,6 +80,23 @@ struct KeysSeen {
 /// How often requests look at the key file for changes: a new or revoked key holds within this.
 const KEYS_RECHECK: Duration = Duration::from_secs(1);
 
+/// Drops a replaced snapshot once requests still answering from it are done, so the last
+/// reference (and the freeing) is this blocking thread's, never a request's.
+fn release(mut previous: Option<Arc<ServingSnapshot>>) {
+    while let Some(snapshot) = previous {
+        match Arc::try_unwrap(snapshot) {
+            Ok(owned) => {
+                drop(owned);
+                return;
+            }
+            Err(shared) => {
+                previous = Some(shared);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
 fn settings_modified(data_dir: &Path, merchant_id: &str) -> Option<SystemTime> {
     std::fs::metadata(settings_path(data_dir, merchant_id))
         .and_then(|m| m.modified())
@@ -245,7 +262,10 @@ impl AppState {
             .map_err(|e| format!("loading snapshot {newest} failed: {e}"))?
             .map_err(|e| format!("loading snapshot {newest} failed: {e}"))?;
         info!(snapshot = %loaded.manifest.name, users = loaded.users(), "serving new snapshot");
-        self.snapshot.store(Some(Arc::new(loaded)));
+        let previous = self.snapshot.swap(Some(Arc::new(loaded)));
+        // Freeing a large snapshot takes seconds: never on an async worker, where it would
+        // stall every request meanwhile.
+        tokio::task::spawn_blocking(move || release(previous));
         Ok(true)
     }
 

@@ -289,3 +289,38 @@ pub fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
         .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
         .collect()
 }
+
+/// One generated merchant (`m_bakery`) of `users` customers over `days`, ingested into
+/// `dir/data`; returns the data directory (not run yet).
+pub fn generated_merchant(dir: &Path, users: &str, days: &str) -> PathBuf {
+    let events = dir.join("events.ndjson");
+    let data = dir.join("data");
+    run_ok(&[
+        "generate",
+        "--out",
+        path_str(&events),
+        "--merchants",
+        "1",
+        "--users",
+        users,
+        "--days",
+        days,
+    ]);
+    run_ok(&["ingest", "--data-dir", path_str(&data), path_str(&events)]);
+    data
+}
+
+/// Creates an API key of `merchant` with `scope`; returns the key (the last line printed).
+pub fn create_key(data_dir: &Path, merchant: &str, scope: &str) -> String {
+    let created = run_ok(&[
+        "keys",
+        "create",
+        "--data-dir",
+        path_str(data_dir),
+        "--merchant",
+        merchant,
+        "--scope",
+        scope,
+    ]);
+    created.lines().last().expect("a key").trim().to_owned()
+}

@@ -153,7 +153,13 @@ struct MerchantIndex {
     /// This merchant's recent orders, and each customer's (first row, rows).
     recent_orders: DataFrame,
     recent_rows: HashMap<Box<str>, (u32, u32)>,
+    /// The first [`AUDIENCE_PREVIEW`] members of each audience, by user id.
+    audience_previews: HashMap<String, Vec<String>>,
 }
+
+/// Members of an audience held in memory for a preview (the dashboard's list, the API's
+/// `members`); the whole membership is in the snapshot's audiences table and exports.
+pub const AUDIENCE_PREVIEW: usize = 100;
 
 impl MerchantIndex {
     fn intern(&mut self, item: &str, category: Option<&str>) -> u32 {
@@ -361,12 +367,26 @@ impl ServingSnapshot {
             load_reports(data_dir, name, scope, &mut merchants)?;
             load_similar(data_dir, name, scope, &mut merchants)?;
             load_context_popular(data_dir, name, scope, &mut merchants)?;
+            load_audience_previews(data_dir, name, scope, &mut merchants)?;
         }
         info!(snapshot = %name, merchants = merchants.len(), "snapshot loaded for serving");
         Ok(Self {
             manifest,
             merchants,
         })
+    }
+
+    /// The first members of an audience by user id (at most [`AUDIENCE_PREVIEW`]); `None`
+    /// when the merchant is unknown, empty when the audience has no members (or no run
+    /// evaluated it yet).
+    pub fn audience_preview(&self, merchant_id: &str, audience: &str) -> Option<&[String]> {
+        let index = self.merchants.get(merchant_id)?;
+        Some(
+            index
+                .audience_previews
+                .get(audience)
+                .map_or(&[], Vec::as_slice),
+        )
     }
 
     /// Up to `k` items most often bought with `item_id`; `None` if the merchant is unknown,
@@ -924,6 +944,56 @@ fn load_similar(
 }
 
 /// Renders every stored report view of every merchant, and reads the identity aliases.
+/// The first members of every audience, per merchant.
+fn load_audience_previews(
+    data_dir: &Path,
+    name: &str,
+    scope: &LoadScope,
+    merchants: &mut HashMap<String, MerchantIndex>,
+) -> Result<()> {
+    let Some(frame) = load_optional_table(data_dir, name, SnapshotTable::Audiences, scope)? else {
+        return Ok(());
+    };
+    let previews = frame
+        .lazy()
+        .sort(
+            [MERCHANT_ID, "audience", USER_ID],
+            SortMultipleOptions::default(),
+        )
+        .group_by_stable([col(MERCHANT_ID), col("audience")])
+        .agg([col(USER_ID).head(Some(AUDIENCE_PREVIEW))])
+        .explode(
+            by_name([USER_ID], true, false),
+            ExplodeOptions {
+                empty_as_null: false,
+                keep_nulls: false,
+            },
+        )
+        .collect()
+        .map_err(Error::polars("reading audience previews"))?;
+    let column = |name: &str| {
+        previews
+            .column(name)
+            .and_then(|c| c.str().cloned())
+            .map_err(Error::polars("reading audience previews"))
+    };
+    let (merchant_ids, audiences, users) =
+        (column(MERCHANT_ID)?, column("audience")?, column(USER_ID)?);
+    for ((merchant, audience), user) in merchant_ids.iter().zip(audiences.iter()).zip(users.iter())
+    {
+        if let (Some(merchant), Some(audience), Some(user)) = (merchant, audience, user)
+            && let Some(index) = merchants.get_mut(merchant)
+        {
+            index
+                .audience_previews
+                .entry(audience.to_owned())
+                .or_default()
+                .push(user.to_owned());
+        }
+    }
+    Ok(())
+}
+
 fn load_reports(
     data_dir: &Path,
     name: &str,
