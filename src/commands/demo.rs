@@ -112,6 +112,11 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
 
     let base = format!("http://{}", args.listen);
     outln!("\nOpen:");
+    // The demo's data directory has no API key, so the server runs open on loopback and the
+    // dashboard signs in by itself (a server with keys takes `/#key=rk_…`).
+    outln!(
+        "  {base}/   (the dashboard: overview, retention, RFM, audiences, campaigns, customers)"
+    );
     if let Some(c) = highlights.first() {
         outln!(
             "  {base}/v1/merchants/{}/users/{}/recommendations?k=5",

@@ -2,7 +2,7 @@
 //! answering the recommendation route with a fixed JSON body of a given size, and nothing
 //! else (no key, no snapshot, no metrics, no limits).
 //!
-//!   cargo run --release --example bare_server -- 127.0.0.1:18081 1234
+//!   cargo run --release -p recur-bare-server -- 127.0.0.1:18081 1234
 
 use axum::Router;
 use axum::http::header;
