@@ -150,3 +150,18 @@ fn files_named_on_the_command_line_win_over_configured_brokers() {
         json!({"accepted": 1, "duplicates": 0, "rejected": 0})
     );
 }
+
+#[test]
+fn ingest_without_files_or_brokers_says_what_to_give() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = recur()
+        .args(["ingest", "--data-dir", path_str(&dir.path().join("data"))])
+        .output()
+        .expect("recur runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("nothing to ingest") && stderr.contains("--kafka"),
+        "{stderr}"
+    );
+}
