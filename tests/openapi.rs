@@ -85,7 +85,9 @@ fn schemathesis_finds_no_server_error_and_no_answer_off_the_schema() {
     let server = Server::start(&data, &[]);
     let hooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis_hooks.py");
     let mut command = std::process::Command::new(&schemathesis);
+    // Run where it may leave its cache (`.schemathesis/`): the test's directory, not the repository.
     command
+        .current_dir(dir.path())
         .env("SCHEMATHESIS_HOOKS", &hooks)
         .env("NO_COLOR", "1")
         .args([
