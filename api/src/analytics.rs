@@ -27,12 +27,7 @@ fn current(state: &AppState, merchant_id: &str) -> Result<Arc<ServingSnapshot>, 
             "no analytics yet: run `recur run --data-dir DIR` and the server picks them up",
         )
     })?;
-    if !snapshot
-        .manifest
-        .merchants
-        .iter()
-        .any(|m| m.merchant_id == merchant_id)
-    {
+    if snapshot.manifest.merchant(merchant_id).is_none() {
         return Err(ApiError::not_found(
             "unknown_merchant",
             format!(
@@ -160,11 +155,7 @@ pub(crate) async fn report(
         .unwrap_or_else(|| Arc::from("[]"));
     let rows = serde_json::value::RawValue::from_string(rows.to_string())
         .map_err(|e| ApiError::internal(&e))?;
-    let summary = snapshot
-        .manifest
-        .merchants
-        .iter()
-        .find(|m| m.merchant_id == merchant_id);
+    let summary = snapshot.manifest.merchant(&merchant_id);
     let body = json!({
         "merchant_id": merchant_id,
         "report": kind,
@@ -245,12 +236,7 @@ pub(crate) async fn list_audiences(
     let snapshot = state.snapshot.load_full();
     let sizes = snapshot
         .as_ref()
-        .and_then(|s| {
-            s.manifest
-                .merchants
-                .iter()
-                .find(|m| m.merchant_id == merchant_id)
-        })
+        .and_then(|s| s.manifest.merchant(&merchant_id))
         .map(|s| s.audiences.clone())
         .unwrap_or_default();
     let audiences: Vec<Value> = definitions
@@ -312,7 +298,7 @@ pub(crate) async fn create_audience(
         name: new.name,
         description: new.description,
         rule,
-        created_at_ms: chrono_now_ms(),
+        created_at_ms: crate::state::now_ms(),
     };
     let data_dir = state.data_dir.clone();
     let saved = definition.clone();
@@ -336,12 +322,6 @@ pub(crate) async fn create_audience(
     ))
 }
 
-fn chrono_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// A merchant's headline numbers in the current snapshot.
 #[utoipa::path(
     get,
@@ -361,9 +341,7 @@ pub(crate) async fn summary(
     let snapshot = current(&state, &merchant_id)?;
     let summary = snapshot
         .manifest
-        .merchants
-        .iter()
-        .find(|m| m.merchant_id == merchant_id)
+        .merchant(&merchant_id)
         .ok_or_else(|| ApiError::not_found("unknown_merchant", "no data for this merchant"))?;
     let mut body = serde_json::to_value(summary).map_err(|e| ApiError::internal(&e))?;
     body["repeat_purchase_rate"] = json!(summary.repeat_purchase_rate());
@@ -413,12 +391,9 @@ pub(crate) async fn audience_members(
         ));
     }
     let snapshot = current(&state, &merchant_id)?;
-    let summary = snapshot
+    let customers = snapshot
         .manifest
-        .merchants
-        .iter()
-        .find(|m| m.merchant_id == merchant_id);
-    let customers = summary
+        .merchant(&merchant_id)
         .and_then(|s| s.audiences.iter().find(|a| a.name == name))
         .map(|a| a.customers)
         .ok_or_else(|| {

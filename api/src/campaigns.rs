@@ -158,7 +158,7 @@ pub(crate) async fn create(
             .transpose()
             .map_err(bad)?,
         target: new.target,
-        created_at_ms: now_ms(),
+        created_at_ms: crate::state::now_ms(),
     };
     let data_dir = state.data_dir.clone();
     let saved = campaign.clone();
@@ -213,7 +213,7 @@ pub(crate) async fn plan(
         ));
     }
     let at_ms = match query.at.as_deref() {
-        None => now_ms(),
+        None => crate::state::now_ms(),
         Some(text) => chrono_rfc3339(text).ok_or_else(|| {
             ApiError::bad_request(
                 "bad_at",
@@ -322,12 +322,6 @@ pub(crate) async fn report(
     Ok(Json(
         serde_json::to_value(report).map_err(|e| ApiError::internal(&e))?,
     ))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn chrono_rfc3339(text: &str) -> Option<i64> {

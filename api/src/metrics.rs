@@ -89,24 +89,18 @@ type RequestLabels = (&'static str, &'static str, u16);
 /// The method as a label: the standard ones by name, any other as `other` (a client choosing
 /// methods must not grow the label set without bound).
 fn method_label(method: &Method) -> &'static str {
-    [
-        Method::GET,
-        Method::POST,
-        Method::PUT,
-        Method::DELETE,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::PATCH,
-        Method::TRACE,
-        Method::CONNECT,
-    ]
-    .iter()
-    .position(|m| m == method)
-    .map_or("other", |i| {
-        [
-            "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "TRACE", "CONNECT",
-        ][i]
-    })
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
+        "TRACE" => "TRACE",
+        "CONNECT" => "CONNECT",
+        _ => "other",
+    }
 }
 
 /// A label value kept for the life of the process. Only bounded sets come here (route
@@ -140,7 +134,7 @@ fn interned(value: &str) -> &'static str {
 pub(crate) async fn render(State(state): State<AppState>) -> Response {
     let age = state.snapshot.load().as_ref().map(|s| {
         let created = s.manifest.created_at_ms;
-        let now = chrono_now_ms();
+        let now = crate::state::now_ms();
         (now - created).max(0) as f64 / 1000.0
     });
     if let Some(age) = age {
@@ -151,12 +145,6 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
         handle().render(),
     )
         .into_response()
-}
-
-fn chrono_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Counts `POST /v1/events` outcomes.

@@ -318,7 +318,7 @@ pub(crate) struct PlanPage {
 /// A campaign's measured report (`recur report campaign --format json`).
 #[derive(ToSchema)]
 #[schema(value_type = Object)]
-pub(crate) struct CampaignReport(#[allow(dead_code)] Value);
+pub(crate) struct CampaignReport(Value);
 
 /// `GET /v1/whoami`.
 #[derive(ToSchema)]

@@ -80,6 +80,13 @@ struct KeysSeen {
 /// How often requests look at the key file for changes: a new or revoked key holds within this.
 const KEYS_RECHECK: Duration = Duration::from_secs(1);
 
+/// Milliseconds since the epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Drops a replaced snapshot once requests still answering from it are done, so the last
 /// reference (and the freeing) is this blocking thread's, never a request's.
 fn release(mut previous: Option<Arc<ServingSnapshot>>) {

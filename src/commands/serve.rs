@@ -28,20 +28,21 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if !args.kafka_lag_every.is_finite() || args.kafka_lag_every <= 0.0 {
         anyhow::bail!("--kafka-lag-every must be a positive number of seconds");
     }
-    let mut _lag_watch = None;
-    let publisher = match &args.kafka.kafka {
+    // The lag watch measures for as long as this function serves.
+    let (publisher, _lag_watch) = match &args.kafka.kafka {
         Some(brokers) => {
             let settings = KafkaSettings::new(brokers, &args.kafka.kafka_options)?;
-            _lag_watch = Some(
-                KafkaLagWatch::start(
-                    LagProbe::new(&settings, &args.kafka.topic, &args.group)?,
-                    Duration::from_secs_f64(args.kafka_lag_every),
-                )
-                .context("cannot start measuring the Kafka consumer lag")?,
-            );
-            Some(EventPublisher::new(&settings, &args.kafka.topic)?)
+            let watch = KafkaLagWatch::start(
+                LagProbe::new(&settings, &args.kafka.topic, &args.group)?,
+                Duration::from_secs_f64(args.kafka_lag_every),
+            )
+            .context("cannot start measuring the Kafka consumer lag")?;
+            (
+                Some(EventPublisher::new(&settings, &args.kafka.topic)?),
+                Some(watch),
+            )
         }
-        None => None,
+        None => (None, None),
     };
     serve_until_shutdown(
         &args.data.data_dir,

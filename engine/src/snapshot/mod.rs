@@ -183,6 +183,13 @@ pub struct MerchantOutput {
     pub summary: MerchantSummary,
 }
 
+impl SnapshotManifest {
+    /// One merchant's headline numbers, if the snapshot has that merchant.
+    pub fn merchant(&self, merchant_id: &str) -> Option<&MerchantSummary> {
+        self.merchants.iter().find(|m| m.merchant_id == merchant_id)
+    }
+}
+
 impl MerchantOutput {
     pub fn table(&self, table: SnapshotTable) -> Option<&DataFrame> {
         self.tables
