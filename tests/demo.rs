@@ -28,6 +28,8 @@ fn demo_runs_from_nothing_and_again_without_double_counting() {
         "/healthz",
         "best customers",
         "/recommendations",
+        "autumn-repeat replayed for 3 merchants",
+        "measured against its holdout",
     ] {
         assert!(
             first.contains(expected),
@@ -35,12 +37,38 @@ fn demo_runs_from_nothing_and_again_without_double_counting() {
         );
     }
     let total = run_json(&["stats", "--data-dir", path_str(&data), "--json"])["total"].clone();
+    let campaign = campaign_report(&data);
     let second = run_ok(&args);
     assert!(second.contains(" 0 accepted"), "{second}");
     assert_eq!(
         run_json(&["stats", "--data-dir", path_str(&data), "--json"])["total"],
         total
     );
+    // The replayed campaign is decided once: a second demo sends nobody anew.
+    assert_eq!(campaign_report(&data), campaign);
+}
+
+/// The demo replays a past campaign for every merchant: the bakery's has both arms, the
+/// holdout about the share the generator drew, and a lift with its interval.
+fn campaign_report(data: &std::path::Path) -> serde_json::Value {
+    let report = run_json(&[
+        "report",
+        "campaign",
+        "--data-dir",
+        path_str(data),
+        "--merchant",
+        "m_bakery",
+        "--name",
+        "autumn-repeat",
+        "--format",
+        "json",
+    ]);
+    let treated = report["treated"]["customers"].as_u64().expect("treated");
+    let holdout = report["holdout"]["customers"].as_u64().expect("holdout");
+    assert!(treated > 20 && holdout > 0, "{report}");
+    assert!(holdout * 3 < treated, "a 10% holdout: {report}");
+    assert!(report["lift"]["absolute_ci"].is_array(), "{report}");
+    report
 }
 
 #[test]

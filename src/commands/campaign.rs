@@ -489,23 +489,39 @@ fn at_ms(at: Option<&str>) -> anyhow::Result<i64> {
 
 /// What planning and sending read: the campaign, the current snapshot, and the merchant's
 /// events up to `at_ms` (with the store that holds them open).
-struct Inputs {
-    campaign: Campaign,
-    snapshot: ServingSnapshot,
-    events: Option<LazyFrame>,
-    _store: EmbeddedStore,
+pub(crate) struct Inputs {
+    pub campaign: Campaign,
+    pub snapshot: ServingSnapshot,
+    pub events: Option<LazyFrame>,
+    pub _store: EmbeddedStore,
 }
 
 fn inputs(args: &CampaignArgs, targeting: &TargetArgs, at_ms: i64) -> anyhow::Result<Inputs> {
-    let dir = &args.data.data_dir;
-    let mut campaign = find_campaign(dir, &args.merchant, &args.name)?;
-    if let Some(target) = targeting.target()? {
+    inputs_for(
+        &args.data.data_dir,
+        &args.merchant,
+        &args.name,
+        targeting.target()?,
+        at_ms,
+    )
+}
+
+/// [`Inputs`] of campaign `name` of `merchant`, its targeting overridden by `target` if given.
+pub(crate) fn inputs_for(
+    dir: &std::path::Path,
+    merchant: &str,
+    name: &str,
+    target: Option<Target>,
+    at_ms: i64,
+) -> anyhow::Result<Inputs> {
+    let mut campaign = find_campaign(dir, merchant, name)?;
+    if let Some(target) = target {
         campaign.target = Some(target);
     }
-    let snapshot = campaign_snapshot(dir, &args.merchant, &campaign)?;
+    let snapshot = campaign_snapshot(dir, merchant, &campaign)?;
     let mut store = open_store(dir)?;
     let events = store.scan(
-        &args.merchant,
+        merchant,
         TimeRange {
             start_ms: None,
             end_ms: Some(at_ms.saturating_add(1)),
@@ -609,7 +625,7 @@ fn uplift_text(training: &UpliftTraining) -> String {
     text
 }
 
-fn open_store(dir: &std::path::Path) -> anyhow::Result<EmbeddedStore> {
+pub(crate) fn open_store(dir: &std::path::Path) -> anyhow::Result<EmbeddedStore> {
     EmbeddedStore::open(dir).with_context(|| format!("cannot open the store in {}", dir.display()))
 }
 

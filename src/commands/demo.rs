@@ -17,9 +17,10 @@ use recur_engine::store::AppendOutcome;
 use recur_ingest::Source;
 use recur_ingest::kafka::{ConsumeOptions, KafkaSettings, ensure_topic, produce_lines};
 
-use super::{generate, ingest, run, serve};
-use crate::cli::DemoArgs;
+use super::{demo_campaign, generate, ingest, run, serve};
+use crate::cli::{DemoArgs, SynthShape};
 use crate::output::thousands;
+use recur_engine::synth;
 
 const HIGHLIGHTED_CUSTOMERS: usize = 2;
 const ITEMS_SHOWN: usize = 5;
@@ -38,7 +39,8 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     );
 
     let started = Instant::now();
-    let (counts, _) = generate::generate_to(&events, &args.shape)?;
+    let shape = with_campaign(&args.shape);
+    let (counts, _) = generate::generate_to(&events, &shape)?;
     outln!(
         "  generated  {} lines: {} events, {} resent duplicates, {} malformed  ({:.1} s)",
         thousands(counts.lines),
@@ -75,6 +77,22 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         );
     }
 
+    let merchants: Vec<String> = (0..shape.merchants).map(synth::merchant_id).collect();
+    demo_campaign::set_time_zones(dir, &merchants)?;
+    let started = Instant::now();
+    let campaigns = match generate::config_of(&shape)?.campaign {
+        Some(simulated) => demo_campaign::replay(dir, &simulated)?,
+        None => Vec::new(),
+    };
+    if let Some(first) = campaigns.first() {
+        outln!(
+            "  campaign   {} replayed for {} merchants: planned the day before, delivered to a stand-in receiver  ({:.1} s)",
+            first.campaign,
+            campaigns.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+
     let started = Instant::now();
     let manifest = run::run_jobs(dir, RunOptions::default())?;
     outln!(
@@ -83,6 +101,17 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     outln!("{}\n", run::merchant_table(&manifest));
+
+    if !campaigns.is_empty() {
+        outln!(
+            "The push campaign, measured against its holdout ({} days):",
+            campaigns[0].window_days
+        );
+        for report in &campaigns {
+            outln!("  {:<14} {}", report.merchant_id, report.summary);
+        }
+        outln!();
+    }
 
     let snapshot = ServingSnapshot::load(dir, &manifest.name)?;
     let highlights = top_customers(dir, HIGHLIGHTED_CUSTOMERS)?;
@@ -162,6 +191,16 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         Duration::from_secs(2),
         None,
     )
+}
+
+/// The shape to generate: with the demo's past campaign unless the history is too short for
+/// one or `--campaign` names another.
+fn with_campaign(shape: &SynthShape) -> SynthShape {
+    let mut shape = shape.clone();
+    if shape.campaign.is_none() && shape.days >= demo_campaign::MIN_DAYS {
+        shape.campaign = Some(demo_campaign::DEMO_CAMPAIGN.to_owned());
+    }
+    shape
 }
 
 /// Publishes the generated events to the topic, then consumes them into the store until the

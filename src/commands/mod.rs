@@ -5,6 +5,7 @@ mod campaign;
 mod clv;
 mod compact;
 mod demo;
+mod demo_campaign;
 mod eval;
 mod export;
 mod generate;

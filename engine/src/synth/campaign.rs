@@ -16,7 +16,7 @@
 //! `lapsed` (last order over 60 days ago) 0.20, `new` (one order) 0.12, `regular` (2–5
 //! orders) 0.06, `loyal` (6 or more) 0.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate, TimeZone};
 use serde::Serialize;
 
 /// Settings of the simulated campaign.
@@ -27,6 +27,26 @@ pub struct SynthCampaign {
     pub day: NaiveDate,
     /// The holdout share, drawn as `recur campaign plan` draws it.
     pub holdout: f64,
+}
+
+impl SynthCampaign {
+    /// When it was planned: 10:00 at +08:00 the day before delivery.
+    pub fn planned_at(&self) -> Option<DateTime<FixedOffset>> {
+        at_delivery_hour(self.day - Duration::days(1))
+    }
+
+    /// When it was delivered: 10:00 at +08:00 on its day.
+    pub fn delivered_at(&self) -> Option<DateTime<FixedOffset>> {
+        at_delivery_hour(self.day)
+    }
+}
+
+/// The simulation's merchants are in China: local time is +08:00.
+fn at_delivery_hour(date: NaiveDate) -> Option<DateTime<FixedOffset>> {
+    let shanghai = FixedOffset::east_opt(8 * 3600)?;
+    shanghai
+        .from_local_datetime(&date.and_hms_opt(DELIVERY_HOUR, 0, 0)?)
+        .single()
 }
 
 /// The local hour of delivery (and, the day before, of planning).

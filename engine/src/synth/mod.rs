@@ -166,7 +166,7 @@ struct Line {
 }
 
 /// The merchant id of the `index`-th merchant.
-fn merchant_id(index: usize) -> String {
+pub fn merchant_id(index: usize) -> String {
     let archetype = &ARCHETYPES[index % ARCHETYPES.len()];
     match index / ARCHETYPES.len() {
         0 => format!("m_{}", archetype.key),
@@ -535,14 +535,8 @@ impl UserSim<'_> {
     /// The simulated campaign's effect on this customer, drawn after their organic history
     /// (which it leaves as it was); `None` if they had no order before it was planned.
     fn campaign_effect(&mut self, campaign: &SynthCampaign) -> Option<CampaignTruth> {
-        let shanghai = FixedOffset::east_opt(8 * 3600).expect("a valid offset");
-        let at = |date: NaiveDate| {
-            shanghai
-                .from_local_datetime(&date.and_hms_opt(DELIVERY_HOUR, 0, 0)?)
-                .single()
-        };
-        let delivered = at(campaign.day)?;
-        let planned_ms = at(campaign.day - Duration::days(1))?.timestamp_millis();
+        let delivered = campaign.delivered_at()?;
+        let planned_ms = campaign.planned_at()?.timestamp_millis();
         let sent_ms = delivered.timestamp_millis();
         let before: Vec<i64> = self
             .order_times_ms
