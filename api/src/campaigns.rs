@@ -2,6 +2,8 @@
 //! measured report. Plans and reports read the store and compute with Polars: they run on the
 //! blocking pool, never on the async workers.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -13,15 +15,18 @@ use recur_engine::campaign::report::measure;
 use recur_engine::campaign::{
     Campaign, Goal, PushChannel, Target, Trigger, create_campaign, load_campaigns,
 };
+use recur_engine::store::EmbeddedStore;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, PlanKey};
 
 /// Plan lines per page, at most.
 const MAX_LIMIT: usize = 1_000;
 const DEFAULT_LIMIT: usize = 100;
+/// A plan asked for without `at` is as of the start of the current minute.
+const PLAN_NOW_STEP_MS: i64 = 60_000;
 
 /// Engine errors as API errors: a missing campaign or audience is a 404, a bad argument a
 /// 400, a taken name a 409; anything else is ours.
@@ -178,7 +183,8 @@ pub(crate) struct PlanQuery {
     #[serde(default)]
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
-    /// The plan's "now", RFC 3339 with an offset; default the current time.
+    /// The plan's "now", RFC 3339 with an offset; default the start of the current minute.
+    /// A plan is computed once and served again for a minute, so pages agree.
     #[serde(default)]
     at: Option<String>,
 }
@@ -213,7 +219,8 @@ pub(crate) async fn plan(
         ));
     }
     let at_ms = match query.at.as_deref() {
-        None => crate::state::now_ms(),
+        // The current minute: pages read one plan, computed once (see `PlanCache`).
+        None => crate::state::now_ms() / PLAN_NOW_STEP_MS * PLAN_NOW_STEP_MS,
         Some(text) => chrono_rfc3339(text).ok_or_else(|| {
             ApiError::bad_request(
                 "bad_at",
@@ -226,17 +233,30 @@ pub(crate) async fn plan(
             data_dir: state.data_dir.to_path_buf(),
         })
     })?;
-    let data_dir = state.data_dir.clone();
-    let store = state.store_handle();
-    let m = merchant_id.clone();
-    let n = name.clone();
-    let plan = blocking(move || {
-        let mut store = store
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        plan_named(&data_dir, &snapshot, &mut *store, &m, &n, at_ms)
-    })
-    .await?;
+    let key = PlanKey {
+        merchant_id: merchant_id.clone(),
+        campaign: name.clone(),
+        snapshot: snapshot.manifest.name.clone(),
+        at_ms,
+    };
+    let plan = match state.plans.get(&key) {
+        Some(plan) => plan,
+        None => {
+            let data_dir = state.data_dir.clone();
+            let (m, n) = (merchant_id.clone(), name.clone());
+            let plan = Arc::new(
+                blocking(move || {
+                    // A reader of its own: a plan of a large merchant takes seconds, and the
+                    // server's store handle is what `POST /v1/events` appends through.
+                    let mut store = EmbeddedStore::open(data_dir.as_ref())?;
+                    plan_named(&data_dir, &snapshot, &mut store, &m, &n, at_ms)
+                })
+                .await?,
+            );
+            state.plans.insert(key, Arc::clone(&plan));
+            plan
+        }
+    };
     let (decisions, reasons) = plan.counts();
     let skipped: serde_json::Map<String, Value> = SkipReason::ALL
         .iter()
@@ -304,15 +324,13 @@ pub(crate) async fn report(
         ));
     }
     let data_dir = state.data_dir.clone();
-    let store = state.store_handle();
     let report = blocking(move || {
         recur_engine::campaign::find_campaign(&data_dir, &merchant_id, &name)?;
-        let mut store = store
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A reader of its own, as for plans: appends never wait for a report.
+        let mut store = EmbeddedStore::open(data_dir.as_ref())?;
         measure(
             &data_dir,
-            &mut *store,
+            &mut store,
             &merchant_id,
             &name,
             query.window_days,

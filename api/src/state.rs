@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use recur_engine::campaign::plan::Plan;
 use recur_engine::event::EventValidator;
 use recur_engine::keys::{KeyRing, keys_path};
 use recur_engine::settings::{ListRules, MerchantSettings, settings_path};
@@ -69,6 +70,52 @@ pub struct AppState {
     /// The API keys requests are checked against, and when the key file was last looked at.
     keys: Arc<ArcSwap<KeyRing>>,
     keys_seen: Arc<Mutex<KeysSeen>>,
+    /// Campaign plans computed lately.
+    pub(crate) plans: Arc<PlanCache>,
+}
+
+/// Which plan: a campaign of a merchant, planned from a snapshot at a moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PlanKey {
+    pub merchant_id: String,
+    pub campaign: String,
+    pub snapshot: String,
+    pub at_ms: i64,
+}
+
+/// Plans the API computed in the last minute, a few at most: a client paging through a plan
+/// and the dashboard's campaigns page read one plan instead of recomputing it for every page
+/// (seconds at a million customers), and the pages agree with each other. A send, an opt-out
+/// or a settings change shows in the API's plans within [`PLAN_TTL`]; `recur campaign send`
+/// always plans afresh.
+#[derive(Default)]
+pub(crate) struct PlanCache {
+    entries: Mutex<Vec<(PlanKey, Instant, Arc<Plan>)>>,
+}
+
+/// How long a computed plan is served again.
+pub(crate) const PLAN_TTL: Duration = Duration::from_secs(60);
+/// Plans kept at once (a plan of a million customers holds a few hundred megabytes).
+const PLANS_KEPT: usize = 4;
+
+impl PlanCache {
+    pub(crate) fn get(&self, key: &PlanKey) -> Option<Arc<Plan>> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.retain(|(_, at, _)| at.elapsed() < PLAN_TTL);
+        entries
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, _, plan)| Arc::clone(plan))
+    }
+
+    pub(crate) fn insert(&self, key: PlanKey, plan: Arc<Plan>) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.retain(|(k, _, _)| *k != key);
+        entries.push((key, Instant::now(), plan));
+        if entries.len() > PLANS_KEPT {
+            entries.remove(0);
+        }
+    }
 }
 
 /// When the key file was last checked, and its modification time then.
@@ -156,6 +203,7 @@ impl AppState {
                 checked: Instant::now(),
                 modified: keys_modified,
             })),
+            plans: Arc::default(),
         })
     }
 
@@ -290,5 +338,51 @@ impl AppState {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(at_ms: i64) -> Arc<Plan> {
+        Arc::new(Plan {
+            lines: Vec::new(),
+            snapshot: "s1".to_owned(),
+            at_ms,
+            settings: MerchantSettings::default(),
+            outbox: Default::default(),
+            uplift: None,
+        })
+    }
+
+    fn key(campaign: &str, at_ms: i64) -> PlanKey {
+        PlanKey {
+            merchant_id: "m1".to_owned(),
+            campaign: campaign.to_owned(),
+            snapshot: "s1".to_owned(),
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn a_plan_is_served_again_for_its_key_only_and_few_are_kept() {
+        let cache = PlanCache::default();
+        let first = plan(60_000);
+        cache.insert(key("a", 60_000), Arc::clone(&first));
+        let again = cache.get(&key("a", 60_000)).expect("cached");
+        assert!(Arc::ptr_eq(&again, &first));
+        // Another moment, campaign or snapshot is another plan.
+        assert!(cache.get(&key("a", 120_000)).is_none());
+        assert!(cache.get(&key("b", 60_000)).is_none());
+        let mut other_snapshot = key("a", 60_000);
+        other_snapshot.snapshot = "s2".to_owned();
+        assert!(cache.get(&other_snapshot).is_none());
+        // The oldest goes once more than PLANS_KEPT are held.
+        for n in 1..=PLANS_KEPT as i64 {
+            cache.insert(key("a", 60_000 * (n + 1)), plan(60_000 * (n + 1)));
+        }
+        assert!(cache.get(&key("a", 60_000)).is_none());
+        assert!(cache.get(&key("a", 120_000)).is_some());
     }
 }
