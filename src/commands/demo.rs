@@ -1,4 +1,5 @@
-//! `recur demo`: generate → ingest → run → show → serve, with nothing to set up.
+//! `recur demo`: generate → ingest → replay a past push campaign → run → show → serve, with
+//! nothing to set up.
 //!
 //! Rerunning on the same directory regenerates the same events (same seed), which the store
 //! recognises as duplicates: the demo is idempotent, and shows it.
