@@ -16,7 +16,7 @@ use recur_engine::settings::MerchantSettings;
 use recur_engine::snapshot::ServingSnapshot;
 use recur_engine::snapshot::serving::LoadScope;
 use recur_engine::store::{EmbeddedStore, EventStore, TimeRange};
-use recur_push::{RetryPolicy, SendOptions, send_campaign, sender_for};
+use recur_push::{RetryPolicy, SendOptions, SendReport, Sender, send_campaign, sender_for};
 
 use crate::cli::DataDir;
 use crate::output::{outln, progress_bar, table, text_table, thousands};
@@ -490,10 +490,36 @@ fn at_ms(at: Option<&str>) -> anyhow::Result<i64> {
 /// What planning and sending read: the campaign, the current snapshot, and the merchant's
 /// events up to `at_ms` (with the store that holds them open).
 pub(crate) struct Inputs {
-    pub campaign: Campaign,
-    pub snapshot: ServingSnapshot,
-    pub events: Option<LazyFrame>,
-    pub _store: EmbeddedStore,
+    campaign: Campaign,
+    snapshot: ServingSnapshot,
+    events: Option<LazyFrame>,
+    _store: EmbeddedStore,
+}
+
+impl Inputs {
+    /// Records the plan's new decisions at `at_ms` and delivers the due messages through
+    /// `sender`.
+    pub(crate) fn send(
+        self,
+        dir: &std::path::Path,
+        merchant: &str,
+        at_ms: i64,
+        sender: &dyn Sender,
+        options: SendOptions,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> anyhow::Result<SendReport> {
+        Ok(send_campaign(
+            dir,
+            &self.snapshot,
+            self.events,
+            merchant,
+            &self.campaign,
+            at_ms,
+            sender,
+            options,
+            progress,
+        )?)
+    }
 }
 
 fn inputs(args: &CampaignArgs, targeting: &TargetArgs, at_ms: i64) -> anyhow::Result<Inputs> {
@@ -725,21 +751,14 @@ fn send(
 ) -> anyhow::Result<()> {
     let dir = &args.data.data_dir;
     let at_ms = at_ms(at)?;
-    let Inputs {
-        campaign,
-        snapshot,
-        events,
-        _store,
-    } = inputs(args, targeting, at_ms)?;
+    let inputs = inputs(args, targeting, at_ms)?;
+    let campaign = inputs.campaign.clone();
     let settings = MerchantSettings::load(dir, &args.merchant)?;
     let sender = sender_for(&args.merchant, &campaign, &settings, RetryPolicy::default())?;
     let bar = progress_bar(None, "sent");
-    let report = send_campaign(
+    let report = inputs.send(
         dir,
-        &snapshot,
-        events,
         &args.merchant,
-        &campaign,
         at_ms,
         sender.as_ref(),
         SendOptions {

@@ -16,7 +16,7 @@ use recur_engine::campaign::{Campaign, Goal, PushChannel, create_campaign, find_
 use recur_engine::jobs::RunOptions;
 use recur_engine::settings::{MerchantSettings, settings_path};
 use recur_engine::synth::SynthCampaign;
-use recur_push::{Outcome, SendOptions, Sender, send_campaign};
+use recur_push::{Outcome, SendOptions, Sender};
 
 use super::campaign::{inputs_for, open_store};
 use super::run;
@@ -94,19 +94,17 @@ pub(crate) fn replay(
             )?;
         }
         for at in [planned, delivered] {
-            let inputs = inputs_for(dir, merchant, &simulated.name, None, at.timestamp_millis())?;
-            send_campaign(
-                dir,
-                &inputs.snapshot,
-                inputs.events,
-                merchant,
-                &inputs.campaign,
-                at.timestamp_millis(),
-                &StandInReceiver,
-                SendOptions::default(),
-                &|_, _| {},
-            )
-            .with_context(|| format!("sending the demo's campaign of {merchant}"))?;
+            let at_ms = at.timestamp_millis();
+            inputs_for(dir, merchant, &simulated.name, None, at_ms)?
+                .send(
+                    dir,
+                    merchant,
+                    at_ms,
+                    &StandInReceiver,
+                    SendOptions::default(),
+                    &|_, _| {},
+                )
+                .with_context(|| format!("sending the demo's campaign of {merchant}"))?;
         }
         let mut store = open_store(dir)?;
         reports.push(measure(

@@ -489,8 +489,6 @@ impl EventStore for EmbeddedStore {
                 .per_merchant
                 .entry(file.merchant_id.clone())
                 .or_default() += file.rows;
-        }
-        for file in &self.state.files {
             let path = self.data_dir.join(&file.path);
             let Some(frame) = self.scan_paths(vec![path])? else {
                 continue;
