@@ -39,6 +39,18 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
 
+    /// ClickHouse refused a query or could not be reached. The message is the server's or the
+    /// client's; no credentials are part of it.
+    #[error(
+        "ClickHouse at {url} (database {database}) failed while {doing}: {message}; check that the server is up and reachable (scripts/services start-clickhouse starts the test server)"
+    )]
+    ClickHouse {
+        doing: String,
+        url: String,
+        database: String,
+        message: String,
+    },
+
     #[error("the {model} fit failed: {reason}")]
     FitFailed { model: &'static str, reason: String },
 }

@@ -5,6 +5,8 @@
 //! returns; an event (merchant_id, event_id) is stored at most once across all appends; a
 //! scan for one merchant returns only that merchant's rows.
 
+mod any;
+mod clickhouse;
 mod columns;
 mod compact;
 pub mod dedup;
@@ -19,6 +21,8 @@ use std::collections::BTreeMap;
 use polars::prelude::LazyFrame;
 use serde::Serialize;
 
+pub use any::{AnyStore, StoreChoice};
+pub use clickhouse::{ClickHouseConfig, ClickHouseStore};
 pub use columns::*;
 pub use compact::CompactionPolicy;
 pub(crate) use embedded::merchant_dir;

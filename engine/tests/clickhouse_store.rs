@@ -1,0 +1,165 @@
+//! The ClickHouse store against a real server (started by `scripts/services`, URL in
+//! `RECUR_TEST_CLICKHOUSE_URL`): appends count each event once, reads give back exactly what
+//! the embedded store gives, and every read of events names its merchant in SQL.
+
+use polars::prelude::*;
+use recur_engine::event::{Event, EventValidator};
+use recur_engine::store::{
+    ClickHouseConfig, ClickHouseStore, EmbeddedStore, EventStore, IngestBatch, RejectedLine,
+    TimeRange,
+};
+
+const DAY: i64 = 86_400_000;
+const T0: i64 = 1_777_600_800_000;
+
+/// A fresh database of this test's own on the test server.
+fn store(name: &str) -> ClickHouseStore {
+    let url = std::env::var("RECUR_TEST_CLICKHOUSE_URL").expect(
+        "RECUR_TEST_CLICKHOUSE_URL is not set: run the tests through scripts/test, which starts \
+         ClickHouse (scripts/services up)",
+    );
+    let database = format!("recur_test_{name}_{}", std::process::id());
+    let config = ClickHouseConfig {
+        url: url.clone(),
+        database: database.clone(),
+        user: None,
+        password: None,
+    };
+    // Drop what an earlier run with the same pid left.
+    drop_database(&url, &database);
+    ClickHouseStore::open(&config).expect("open the ClickHouse store")
+}
+
+fn drop_database(url: &str, database: &str) {
+    ureq::post(url)
+        .send(format!("DROP DATABASE IF EXISTS {database}"))
+        .unwrap_or_else(|e| panic!("could not reach ClickHouse at {url}: {e}"));
+}
+
+fn event(merchant: &str, id: &str, user: &str, ts_ms: i64, kind: &str, extra: &str) -> Event {
+    let line = format!(
+        r#"{{"event_id":"{id}","merchant_id":"{merchant}","user_id":"{user}","type":"{kind}","item_id":"i","ts":{ts_ms}{extra}}}"#
+    );
+    EventValidator::new(ts_ms + DAY)
+        .validate(line.as_bytes())
+        .expect("valid test event")
+}
+
+/// The contract's columns (the embedded scan also carries its partition columns), by event id.
+fn sorted(frame: DataFrame) -> DataFrame {
+    let names: Vec<String> = recur_engine::store::event_schema()
+        .iter_names()
+        .map(|n| n.to_string())
+        .collect();
+    frame
+        .select(names)
+        .expect("contract columns")
+        .sort(["event_id"], SortMultipleOptions::default())
+        .expect("sort")
+}
+
+#[test]
+fn appends_count_each_event_once_and_reads_match_the_embedded_store() {
+    let mut clickhouse = store("parity");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut embedded = EmbeddedStore::open(dir.path()).expect("embedded");
+    let purchase = r#","order_id":"o1","price":12.5,"quantity":2,"category":"c","scene":1001,"openid":"op","properties":{"a":[1,2]}"#;
+    let first = IngestBatch {
+        events: vec![
+            event("m1", "e1", "u1", T0, "view", ""),
+            event("m1", "e2", "u2", T0 + DAY, "purchase", purchase),
+            event("m1", "e1", "u1", T0, "view", ""),
+            event("m2", "e1", "u9", T0, "view", ""),
+        ],
+        rejects: vec![RejectedLine {
+            source: "f.ndjson".to_owned(),
+            line: 7,
+            reason: "bad".to_owned(),
+            raw: "{".to_owned(),
+        }],
+    };
+    let second = IngestBatch {
+        events: vec![
+            event("m1", "e2", "u2", T0 + DAY, "view", ""),
+            event("m1", "e3", "u1", T0 + 40 * DAY, "view", ""),
+        ],
+        rejects: first.rejects.clone(),
+    };
+    for store in [&mut clickhouse as &mut dyn EventStore, &mut embedded] {
+        let a = store.append(&first).expect("first append");
+        assert_eq!((a.accepted, a.duplicates, a.rejected), (3, 1, 1));
+        let b = store.append(&second).expect("second append");
+        assert_eq!((b.accepted, b.duplicates, b.rejected), (1, 1, 1));
+        let again = store.append(&second).expect("third append");
+        assert_eq!(
+            (again.accepted, again.duplicates, again.rejected),
+            (0, 2, 1)
+        );
+    }
+    assert_eq!(clickhouse.merchants().expect("merchants"), ["m1", "m2"]);
+    let (c, e) = (
+        clickhouse.stats().expect("stats"),
+        embedded.stats().expect("stats"),
+    );
+    assert_eq!(
+        (c.total, &c.per_merchant, &c.per_type),
+        (e.total, &e.per_merchant, &e.per_type)
+    );
+    assert_eq!(c.total, 4);
+
+    for range in [
+        TimeRange::ALL,
+        TimeRange {
+            start_ms: Some(T0 + DAY),
+            end_ms: None,
+        },
+        TimeRange {
+            start_ms: None,
+            end_ms: Some(T0 + DAY),
+        },
+    ] {
+        let read = |store: &mut dyn EventStore| {
+            sorted(
+                store
+                    .scan("m1", range)
+                    .expect("ok")
+                    .expect("events")
+                    .collect()
+                    .expect("ok"),
+            )
+        };
+        let (c, e) = (read(&mut clickhouse), read(&mut embedded));
+        assert!(c.equals_missing(&e), "range {range:?}:\n{c}\n{e}");
+        // A projection reads only its columns and gives the same values.
+        let project = |store: &mut dyn EventStore| {
+            store
+                .scan("m1", range)
+                .expect("ok")
+                .expect("ok")
+                .select([col("event_id"), col("price"), col("ts")])
+                .sort(["event_id"], SortMultipleOptions::default())
+                .collect()
+                .expect("ok")
+        };
+        assert!(project(&mut clickhouse).equals_missing(&project(&mut embedded)));
+    }
+    assert!(
+        clickhouse
+            .scan("nobody", TimeRange::ALL)
+            .expect("ok")
+            .is_none()
+    );
+    let none_yet = TimeRange {
+        start_ms: None,
+        end_ms: Some(T0 - DAY),
+    };
+    assert!(clickhouse.scan("m1", none_yet).expect("ok").is_none());
+    assert!(clickhouse.version().expect("version") >= 2);
+
+    // Merchant isolation in the SQL itself: every read of events names its merchant.
+    let queries = clickhouse.recent_event_queries();
+    assert!(!queries.is_empty());
+    for sql in &queries {
+        assert!(sql.contains("WHERE merchant_id = ?"), "{sql}");
+    }
+}
