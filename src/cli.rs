@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use recur_engine::store::{ClickHouseConfig, StoreChoice};
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +46,105 @@ pub(crate) struct DataDir {
     /// Directory of the embedded store and its snapshots (created if missing).
     #[arg(long, env = "RECUR_DATA_DIR", value_name = "DIR")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+impl DataDir {
+    /// The data directory with the embedded store (the demo's choice, whatever is configured).
+    pub(crate) fn embedded(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            store: StoreArgs::default(),
+        }
+    }
+
+    /// Opens the chosen event store; the data directory keeps snapshots, settings, keys and
+    /// campaigns whichever it is.
+    pub(crate) fn open_store(&self) -> anyhow::Result<recur_engine::store::AnyStore> {
+        let choice = self.store.choice();
+        recur_engine::store::AnyStore::open(&choice, &self.data_dir).with_context(
+            || match &choice {
+                StoreChoice::Embedded => {
+                    format!("cannot open the store in {}", self.data_dir.display())
+                }
+                StoreChoice::ClickHouse(c) => format!(
+                    "cannot open the ClickHouse store (database {} at {})",
+                    c.database, c.url
+                ),
+            },
+        )
+    }
+}
+
+/// Which store holds the events: the embedded one in --data-dir, or a ClickHouse server.
+#[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Event store")]
+pub(crate) struct StoreArgs {
+    /// Where events are stored: `embedded` (Parquet files under --data-dir) or `clickhouse`.
+    #[arg(id = "store", long = "store", env = "RECUR_STORE", value_enum, default_value_t = StoreKind::Embedded, value_name = "STORE")]
+    pub kind: StoreKind,
+    /// ClickHouse's HTTP interface (with --store clickhouse).
+    #[arg(
+        long,
+        env = "RECUR_CLICKHOUSE_URL",
+        default_value = "http://127.0.0.1:8123",
+        value_name = "URL"
+    )]
+    pub clickhouse_url: String,
+    /// ClickHouse database of Recur's tables, created with them on first use.
+    #[arg(
+        long,
+        env = "RECUR_CLICKHOUSE_DATABASE",
+        default_value = "recur",
+        value_name = "NAME"
+    )]
+    pub clickhouse_database: String,
+    /// ClickHouse user (default: the server's `default`).
+    #[arg(long, env = "RECUR_CLICKHOUSE_USER", value_name = "USER")]
+    pub clickhouse_user: Option<String>,
+    /// ClickHouse password; prefer the variable or the config file, which stay out of
+    /// process listings.
+    #[arg(
+        long,
+        env = "RECUR_CLICKHOUSE_PASSWORD",
+        hide_env_values = true,
+        hide_default_value = true,
+        value_name = "PASSWORD"
+    )]
+    pub clickhouse_password: Option<String>,
+}
+
+impl Default for StoreArgs {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Embedded,
+            clickhouse_url: "http://127.0.0.1:8123".to_owned(),
+            clickhouse_database: "recur".to_owned(),
+            clickhouse_user: None,
+            clickhouse_password: None,
+        }
+    }
+}
+
+impl StoreArgs {
+    pub(crate) fn choice(&self) -> StoreChoice {
+        match self.kind {
+            StoreKind::Embedded => StoreChoice::Embedded,
+            StoreKind::Clickhouse => StoreChoice::ClickHouse(ClickHouseConfig {
+                url: self.clickhouse_url.clone(),
+                database: self.clickhouse_database.clone(),
+                user: self.clickhouse_user.clone(),
+                password: self.clickhouse_password.clone(),
+            }),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum StoreKind {
+    Embedded,
+    Clickhouse,
 }
 
 #[derive(Subcommand)]

@@ -23,6 +23,8 @@ pub(crate) struct Config {
     #[serde(default)]
     store: StoreSection,
     #[serde(default)]
+    clickhouse: ClickHouseSection,
+    #[serde(default)]
     serve: ServeSection,
     #[serde(default)]
     ingest: IngestSection,
@@ -38,6 +40,24 @@ pub(crate) struct Config {
 #[serde(deny_unknown_fields)]
 struct StoreSection {
     data_dir: Option<PathBuf>,
+    /// `embedded` or `clickhouse`, as `--store`.
+    kind: Option<StoreKindSetting>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum StoreKindSetting {
+    Embedded,
+    Clickhouse,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClickHouseSection {
+    url: Option<String>,
+    database: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,7 +182,16 @@ impl Config {
             LogFormatSetting::Text => "text".to_owned(),
             LogFormatSetting::Json => "json".to_owned(),
         });
+        let store_kind = self.store.kind.map(|k| match k {
+            StoreKindSetting::Embedded => "embedded".to_owned(),
+            StoreKindSetting::Clickhouse => "clickhouse".to_owned(),
+        });
         let single = [
+            ("store", store_kind),
+            ("clickhouse_url", self.clickhouse.url.clone()),
+            ("clickhouse_database", self.clickhouse.database.clone()),
+            ("clickhouse_user", self.clickhouse.user.clone()),
+            ("clickhouse_password", self.clickhouse.password.clone()),
             (
                 "data_dir",
                 self.store

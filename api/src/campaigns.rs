@@ -15,7 +15,7 @@ use recur_engine::campaign::report::measure;
 use recur_engine::campaign::{
     Campaign, Goal, PushChannel, Target, Trigger, create_campaign, load_campaigns,
 };
-use recur_engine::store::EmbeddedStore;
+use recur_engine::store::AnyStore;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -243,12 +243,13 @@ pub(crate) async fn plan(
         Some(plan) => plan,
         None => {
             let data_dir = state.data_dir.clone();
+            let choice = Arc::clone(&state.store_choice);
             let (m, n) = (merchant_id.clone(), name.clone());
             let plan = Arc::new(
                 blocking(move || {
                     // A reader of its own: a plan of a large merchant takes seconds, and the
                     // server's store handle is what `POST /v1/events` appends through.
-                    let mut store = EmbeddedStore::open(data_dir.as_ref())?;
+                    let mut store = AnyStore::open(&choice, &data_dir)?;
                     plan_named(&data_dir, &snapshot, &mut store, &m, &n, at_ms)
                 })
                 .await?,
@@ -324,10 +325,11 @@ pub(crate) async fn report(
         ));
     }
     let data_dir = state.data_dir.clone();
+    let choice = Arc::clone(&state.store_choice);
     let report = blocking(move || {
         recur_engine::campaign::find_campaign(&data_dir, &merchant_id, &name)?;
         // A reader of its own, as for plans: appends never wait for a report.
-        let mut store = EmbeddedStore::open(data_dir.as_ref())?;
+        let mut store = AnyStore::open(&choice, &data_dir)?;
         measure(
             &data_dir,
             &mut store,

@@ -16,7 +16,7 @@ use recur_engine::event::EventValidator;
 use recur_engine::keys::{KeyRing, keys_path};
 use recur_engine::settings::{ListRules, MerchantSettings, settings_path};
 use recur_engine::snapshot::{self, ServingSnapshot};
-use recur_engine::store::EmbeddedStore;
+use recur_engine::store::{AnyStore, StoreChoice};
 use recur_ingest::kafka::EventPublisher;
 use tracing::{info, warn};
 
@@ -58,7 +58,9 @@ pub struct AppState {
     pub data_dir: Arc<Path>,
     pub snapshot: Arc<ArcSwapOption<ServingSnapshot>>,
     pub reload: Arc<ArcSwap<ReloadStatus>>,
-    store: Arc<Mutex<EmbeddedStore>>,
+    store: Arc<Mutex<AnyStore>>,
+    /// Which event store: plans and reports open readers of their own on it.
+    pub store_choice: Arc<StoreChoice>,
     /// When set, POST /v1/events publishes here instead of writing the store.
     pub publisher: Option<Arc<EventPublisher>>,
     pub limits: ApiLimits,
@@ -176,13 +178,23 @@ struct CachedRules {
 const RULES_RECHECK: Duration = Duration::from_millis(250);
 
 impl AppState {
-    /// Opens the store and loads the current snapshot, if there is one.
+    /// Opens the embedded store and loads the current snapshot, if there is one.
     pub fn open(
         data_dir: PathBuf,
         limits: ApiLimits,
         validator: EventValidator,
     ) -> recur_engine::Result<Self> {
-        let store = EmbeddedStore::open(&data_dir)?;
+        Self::open_with_store(data_dir, &StoreChoice::Embedded, limits, validator)
+    }
+
+    /// Opens the chosen event store and loads the current snapshot, if there is one.
+    pub fn open_with_store(
+        data_dir: PathBuf,
+        choice: &StoreChoice,
+        limits: ApiLimits,
+        validator: EventValidator,
+    ) -> recur_engine::Result<Self> {
+        let store = AnyStore::open(choice, &data_dir)?;
         let keys_modified = key_file_modified(&data_dir);
         let keys = KeyRing::load(&data_dir)?;
         let current = match snapshot::current_name(&data_dir)? {
@@ -194,6 +206,7 @@ impl AppState {
             snapshot: Arc::new(ArcSwapOption::new(current)),
             reload: Arc::new(ArcSwap::from_pointee(ReloadStatus::default())),
             store: Arc::new(Mutex::new(store)),
+            store_choice: Arc::new(choice.clone()),
             publisher: None,
             limits,
             validator,
@@ -271,12 +284,12 @@ impl AppState {
     /// The store, for appends. A request that panicked while holding it cannot have left it
     /// half-changed (an append changes memory only after its commit is durable, and re-reads
     /// the commit log first), so a poisoned lock is taken over rather than failing forever.
-    pub fn store(&self) -> MutexGuard<'_, EmbeddedStore> {
+    pub fn store(&self) -> MutexGuard<'_, AnyStore> {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A shared handle to the store for blocking tasks.
-    pub(crate) fn store_handle(&self) -> Arc<Mutex<EmbeddedStore>> {
+    pub(crate) fn store_handle(&self) -> Arc<Mutex<AnyStore>> {
         Arc::clone(&self.store)
     }
 

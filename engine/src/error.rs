@@ -49,6 +49,8 @@ pub enum Error {
         url: String,
         database: String,
         message: String,
+        /// The server could not be reached or did not answer in time: worth retrying.
+        transient: bool,
     },
 
     #[error("the {model} fit failed: {reason}")]
@@ -67,6 +69,17 @@ impl Error {
             path,
             source,
         }
+    }
+
+    /// Whether trying again later may succeed (a store that is down, not a bad request).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::ClickHouse {
+                transient: true,
+                ..
+            }
+        )
     }
 
     /// Wraps a Polars error with the step that failed.

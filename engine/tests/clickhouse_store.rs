@@ -155,6 +155,7 @@ fn appends_count_each_event_once_and_reads_match_the_embedded_store() {
     };
     assert!(clickhouse.scan("m1", none_yet).expect("ok").is_none());
     assert!(clickhouse.version().expect("version") >= 2);
+    let url = std::env::var("RECUR_TEST_CLICKHOUSE_URL").expect("RECUR_TEST_CLICKHOUSE_URL");
 
     // Merchant isolation in the SQL itself: every read of events names its merchant.
     let queries = clickhouse.recent_event_queries();
@@ -162,4 +163,50 @@ fn appends_count_each_event_once_and_reads_match_the_embedded_store() {
     for sql in &queries {
         assert!(sql.contains("WHERE merchant_id = ?"), "{sql}");
     }
+    drop_database(&url, &format!("recur_test_parity_{}", std::process::id()));
+}
+
+/// An append interrupted after its events and fingerprints were stored but before its own row
+/// (the server killed at that moment) is retried: the retry counts those events as accepted —
+/// the interrupted attempt never reported them — and reads still see each event once.
+#[test]
+fn a_retried_interrupted_append_counts_its_events_once_as_accepted() {
+    let url = std::env::var("RECUR_TEST_CLICKHOUSE_URL").expect("RECUR_TEST_CLICKHOUSE_URL");
+    let mut clickhouse = store("retry");
+    let database = format!("recur_test_retry_{}", std::process::id());
+    let batch = IngestBatch {
+        events: (0..100)
+            .map(|n| {
+                event(
+                    "m1",
+                    &format!("e{n}"),
+                    &format!("u{}", n % 7),
+                    T0 + n,
+                    "view",
+                    "",
+                )
+            })
+            .collect(),
+        rejects: vec![],
+    };
+    let first = clickhouse.append(&batch).expect("first attempt");
+    assert_eq!(first.accepted, 100);
+    // The interruption: the batch's append row never got written.
+    ureq::post(&url)
+        .send(format!("TRUNCATE TABLE {database}.appends"))
+        .expect("truncate appends");
+    let retry = clickhouse.append(&batch).expect("retry");
+    assert_eq!((retry.accepted, retry.duplicates), (100, 0));
+    assert_eq!(clickhouse.stats().expect("stats").total, 100);
+    let rows = clickhouse
+        .scan("m1", TimeRange::ALL)
+        .expect("scan")
+        .expect("events")
+        .collect()
+        .expect("collect");
+    assert_eq!(rows.height(), 100, "each event read once");
+    // Now that the batch completed, the same batch again is all duplicates.
+    let again = clickhouse.append(&batch).expect("again");
+    assert_eq!((again.accepted, again.duplicates), (0, 100));
+    drop_database(&url, &database);
 }

@@ -4,8 +4,12 @@
 //! makes each commit atomic and drops duplicates, so a crash loses at most the batch in
 //! flight, which a rerun stores again.
 
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
 use recur_engine::event::EventValidator;
 use recur_engine::store::{AppendOutcome, EventStore, IngestBatch, RejectedLine};
+use tracing::warn;
 
 use crate::error::Result;
 
@@ -21,6 +25,35 @@ impl Default for BatchLimits {
         Self {
             max_events: 200_000,
             max_bytes: 64 << 20,
+        }
+    }
+}
+
+/// How long a file ingest waits for a store that is down (ClickHouse restarting) before it
+/// gives up; what was appended stays, and a rerun goes on from there.
+const STORE_OUTAGE_PATIENCE: Duration = Duration::from_secs(600);
+
+/// Appends `batch`, retrying with backoff while the store is unreachable; nothing of the batch
+/// counts until an append returned.
+fn append_retrying(store: &mut dyn EventStore, batch: &IngestBatch) -> Result<AppendOutcome> {
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .with_total_delay(Some(STORE_OUTAGE_PATIENCE))
+        .without_max_times()
+        .build();
+    loop {
+        match store.append(batch) {
+            Ok(outcome) => return Ok(outcome),
+            Err(e) if e.is_transient() => match delays.next() {
+                Some(delay) => {
+                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "store unreachable; batch not stored yet, retrying");
+                    std::thread::sleep(delay);
+                }
+                None => return Err(e.into()),
+            },
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -77,7 +110,7 @@ impl<'s> Batcher<'s> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        self.outcome += self.store.append(&self.batch)?;
+        self.outcome += append_retrying(self.store, &self.batch)?;
         self.batch = IngestBatch::default();
         self.batch_bytes = 0;
         Ok(())

@@ -15,7 +15,7 @@ use recur_engine::campaign::{
 use recur_engine::settings::MerchantSettings;
 use recur_engine::snapshot::ServingSnapshot;
 use recur_engine::snapshot::serving::LoadScope;
-use recur_engine::store::{EmbeddedStore, EventStore, TimeRange};
+use recur_engine::store::{AnyStore, EventStore, TimeRange};
 use recur_push::{RetryPolicy, SendOptions, SendReport, Sender, send_campaign, sender_for};
 
 use crate::cli::DataDir;
@@ -362,7 +362,7 @@ fn run_triggered(
         lists_only: true,
     };
     let snapshot = ServingSnapshot::load_current_scoped(dir, &scope)?;
-    let mut store = open_store(dir)?;
+    let mut store = data.open_store()?;
     let merchants: Vec<String> = match merchant {
         Some(m) => vec![m.to_owned()],
         None => snapshot
@@ -493,7 +493,7 @@ pub(crate) struct Inputs {
     campaign: Campaign,
     snapshot: ServingSnapshot,
     events: Option<LazyFrame>,
-    _store: EmbeddedStore,
+    _store: AnyStore,
 }
 
 impl Inputs {
@@ -524,7 +524,7 @@ impl Inputs {
 
 fn inputs(args: &CampaignArgs, targeting: &TargetArgs, at_ms: i64) -> anyhow::Result<Inputs> {
     inputs_for(
-        &args.data.data_dir,
+        &args.data,
         &args.merchant,
         &args.name,
         targeting.target()?,
@@ -534,18 +534,19 @@ fn inputs(args: &CampaignArgs, targeting: &TargetArgs, at_ms: i64) -> anyhow::Re
 
 /// [`Inputs`] of campaign `name` of `merchant`, its targeting overridden by `target` if given.
 pub(crate) fn inputs_for(
-    dir: &std::path::Path,
+    data: &DataDir,
     merchant: &str,
     name: &str,
     target: Option<Target>,
     at_ms: i64,
 ) -> anyhow::Result<Inputs> {
+    let dir = &data.data_dir;
     let mut campaign = find_campaign(dir, merchant, name)?;
     if let Some(target) = target {
         campaign.target = Some(target);
     }
     let snapshot = campaign_snapshot(dir, merchant, &campaign)?;
-    let mut store = open_store(dir)?;
+    let mut store = data.open_store()?;
     let events = store.scan(
         merchant,
         TimeRange {
@@ -649,10 +650,6 @@ fn uplift_text(training: &UpliftTraining) -> String {
         )
     ));
     text
-}
-
-pub(crate) fn open_store(dir: &std::path::Path) -> anyhow::Result<EmbeddedStore> {
-    EmbeddedStore::open(dir).with_context(|| format!("cannot open the store in {}", dir.display()))
 }
 
 fn write_plan(plan: &Plan, format: PlanFormat) -> anyhow::Result<()> {
@@ -813,7 +810,7 @@ pub(crate) fn report(args: &CampaignReportArgs) -> anyhow::Result<()> {
     let scope = &args.campaign;
     let dir = &scope.data.data_dir;
     let campaign = find_campaign(dir, &scope.merchant, &scope.name)?;
-    let mut store = open_store(dir)?;
+    let mut store = scope.data.open_store()?;
     let report = measure(
         dir,
         &mut store,

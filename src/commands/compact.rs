@@ -2,16 +2,14 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use recur_engine::store::{CompactionPolicy, EmbeddedStore, EventStore};
+use recur_engine::store::{CompactionPolicy, EventStore};
 
 use crate::cli::CompactArgs;
 use crate::output::outln;
 
 pub(crate) fn compact(args: &CompactArgs) -> anyhow::Result<()> {
-    let dir = &args.data.data_dir;
-    let mut store = EmbeddedStore::open(dir)
-        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    let mut store = args.data.open_store()?;
+    let store = store.embedded("recur compact")?;
     let before = store.stats()?;
     let started = Instant::now();
     let policy = CompactionPolicy {

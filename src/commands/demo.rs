@@ -19,7 +19,7 @@ use recur_ingest::Source;
 use recur_ingest::kafka::{ConsumeOptions, KafkaSettings, ensure_topic, produce_lines};
 
 use super::{demo_campaign, generate, ingest, run, serve};
-use crate::cli::{DemoArgs, SynthShape};
+use crate::cli::{DataDir, DemoArgs, SynthShape};
 use crate::output::thousands;
 use recur_engine::synth;
 
@@ -30,6 +30,8 @@ const DEMO_PARTITIONS: i32 = 4;
 
 pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     let dir = &args.data_dir;
+    // The demo keeps its events in its own directory, whatever store is configured.
+    let data = DataDir::embedded(dir.clone());
     let events = dir.join("demo-events.ndjson.gz");
     outln!(
         "Recur demo: {} merchants, {} simulated users over {} days (seed {})\n",
@@ -56,7 +58,7 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         Some(brokers) => (ingest_through_kafka(brokers, args, &events)?, " via Kafka"),
         None => (
             ingest::ingest_files(
-                dir,
+                &data,
                 std::slice::from_ref(&events),
                 200_000,
                 EventValidator::system(),
@@ -82,7 +84,7 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     demo_campaign::set_time_zones(dir, &merchants)?;
     let started = Instant::now();
     let campaigns = match generate::config_of(&shape)?.campaign {
-        Some(simulated) => demo_campaign::replay(dir, &simulated)?,
+        Some(simulated) => demo_campaign::replay(&data, &simulated)?,
         None => Vec::new(),
     };
     if let Some(first) = campaigns.first() {
@@ -95,7 +97,7 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     }
 
     let started = Instant::now();
-    let manifest = run::run_jobs(dir, RunOptions::default())?;
+    let manifest = run::run_jobs(&data, RunOptions::default())?;
     outln!(
         "  jobs       snapshot {}  ({:.1} s)\n",
         manifest.name,
@@ -185,7 +187,7 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     }
     outln!("\nServing on {base} until Ctrl-C.");
     serve::serve_until_shutdown(
-        dir,
+        &data,
         args.listen,
         ApiLimits::default(),
         EventValidator::system(),
@@ -238,5 +240,9 @@ fn ingest_through_kafka(
         until_idle: Some(Duration::from_secs(5)),
         ..ConsumeOptions::default()
     };
-    ingest::consume_kafka(&args.data_dir, &settings, &options)
+    ingest::consume_kafka(
+        &DataDir::embedded(args.data_dir.clone()),
+        &settings,
+        &options,
+    )
 }

@@ -18,8 +18,9 @@ use recur_engine::settings::{MerchantSettings, settings_path};
 use recur_engine::synth::SynthCampaign;
 use recur_push::{Outcome, SendOptions, Sender};
 
-use super::campaign::{inputs_for, open_store};
+use super::campaign::inputs_for;
 use super::run;
+use crate::cli::DataDir;
 
 /// The name of the demo's campaign unless `--campaign` names another.
 pub(crate) const DEMO_CAMPAIGN: &str = "autumn-repeat";
@@ -58,15 +59,16 @@ pub(crate) fn set_time_zones(dir: &std::path::Path, merchants: &[String]) -> any
 /// Plans and delivers `simulated` for every merchant of the store as of its planning time,
 /// then measures it; returns each merchant's report.
 pub(crate) fn replay(
-    dir: &std::path::Path,
+    data: &DataDir,
     simulated: &SynthCampaign,
 ) -> anyhow::Result<Vec<CampaignReport>> {
     let (Some(planned), Some(delivered)) = (simulated.planned_at(), simulated.delivered_at())
     else {
         anyhow::bail!("campaign {} has no valid local 10:00", simulated.name);
     };
+    let dir = &data.data_dir;
     let manifest = run::run_jobs(
-        dir,
+        data,
         RunOptions {
             as_of: Some(AsOf::Instant(planned.timestamp_millis())),
             ..RunOptions::default()
@@ -95,7 +97,7 @@ pub(crate) fn replay(
         }
         for at in [planned, delivered] {
             let at_ms = at.timestamp_millis();
-            inputs_for(dir, merchant, &simulated.name, None, at_ms)?
+            inputs_for(data, merchant, &simulated.name, None, at_ms)?
                 .send(
                     dir,
                     merchant,
@@ -106,7 +108,7 @@ pub(crate) fn replay(
                 )
                 .with_context(|| format!("sending the demo's campaign of {merchant}"))?;
         }
-        let mut store = open_store(dir)?;
+        let mut store = data.open_store()?;
         reports.push(measure(
             dir,
             &mut store,

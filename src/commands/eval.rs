@@ -1,10 +1,9 @@
 //! `recur eval`: the recommenders scored side by side on held-out orders.
 
-use anyhow::Context;
 use recur_engine::recs::baskets::Holdout;
 use recur_engine::recs::eval::{EvalOptions, MerchantEval, evaluate_merchant};
 use recur_engine::settings::MerchantSettings;
-use recur_engine::store::{EmbeddedStore, EventStore};
+use recur_engine::store::EventStore;
 
 use crate::cli::EvalArgs;
 use crate::output::{outln, progress_bar, table, thousands};
@@ -21,8 +20,7 @@ pub(crate) fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     };
     options.validate()?;
     let dir = &args.data.data_dir;
-    let mut store = EmbeddedStore::open(dir)
-        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    let mut store = args.data.open_store()?;
     let merchants = match &args.merchant {
         Some(m) => vec![m.clone()],
         None => store.merchants()?,

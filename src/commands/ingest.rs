@@ -5,13 +5,13 @@ use std::path::Path;
 
 use anyhow::Context;
 use recur_engine::event::EventValidator;
-use recur_engine::store::{AppendOutcome, EmbeddedStore};
+use recur_engine::store::AppendOutcome;
 use std::time::Duration;
 
 use recur_ingest::kafka::{self, ConsumeOptions, InstanceSlot, KafkaSettings};
 use recur_ingest::{BatchLimits, Progress, Source};
 
-use crate::cli::IngestArgs;
+use crate::cli::{DataDir, IngestArgs};
 use crate::output::{progress_bar, table, thousands};
 
 pub(crate) fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
@@ -23,7 +23,7 @@ pub(crate) fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
     let outcome = match &args.kafka.kafka {
         Some(brokers) => ingest_kafka(args, brokers)?,
         None => ingest_files(
-            &args.data.data_dir,
+            &args.data,
             &args.files,
             args.batch_events,
             args.validation.validator()?,
@@ -59,17 +59,16 @@ fn ingest_kafka(args: &IngestArgs, brokers: &str) -> anyhow::Result<AppendOutcom
         max_batch_wait: Duration::from_millis(args.max_batch_wait_ms.max(1)),
         validator: args.validation.validator()?,
     };
-    consume_kafka(&args.data.data_dir, &settings, &options)
+    consume_kafka(&args.data, &settings, &options)
 }
 
 /// Consumes from Kafka into the store in `data_dir` until idle or signalled.
 pub(crate) fn consume_kafka(
-    data_dir: &Path,
+    data: &DataDir,
     settings: &KafkaSettings,
     options: &ConsumeOptions,
 ) -> anyhow::Result<AppendOutcome> {
-    let mut store = EmbeddedStore::open(data_dir)
-        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let mut store = data.open_store()?;
     let stop = kafka::stop_on_signals()?;
     let bar = progress_bar(None, "consuming");
     let outcome = kafka::consume(&mut store, settings, options, &stop, &mut |total| {
@@ -82,15 +81,14 @@ pub(crate) fn consume_kafka(
 
 /// Ingests `files` into the store in `data_dir`, with a progress bar on a terminal.
 pub(crate) fn ingest_files(
-    data_dir: &Path,
+    data: &DataDir,
     files: &[std::path::PathBuf],
     batch_events: usize,
     validator: EventValidator,
 ) -> anyhow::Result<AppendOutcome> {
     let sources: Vec<Source> = files.iter().map(|f| Source::parse(f)).collect();
     let total: Option<u64> = sources.iter().map(Source::size_on_disk).sum();
-    let mut store = EmbeddedStore::open(data_dir)
-        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let mut store = data.open_store()?;
     let bar = progress_bar(total, "ingesting");
     let mut done_before = 0u64;
     let mut current = 0usize;

@@ -3,7 +3,6 @@
 use crate::output::outln;
 use std::io::Write;
 
-use anyhow::Context;
 use polars::prelude::*;
 use recur_engine::analytics::MerchantAnalytics;
 use recur_engine::analytics::activity::{Activity, PERIOD};
@@ -13,17 +12,16 @@ use recur_engine::analytics::rfm;
 use recur_engine::frame_json;
 use recur_engine::jobs::reports::{COHORT_START, PERIOD_START, with_period_label};
 use recur_engine::settings::MerchantSettings;
-use recur_engine::store::{EmbeddedStore, EventStore};
+use recur_engine::store::{AnyStore, EventStore};
 use serde_json::{Value, json};
 
 use crate::cli::{Format, MerchantScope, ReportArgs, ReportCommand};
 use crate::output::table;
 
 /// Opens the store and prepares the merchant's analytics, or says what to do instead.
-pub(crate) fn load(scope: &MerchantScope) -> anyhow::Result<(EmbeddedStore, MerchantAnalytics)> {
+pub(crate) fn load(scope: &MerchantScope) -> anyhow::Result<(AnyStore, MerchantAnalytics)> {
     let dir = &scope.data.data_dir;
-    let mut store = EmbeddedStore::open(dir)
-        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    let mut store = scope.data.open_store()?;
     let settings = MerchantSettings::load(dir, &scope.merchant)?;
     let analytics = MerchantAnalytics::load(&mut store, &scope.merchant, &settings, as_of(scope)?)?
         .ok_or_else(|| no_such_merchant(&mut store, &scope.merchant, dir))?;

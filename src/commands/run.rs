@@ -1,22 +1,20 @@
 //! `recur run`: the batch jobs, then a new snapshot.
 
 use crate::output::outln;
-use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Context;
 use recur_engine::analytics::period::AsOf;
 use recur_engine::jobs::{self, RunOptions};
 use recur_engine::snapshot::SnapshotManifest;
-use recur_engine::store::EmbeddedStore;
 
+use crate::cli::DataDir;
 use crate::cli::RunArgs;
 use crate::output::{progress_bar, table, thousands};
 
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
     let as_of = args.as_of.as_deref().map(AsOf::parse).transpose()?;
     let started = Instant::now();
-    let manifest = run_jobs(&args.data.data_dir, RunOptions { k: args.k, as_of })?;
+    let manifest = run_jobs(&args.data, RunOptions { k: args.k, as_of })?;
     if args.json {
         outln!("{}", serde_json::to_string(&manifest)?);
     } else {
@@ -30,9 +28,9 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn run_jobs(data_dir: &Path, options: RunOptions) -> anyhow::Result<SnapshotManifest> {
-    let mut store = EmbeddedStore::open(data_dir)
-        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+pub(crate) fn run_jobs(data: &DataDir, options: RunOptions) -> anyhow::Result<SnapshotManifest> {
+    let data_dir = &data.data_dir;
+    let mut store = data.open_store()?;
     let bar = progress_bar(None, "jobs");
     let manifest = jobs::run_all(&mut store, data_dir, options, &mut |i, n, merchant| {
         bar.set_message(format!("merchant {}/{n} {merchant}", i + 1));

@@ -1,7 +1,6 @@
 //! `recur serve`: the HTTP API until Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,7 +9,7 @@ use recur_engine::event::EventValidator;
 use recur_ingest::kafka::{EventPublisher, KafkaSettings, LagProbe};
 use tracing::info;
 
-use crate::cli::ServeArgs;
+use crate::cli::{DataDir, ServeArgs};
 
 pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if !args.reload_every.is_finite() || args.reload_every <= 0.0 {
@@ -45,7 +44,7 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         None => (None, None),
     };
     serve_until_shutdown(
-        &args.data.data_dir,
+        &args.data,
         args.listen,
         limits,
         args.validation.validator()?,
@@ -55,7 +54,7 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) fn serve_until_shutdown(
-    data_dir: &Path,
+    data: &DataDir,
     listen: SocketAddr,
     limits: ApiLimits,
     validator: EventValidator,
@@ -64,8 +63,10 @@ pub(crate) fn serve_until_shutdown(
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let mut state = AppState::open(data_dir.to_path_buf(), limits, validator)
-            .with_context(|| format!("cannot open {}", data_dir.display()))?;
+        let data_dir = &data.data_dir;
+        let choice = data.store.choice();
+        let mut state = AppState::open_with_store(data_dir.clone(), &choice, limits, validator)
+            .with_context(|| format!("cannot open {} and its event store", data_dir.display()))?;
         if let Some(publisher) = publisher {
             state = state.with_publisher(publisher);
         }

@@ -1,16 +1,13 @@
 //! `recur stats`: what the store holds.
 
 use crate::output::outln;
-use anyhow::Context;
-use recur_engine::store::{EmbeddedStore, EventStore};
+use recur_engine::store::EventStore;
 
 use crate::cli::StatsArgs;
 use crate::output::{table, thousands};
 
 pub(crate) fn stats(args: &StatsArgs) -> anyhow::Result<()> {
-    let dir = &args.data.data_dir;
-    let mut store = EmbeddedStore::open(dir)
-        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    let mut store = args.data.open_store()?;
     let stats = store.stats()?;
     if args.json {
         outln!("{}", serde_json::to_string(&stats)?);

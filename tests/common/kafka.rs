@@ -24,7 +24,7 @@ pub fn exclusive_broker() -> MutexGuard<'static, ()> {
     guard
 }
 
-fn services(command: &str) {
+pub fn services(command: &str) {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services");
     let status = std::process::Command::new(script)
         .arg(command)

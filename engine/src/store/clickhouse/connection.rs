@@ -95,7 +95,12 @@ impl Connection {
     }
 
     pub(super) fn error(&self, doing: &str, source: clickhouse::error::Error) -> Error {
+        let transient = matches!(
+            source,
+            clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut
+        );
         Error::ClickHouse {
+            transient,
             doing: doing.to_owned(),
             url: self.url.clone(),
             database: self.database.clone(),

@@ -77,9 +77,10 @@ fn migrations() -> Vec<Migration> {
                 event_columns.join(", ")
             ),
             // The (merchant_id, event_id) fingerprints of stored events (128-bit XXH3, as in
-            // the embedded store), ordered for lookups: what an append checks a batch against.
+            // the embedded store), ordered for lookups: what an append checks a batch against,
+            // with the fingerprint of the batch that stored each.
             "CREATE TABLE IF NOT EXISTS {db}.event_keys \
-             (merchant_id String, key_hi UInt64, key_lo UInt64) \
+             (merchant_id String, key_hi UInt64, key_lo UInt64, batch UInt64) \
              ENGINE = ReplacingMergeTree() ORDER BY (merchant_id, key_hi, key_lo)"
                 .to_owned(),
             "CREATE TABLE IF NOT EXISTS {db}.rejected \
@@ -87,10 +88,11 @@ fn migrations() -> Vec<Migration> {
               recorded_at DateTime) \
              ENGINE = ReplacingMergeTree() ORDER BY (key_hi, key_lo)"
                 .to_owned(),
-            // One row per append that stored something: the store's version is their count.
+            // One row per append that stored something, written last: the store's version is
+            // their count, and a batch without its row was interrupted.
             "CREATE TABLE IF NOT EXISTS {db}.appends \
-             (at DateTime, accepted UInt64, duplicates UInt64, rejected UInt64) \
-             ENGINE = MergeTree() ORDER BY at"
+             (at DateTime, batch UInt64, accepted UInt64, duplicates UInt64, rejected UInt64) \
+             ENGINE = MergeTree() ORDER BY (batch, at)"
                 .to_owned(),
         ],
     }]

@@ -4,8 +4,12 @@
 //! Why that order keeps counts exact: events are inserted before their fingerprints, so an
 //! append interrupted between the two stores the events again when retried (the fingerprints
 //! were not there), and the second copy, identical row for row, is folded by FINAL; the other
-//! order could record a fingerprint whose event never arrived, and lose it. Nothing of a
-//! batch is acknowledged to the caller before ClickHouse acknowledged every insert.
+//! order could record a fingerprint whose event never arrived, and lose it. Each fingerprint
+//! names the batch that stored it (a hash of the batch's event keys) and the append's row is
+//! written last, so a retry of an interrupted batch recognises its own fingerprints and counts
+//! those events as accepted, not as duplicates, while the same batch sent again after it
+//! completed counts them as duplicates. Nothing of a batch is acknowledged to the caller
+//! before ClickHouse acknowledged every insert.
 
 use std::collections::HashSet;
 
@@ -68,6 +72,7 @@ struct EventKeyRow<'a> {
     merchant_id: &'a str,
     key_hi: u64,
     key_lo: u64,
+    batch: u64,
 }
 
 #[derive(Row, Serialize)]
@@ -84,15 +89,17 @@ struct RejectedRow<'a> {
 #[derive(Row, Serialize)]
 struct AppendRow {
     at: u32,
+    batch: u64,
     accepted: u64,
     duplicates: u64,
     rejected: u64,
 }
 
 #[derive(Row, Deserialize)]
-struct KeyHalves {
+struct StoredKey {
     key_hi: u64,
     key_lo: u64,
+    batch: u64,
 }
 
 fn halves(key: Key) -> (u64, u64) {
@@ -140,7 +147,8 @@ pub(super) fn append(connection: &Connection, batch: &IngestBatch) -> Result<App
             outcome.duplicates += 1;
         }
     }
-    let stored = stored_event_keys(connection, &candidates)?;
+    let batch_id = batch_fingerprint(candidates.iter().map(|(key, _)| *key));
+    let stored = stored_event_keys(connection, &candidates, batch_id)?;
     let new_events: Vec<(Key, &Event)> = candidates
         .into_iter()
         .filter(|(key, _)| !stored.contains(key))
@@ -186,6 +194,7 @@ pub(super) fn append(connection: &Connection, batch: &IngestBatch) -> Result<App
                         merchant_id: &event.merchant_id,
                         key_hi,
                         key_lo,
+                        batch: batch_id,
                     })
                     .await?;
             }
@@ -218,6 +227,7 @@ pub(super) fn append(connection: &Connection, batch: &IngestBatch) -> Result<App
         insert
             .write(&AppendRow {
                 at: now_secs(),
+                batch: batch_id,
                 accepted: outcome.accepted,
                 duplicates: outcome.duplicates,
                 rejected: outcome.rejected,
@@ -228,12 +238,26 @@ pub(super) fn append(connection: &Connection, batch: &IngestBatch) -> Result<App
     Ok(outcome)
 }
 
+/// A batch's identity: the hash of its event keys in order. The same lines ingested again
+/// make the same batch.
+fn batch_fingerprint(keys: impl Iterator<Item = Key>) -> u64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for key in keys {
+        hasher.update(&key.to_le_bytes());
+    }
+    hasher.digest()
+}
+
 /// Which of the batch's event fingerprints are stored already, merchant by merchant (the key
-/// table is ordered by merchant first, so each lookup reads one merchant's range).
+/// table is ordered by merchant first, so each lookup reads one merchant's range). A
+/// fingerprint stored by an interrupted earlier attempt at this same batch (no append row
+/// for it) does not count: the retry stores and counts those events itself.
 fn stored_event_keys(
     connection: &Connection,
     candidates: &[(Key, &Event)],
+    batch_id: u64,
 ) -> Result<HashSet<Key>> {
+    let interrupted = !batch_completed(connection, batch_id)?;
     let mut by_merchant: std::collections::BTreeMap<&str, Vec<Key>> = Default::default();
     for (key, event) in candidates {
         by_merchant
@@ -243,12 +267,13 @@ fn stored_event_keys(
     }
     let mut stored = HashSet::new();
     for (merchant_id, keys) in by_merchant {
-        stored.extend(stored_keys(
-            connection,
-            "event_keys",
-            Some(merchant_id),
-            &keys,
-        )?);
+        let found = stored_keys(connection, "event_keys", Some(merchant_id), &keys)?;
+        stored.extend(
+            found
+                .into_iter()
+                .filter(|(_, batch)| !(interrupted && *batch == batch_id))
+                .map(|(key, _)| key),
+        );
     }
     Ok(stored)
 }
@@ -258,26 +283,43 @@ fn stored_reject_keys(
     keyed: &[(Key, &RejectedLine)],
 ) -> Result<HashSet<Key>> {
     let keys: Vec<Key> = keyed.iter().map(|(key, _)| *key).collect();
-    stored_keys(connection, "rejected", None, &keys)
+    Ok(stored_keys(connection, "rejected", None, &keys)?
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect())
 }
 
-/// Which of `keys` are in `table` (of one merchant, if given), a chunk per query.
+/// Whether an append of `batch_id` finished (its row is written last).
+fn batch_completed(connection: &Connection, batch_id: u64) -> Result<bool> {
+    let rows = connection.run(
+        "looking up an earlier attempt at the batch",
+        connection
+            .client()
+            .query("SELECT count() FROM appends WHERE batch = ?")
+            .bind(batch_id)
+            .fetch_one::<u64>(),
+    )?;
+    Ok(rows > 0)
+}
+
+/// Which of `keys` are in `table` (of one merchant, if given), with the batch that stored
+/// each (0 where the table does not say), a chunk per query.
 fn stored_keys(
     connection: &Connection,
     table: &str,
     merchant_id: Option<&str>,
     keys: &[Key],
-) -> Result<HashSet<Key>> {
-    let mut stored = HashSet::new();
+) -> Result<Vec<(Key, u64)>> {
+    let mut stored = Vec::new();
     for chunk in keys.chunks(KEYS_PER_LOOKUP) {
         let wanted: HashSet<Key> = chunk.iter().copied().collect();
-        let merchant = if merchant_id.is_some() {
-            "merchant_id = ? AND "
+        let (merchant, batch) = if merchant_id.is_some() {
+            ("merchant_id = ? AND ", "batch")
         } else {
-            ""
+            ("", "toUInt64(0) AS batch")
         };
         let sql = format!(
-            "SELECT key_hi, key_lo FROM {table} WHERE {merchant}key_hi IN ({})",
+            "SELECT key_hi, key_lo, {batch} FROM {table} WHERE {merchant}key_hi IN ({})",
             number_list(chunk.iter().map(|k| halves(*k).0))
         );
         let mut query = connection.client().query(&sql);
@@ -286,13 +328,13 @@ fn stored_keys(
         }
         let found = connection.run(
             &format!("looking up stored keys in {table}"),
-            query.fetch_all::<KeyHalves>(),
+            query.fetch_all::<StoredKey>(),
         )?;
         stored.extend(
             found
                 .into_iter()
-                .map(|k| join(k.key_hi, k.key_lo))
-                .filter(|k| wanted.contains(k)),
+                .map(|k| (join(k.key_hi, k.key_lo), k.batch))
+                .filter(|(k, _)| wanted.contains(k)),
         );
     }
     Ok(stored)
