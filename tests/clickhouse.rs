@@ -100,6 +100,20 @@ fn snapshot_table(data: &Path, table: &str) -> DataFrame {
         .expect("sort")
 }
 
+/// Waits until `at_least` appends are recorded in `database`: the ingest is under way.
+fn wait_for_appends(database: &str, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let count = |sql_text: String| -> u64 { sql(&sql_text).trim().parse().expect("a count") };
+    while count(format!(
+        "SELECT count() FROM system.tables WHERE database = '{database}' AND name = 'appends'"
+    )) == 0
+        || count(format!("SELECT count() FROM {database}.appends")) < at_least
+    {
+        assert!(Instant::now() < deadline, "the ingest did not get going");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Generated events in `dir/events.ndjson` (truth beside them).
 fn generate(dir: &Path, merchants: &str, users: &str, days: &str) -> std::path::PathBuf {
     let events = dir.join("events.ndjson");
@@ -294,26 +308,7 @@ fn clickhouse_killed_and_restarted_mid_ingest_loses_and_doubles_nothing() {
         .spawn()
         .expect("ingest starts");
     // Kill the server once some batches are in, while the ingest is still going.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let appends: u64 = sql(&format!(
-            "SELECT count() FROM system.tables WHERE database = '{database}' AND name = 'appends'"
-        ))
-        .trim()
-        .parse()
-        .expect("count");
-        if appends == 1
-            && sql(&format!("SELECT count() FROM {database}.appends"))
-                .trim()
-                .parse::<u64>()
-                .expect("count")
-                >= 3
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the ingest did not get going");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_appends(&database, 3);
     common::kafka::services("restart-clickhouse");
     let output = common::finish_within(child, common::COMMAND_DEADLINE, &["ingest"]);
     common::assert_success(&output, &["ingest"]);
@@ -332,5 +327,153 @@ fn clickhouse_killed_and_restarted_mid_ingest_loses_and_doubles_nothing() {
     // A rerun finds everything stored.
     let rerun = json_args(&args);
     assert_eq!(rerun["accepted"], 0);
+    sql(&format!("DROP DATABASE IF EXISTS {database}"));
+}
+
+/// ClickHouse down while serving: lists are still served from the snapshot, /healthz says
+/// degraded, posted events get 503 `store_unavailable` (nothing stored); once it is back,
+/// /healthz is ok and posting works again.
+#[test]
+fn serve_keeps_serving_and_says_degraded_while_clickhouse_is_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = generate(dir.path(), "1", "300", "60");
+    let database = fresh_database("outage");
+    let flags = store_flags(&database);
+    let data = dir.path().join("data");
+    run_args(&with(
+        &["ingest", "--data-dir", path_str(&data), path_str(&events)],
+        &flags,
+    ));
+    run_args(&with(&["run", "--data-dir", path_str(&data)], &flags));
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = common::Server::start(&data, &flag_refs);
+    let (status, health) = server.get("/healthz");
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (200, Some("ok")),
+        "{health}"
+    );
+    let list = "/v1/merchants/m_bakery/users/u0000000/recommendations?k=3";
+    let (before, lists) = server.get(list);
+    assert_eq!(before, 200, "{lists}");
+    let event = |id: &str| {
+        format!(
+            r#"{{"event_id":"{id}","merchant_id":"m_bakery","user_id":"u_new","type":"view","item_id":"x","ts":{}}}"#,
+            chrono_now_ms()
+        )
+    };
+
+    common::kafka::services("stop-clickhouse");
+    let degraded = server.wait_for(Duration::from_secs(20), |s| {
+        s.get("/healthz").1["status"] == "degraded"
+    });
+    let (status, body) = server.post("/v1/events", "application/x-ndjson", event("o1").as_bytes());
+    let during = server.get(list);
+    common::kafka::services("start-clickhouse");
+    assert!(
+        degraded,
+        "/healthz did not say degraded with ClickHouse down"
+    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "store_unavailable");
+    assert_eq!(
+        during,
+        (before, lists),
+        "lists are served from the snapshot whatever the store does"
+    );
+
+    let healthy = server.wait_for(Duration::from_secs(30), |s| {
+        s.get("/healthz").1["status"] == "ok"
+    });
+    assert!(healthy, "/healthz did not recover once ClickHouse was back");
+    let (status, body) = server.post("/v1/events", "application/x-ndjson", event("o2").as_bytes());
+    assert_eq!(
+        (status, body["accepted"].as_u64()),
+        (200, Some(1)),
+        "{body}"
+    );
+    drop(server);
+    sql(&format!("DROP DATABASE IF EXISTS {database}"));
+}
+
+fn chrono_now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis()
+}
+
+/// Kafka into ClickHouse through a ClickHouse outage: the consumer waits, commits no offset
+/// for what is not stored, and in the end every event is stored exactly once and every
+/// offset committed.
+#[test]
+fn kafka_into_clickhouse_through_an_outage_stores_everything_once() {
+    use common::kafka::{
+        GROUP_OPTIONS, assert_all_committed, brokers, create_topic, exclusive_broker, unique_topic,
+    };
+    let _broker = exclusive_broker();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = generate(dir.path(), "2", "1500", "90");
+    let unique = truth_counts(&dir.path().join("events.truth.jsonl"))["unique_events"]
+        .as_u64()
+        .expect("unique_events");
+    let topic = unique_topic("ch-outage");
+    create_topic(&topic, 2);
+    run_ok(&[
+        "produce",
+        "--kafka",
+        &brokers(),
+        "--topic",
+        &topic,
+        path_str(&events),
+    ]);
+    let database = fresh_database("kafka");
+    let data = dir.path().join("data");
+    let group = format!("{topic}-group");
+    let mut args = with(
+        &[
+            "ingest",
+            "--data-dir",
+            path_str(&data),
+            "--json",
+            "--kafka",
+            &brokers(),
+            "--topic",
+            &topic,
+            "--group",
+            &group,
+            "--until-idle",
+            "8",
+            "--batch-events",
+            "1000",
+            "--max-batch-wait-ms",
+            "50",
+        ],
+        &store_flags(&database),
+    );
+    args.extend(GROUP_OPTIONS.iter().map(|o| (*o).to_owned()));
+    let child = recur()
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("consumer starts");
+    wait_for_appends(&database, 2);
+    common::kafka::services("stop-clickhouse");
+    std::thread::sleep(Duration::from_secs(3));
+    common::kafka::services("start-clickhouse");
+    let output = common::finish_within(child, common::COMMAND_DEADLINE, &["ingest", "--kafka"]);
+    common::assert_success(&output, &["ingest", "--kafka"]);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("nothing committed, retrying"),
+        "the consumer should have waited for ClickHouse:\n{log}"
+    );
+    let stats = json_args(&with(
+        &["stats", "--data-dir", path_str(&data), "--json"],
+        &store_flags(&database),
+    ));
+    assert_eq!(stats["total"].as_u64(), Some(unique));
+    assert_all_committed(&group, &topic, 2);
     sql(&format!("DROP DATABASE IF EXISTS {database}"));
 }

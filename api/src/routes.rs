@@ -30,12 +30,17 @@ const DEFAULT_K: usize = 10;
 pub(crate) async fn healthz(State(state): State<AppState>) -> Json<Value> {
     let snapshot = state.snapshot.load();
     let reload = state.reload.load();
+    let store_error = state.store_error.load();
+    let degraded = reload.error.is_some() || store_error.is_some();
     let mut body = json!({
-        "status": if reload.error.is_some() { "degraded" } else { "ok" },
+        "status": if degraded { "degraded" } else { "ok" },
         "snapshot": snapshot.as_ref().map(|s| s.manifest.name.clone()),
     });
     if let Some(error) = &reload.error {
         body["reload_error"] = Value::from(error.clone());
+    }
+    if let Some(error) = store_error.as_ref() {
+        body["store_error"] = Value::from(error.as_str());
     }
     Json(body)
 }
@@ -322,15 +327,30 @@ pub(crate) async fn post_events(
     let n = batch.rejects.len();
     // Even a body with no valid event is recorded under rejected/, so nothing sent is lost.
     let store = state.store_handle();
-    let outcome = tokio::task::spawn_blocking(move || {
+    let appended = tokio::task::spawn_blocking(move || {
         store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .append(&batch)
     })
     .await
-    .map_err(|e| ApiError::internal(&e))?
     .map_err(|e| ApiError::internal(&e))?;
+    let outcome = match appended {
+        Ok(outcome) => {
+            state.note_store_result(None);
+            outcome
+        }
+        // ClickHouse down: nothing of the body was stored, and the sender may retry it.
+        Err(e) if e.is_transient() => {
+            state.note_store_result(Some(e.to_string()));
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the event store does not answer; nothing of this body was stored: send it again later",
+            ));
+        }
+        Err(e) => return Err(ApiError::internal(&e)),
+    };
     crate::metrics::count_events(
         outcome.accepted as u64,
         outcome.duplicates as u64,

@@ -62,7 +62,8 @@ pub(crate) enum EventErrors {
     /// Larger than `--max-body-bytes` (`body_too_large`).
     #[response(status = 413)]
     TooLarge(ErrorBody),
-    /// `broker_unavailable` with `--kafka`; `timeout`; `overloaded`.
+    /// `broker_unavailable` with `--kafka`; `store_unavailable` when ClickHouse does not answer
+    /// (nothing stored: send again); `timeout`; `overloaded`.
     #[response(status = 503)]
     Unavailable(ErrorBody),
 }
@@ -91,13 +92,16 @@ pub(crate) struct ErrorDetail {
 #[derive(ToSchema)]
 #[schema(example = json!({"status": "ok", "snapshot": "20261101T020000000Z-000042"}))]
 pub(crate) struct Health {
-    /// `ok`, or `degraded` while the newest snapshot cannot be loaded (the last good one is served).
+    /// `ok`, or `degraded` while the newest snapshot cannot be loaded (the last good one is
+    /// served) or the event store (ClickHouse) does not answer.
     #[schema(pattern = "^(ok|degraded)$")]
     pub status: String,
     /// The snapshot being served; null before the first `recur run`.
     pub snapshot: Option<String>,
     /// Why the newest snapshot cannot be loaded.
     pub reload_error: Option<String>,
+    /// Why the event store cannot be used (posted events get 503 `store_unavailable`).
+    pub store_error: Option<String>,
 }
 
 /// One recommended item.

@@ -16,7 +16,7 @@ use recur_engine::event::EventValidator;
 use recur_engine::keys::{KeyRing, keys_path};
 use recur_engine::settings::{ListRules, MerchantSettings, settings_path};
 use recur_engine::snapshot::{self, ServingSnapshot};
-use recur_engine::store::{AnyStore, StoreChoice};
+use recur_engine::store::{AnyStore, ClickHouseStore, StoreChoice};
 use recur_ingest::kafka::EventPublisher;
 use tracing::{info, warn};
 
@@ -61,6 +61,10 @@ pub struct AppState {
     store: Arc<Mutex<AnyStore>>,
     /// Which event store: plans and reports open readers of their own on it.
     pub store_choice: Arc<StoreChoice>,
+    /// Checks that a ClickHouse store answers, without waiting for the store's lock.
+    store_probe: Option<ClickHouseStore>,
+    /// Why the event store is unusable, if it is (ClickHouse down): /healthz says degraded.
+    pub store_error: Arc<ArcSwapOption<String>>,
     /// When set, POST /v1/events publishes here instead of writing the store.
     pub publisher: Option<Arc<EventPublisher>>,
     pub limits: ApiLimits,
@@ -195,6 +199,7 @@ impl AppState {
         validator: EventValidator,
     ) -> recur_engine::Result<Self> {
         let store = AnyStore::open(choice, &data_dir)?;
+        let store_probe = store.prober();
         let keys_modified = key_file_modified(&data_dir);
         let keys = KeyRing::load(&data_dir)?;
         let current = match snapshot::current_name(&data_dir)? {
@@ -207,6 +212,8 @@ impl AppState {
             reload: Arc::new(ArcSwap::from_pointee(ReloadStatus::default())),
             store: Arc::new(Mutex::new(store)),
             store_choice: Arc::new(choice.clone()),
+            store_probe,
+            store_error: Arc::new(ArcSwapOption::empty()),
             publisher: None,
             limits,
             validator,
@@ -339,6 +346,44 @@ impl AppState {
 
     /// Checks for a newer snapshot every `interval`, until the runtime stops. A failed check
     /// is logged and tried again on the next tick.
+    /// Records whether the event store works after an operation on it, for /healthz.
+    pub(crate) fn note_store_result(&self, error: Option<String>) {
+        if error.is_some() || self.store_error.load().is_some() {
+            self.store_error.store(error.map(Arc::new));
+        }
+    }
+
+    /// Asks a ClickHouse store whether it answers every `interval`, so /healthz says degraded
+    /// while it is down (and ok again once it is back) even when nothing is posted. Nothing to
+    /// watch for the embedded store.
+    pub fn spawn_store_watcher(&self, interval: Duration) -> Option<tokio::task::JoinHandle<()>> {
+        let probe = self.store_probe.clone()?;
+        let state = self.clone();
+        Some(tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let probe = probe.clone();
+                let answer = tokio::task::spawn_blocking(move || probe.ping()).await;
+                let error = match answer {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(e) => Some(format!("the store check failed: {e}")),
+                };
+                if error.is_some() != state.store_error.load().is_some() {
+                    match &error {
+                        Some(e) => {
+                            warn!(error = %e, "the event store does not answer; serving the last snapshot")
+                        }
+                        None => info!("the event store answers again"),
+                    }
+                }
+                state.note_store_result(error);
+            }
+        }))
+    }
+
     pub fn spawn_snapshot_watcher(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
         let state = self.clone();
         tokio::spawn(async move {

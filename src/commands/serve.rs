@@ -84,6 +84,7 @@ pub(crate) fn serve_until_shutdown(
             );
         }
         let _watcher = state.spawn_snapshot_watcher(reload_every);
+        let _store_watcher = state.spawn_store_watcher(Duration::from_secs(2));
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}; is another server using it? try --listen 127.0.0.1:0"))?;

@@ -48,6 +48,15 @@ impl AnyStore {
         }
     }
 
+    /// A handle that checks whether the store answers, for a health probe that must not wait
+    /// for appends; `None` for the embedded store, which is a directory.
+    pub fn prober(&self) -> Option<ClickHouseStore> {
+        match self {
+            Self::Embedded(_) => None,
+            Self::ClickHouse(store) => Some(store.clone()),
+        }
+    }
+
     fn inner(&mut self) -> &mut dyn EventStore {
         match self {
             Self::Embedded(store) => store.as_mut(),

@@ -17,8 +17,12 @@ use crate::error::{Error, Result};
 const QUERIES_KEPT: usize = 64;
 
 pub(super) struct Connection {
-    /// Bound to the database (created first by [`Connection::open`]).
+    /// Bound to the database (created by [`Connection::ready`] on first use).
     client: Client,
+    /// Not bound to a database: creates it.
+    server: Client,
+    /// Whether the database and tables are known to exist.
+    migrated: Mutex<bool>,
     runtime: tokio::runtime::Runtime,
     pub(super) database: String,
     url: String,
@@ -46,26 +50,37 @@ impl Connection {
         if let Some(password) = &config.password {
             client = client.with_password(password);
         }
-        let connection = Self {
-            client: client.clone(),
+        // Nothing is asked of the server yet: a server started while ClickHouse is down
+        // comes up (serving its snapshot) and the first use creates what is missing.
+        Ok(Self {
+            server: client.clone(),
+            client: client.with_database(&config.database),
+            migrated: Mutex::new(false),
             runtime,
             database: config.database.clone(),
             url: config.url.clone(),
             event_queries: Mutex::new(Vec::new()),
-        };
-        connection.run(
-            "creating the database",
-            client
-                .query(&format!(
-                    "CREATE DATABASE IF NOT EXISTS {}",
-                    quote_identifier(&config.database)
-                ))
-                .execute(),
-        )?;
-        Ok(Self {
-            client: client.with_database(&config.database),
-            ..connection
         })
+    }
+
+    /// Creates the database and applies pending migrations, once per connection; every
+    /// operation calls it first.
+    pub(super) fn ready(&self) -> Result<()> {
+        let mut migrated = self.migrated.lock().unwrap_or_else(PoisonError::into_inner);
+        if !*migrated {
+            self.migrate()?;
+            *migrated = true;
+        }
+        Ok(())
+    }
+
+    /// Whether the server answers.
+    pub(super) fn ping(&self) -> Result<()> {
+        self.run(
+            "checking that the server answers",
+            self.server.query("SELECT 1").fetch_one::<u8>(),
+        )
+        .map(drop)
     }
 
     /// The client, bound to the database.
@@ -117,8 +132,17 @@ impl Connection {
         self.run(doing, self.client.query(sql).fetch_all::<String>())
     }
 
-    /// Creates the migrations table and applies what is pending, in order.
-    pub(super) fn migrate(&self) -> Result<()> {
+    /// Creates the database and the migrations table and applies what is pending, in order.
+    fn migrate(&self) -> Result<()> {
+        self.run(
+            "creating the database",
+            self.server
+                .query(&format!(
+                    "CREATE DATABASE IF NOT EXISTS {}",
+                    quote_identifier(&self.database)
+                ))
+                .execute(),
+        )?;
         self.execute(
             "creating the migrations table",
             &migrations_table(&self.database),

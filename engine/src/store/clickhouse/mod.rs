@@ -55,13 +55,17 @@ pub struct ClickHouseStore {
 }
 
 impl ClickHouseStore {
-    /// Connects, creates the database and applies pending migrations.
+    /// Prepares a client; the database and tables are created on first use (by versioned,
+    /// idempotent migrations), so opening works while the server is down.
     pub fn open(config: &ClickHouseConfig) -> Result<Self> {
-        let connection = Connection::open(config)?;
-        connection.migrate()?;
         Ok(Self {
-            connection: Arc::new(connection),
+            connection: Arc::new(Connection::open(config)?),
         })
+    }
+
+    /// Whether the server answers (a `SELECT 1`).
+    pub fn ping(&self) -> Result<()> {
+        self.connection.ping()
     }
 
     /// The SQL of the last reads of events, for tests that check each names its merchant.
@@ -73,10 +77,12 @@ impl ClickHouseStore {
 
 impl EventStore for ClickHouseStore {
     fn append(&mut self, batch: &IngestBatch) -> Result<AppendOutcome> {
+        self.connection.ready()?;
         write::append(&self.connection, batch)
     }
 
     fn merchants(&mut self) -> Result<Vec<String>> {
+        self.connection.ready()?;
         // DISTINCT over the sorting key's first column reads the index-ordered column once.
         let mut merchants: Vec<String> = self.connection.fetch_strings(
             "SELECT DISTINCT merchant_id FROM events",
@@ -87,10 +93,12 @@ impl EventStore for ClickHouseStore {
     }
 
     fn scan(&mut self, merchant_id: &str, range: TimeRange) -> Result<Option<LazyFrame>> {
+        self.connection.ready()?;
         read::scan(&self.connection, merchant_id, range)
     }
 
     fn stats(&mut self) -> Result<StoreStats> {
+        self.connection.ready()?;
         let counts = self.connection.counts_by_merchant_and_type()?;
         let mut stats = StoreStats {
             files: self.connection.active_parts()?,
@@ -108,6 +116,7 @@ impl EventStore for ClickHouseStore {
     }
 
     fn version(&mut self) -> Result<u64> {
+        self.connection.ready()?;
         self.connection.appends()
     }
 }
