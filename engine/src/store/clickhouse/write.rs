@@ -22,8 +22,10 @@ use crate::event::Event;
 use crate::store::dedup::{self, Key};
 use crate::store::{AppendOutcome, IngestBatch, RejectedLine};
 
-/// Fingerprints per lookup query: a few hundred kilobytes of SQL.
-const KEYS_PER_LOOKUP: usize = 8192;
+/// Fingerprints per lookup query (about 2 MiB of SQL). Each query reads the merchant's whole
+/// key range (random fingerprints touch every granule), so fewer, larger lookups are what
+/// keeps an append cheap: with 8,192 per query the lookups were 62% of a 13M-event ingest.
+const KEYS_PER_LOOKUP: usize = 100_000;
 
 #[derive(Row, Serialize)]
 struct EventRow<'a> {
