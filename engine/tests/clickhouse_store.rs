@@ -210,3 +210,31 @@ fn a_retried_interrupted_append_counts_its_events_once_as_accepted() {
     assert_eq!((again.accepted, again.duplicates), (0, 100));
     drop_database(&url, &database);
 }
+
+/// A batch larger than one lookup query (40,000 fingerprints, under the server's AST limit)
+/// is looked up in several and counted exactly.
+#[test]
+fn a_batch_of_more_fingerprints_than_one_lookup_holds_is_counted_exactly() {
+    let url = std::env::var("RECUR_TEST_CLICKHOUSE_URL").expect("RECUR_TEST_CLICKHOUSE_URL");
+    let mut clickhouse = store("large");
+    let batch = IngestBatch {
+        events: (0..90_000)
+            .map(|n| {
+                event(
+                    "m1",
+                    &format!("e{n}"),
+                    &format!("u{}", n % 997),
+                    T0 + n,
+                    "view",
+                    "",
+                )
+            })
+            .collect(),
+        rejects: vec![],
+    };
+    let first = clickhouse.append(&batch).expect("first");
+    assert_eq!((first.accepted, first.duplicates), (90_000, 0));
+    let again = clickhouse.append(&batch).expect("again");
+    assert_eq!((again.accepted, again.duplicates), (0, 90_000));
+    drop_database(&url, &format!("recur_test_large_{}", std::process::id()));
+}
