@@ -77,6 +77,10 @@ impl DataDir {
     }
 }
 
+/// Where `--store clickhouse` looks without `--clickhouse-url`: ClickHouse's default HTTP port.
+const DEFAULT_CLICKHOUSE_URL: &str = "http://127.0.0.1:8123";
+const DEFAULT_CLICKHOUSE_DATABASE: &str = "recur";
+
 /// Which store holds the events: the embedded one in --data-dir, or a ClickHouse server.
 #[derive(Args, Clone, Debug)]
 #[command(next_help_heading = "Event store")]
@@ -88,7 +92,7 @@ pub(crate) struct StoreArgs {
     #[arg(
         long,
         env = "RECUR_CLICKHOUSE_URL",
-        default_value = "http://127.0.0.1:8123",
+        default_value = DEFAULT_CLICKHOUSE_URL,
         value_name = "URL"
     )]
     pub clickhouse_url: String,
@@ -96,7 +100,7 @@ pub(crate) struct StoreArgs {
     #[arg(
         long,
         env = "RECUR_CLICKHOUSE_DATABASE",
-        default_value = "recur",
+        default_value = DEFAULT_CLICKHOUSE_DATABASE,
         value_name = "NAME"
     )]
     pub clickhouse_database: String,
@@ -119,8 +123,8 @@ impl Default for StoreArgs {
     fn default() -> Self {
         Self {
             kind: StoreKind::Embedded,
-            clickhouse_url: "http://127.0.0.1:8123".to_owned(),
-            clickhouse_database: "recur".to_owned(),
+            clickhouse_url: DEFAULT_CLICKHOUSE_URL.to_owned(),
+            clickhouse_database: DEFAULT_CLICKHOUSE_DATABASE.to_owned(),
             clickhouse_user: None,
             clickhouse_password: None,
         }

@@ -11,15 +11,13 @@
 //! completed counts them as duplicates. Nothing of a batch is acknowledged to the caller
 //! before ClickHouse acknowledged every insert.
 
-use std::collections::HashSet;
-
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
 use super::connection::Connection;
 use crate::error::Result;
 use crate::event::Event;
-use crate::store::dedup::{self, Key};
+use crate::store::dedup::{self, Key, KeySet};
 use crate::store::{AppendOutcome, IngestBatch, RejectedLine};
 
 /// Fingerprints per lookup query (about 800 KiB of SQL). Each query reads the merchant's
@@ -141,7 +139,7 @@ pub(super) fn append(connection: &Connection, batch: &IngestBatch) -> Result<App
     let mut outcome = AppendOutcome::default();
 
     // Events: first the batch against itself, then against what is stored.
-    let mut seen: HashSet<Key> = HashSet::with_capacity(batch.events.len());
+    let mut seen = KeySet::with_capacity_and_hasher(batch.events.len(), Default::default());
     let mut candidates: Vec<(Key, &Event)> = Vec::with_capacity(batch.events.len());
     for event in &batch.events {
         let key = dedup::event_key(&event.merchant_id, &event.event_id);
@@ -160,7 +158,7 @@ pub(super) fn append(connection: &Connection, batch: &IngestBatch) -> Result<App
     outcome.duplicates += stored.len() as u64;
 
     // Rejected lines: each bad line of a source once.
-    let mut seen_rejects: HashSet<Key> = HashSet::new();
+    let mut seen_rejects = KeySet::default();
     let keyed_rejects: Vec<(Key, &RejectedLine)> = batch
         .rejects
         .iter()
@@ -260,7 +258,7 @@ fn stored_event_keys(
     connection: &Connection,
     candidates: &[(Key, &Event)],
     batch_id: u64,
-) -> Result<HashSet<Key>> {
+) -> Result<KeySet> {
     let interrupted = !batch_completed(connection, batch_id)?;
     let mut by_merchant: std::collections::BTreeMap<&str, Vec<Key>> = Default::default();
     for (key, event) in candidates {
@@ -269,7 +267,7 @@ fn stored_event_keys(
             .or_default()
             .push(*key);
     }
-    let mut stored = HashSet::new();
+    let mut stored = KeySet::default();
     for (merchant_id, keys) in by_merchant {
         let found = stored_keys(connection, "event_keys", Some(merchant_id), &keys)?;
         stored.extend(
@@ -282,10 +280,7 @@ fn stored_event_keys(
     Ok(stored)
 }
 
-fn stored_reject_keys(
-    connection: &Connection,
-    keyed: &[(Key, &RejectedLine)],
-) -> Result<HashSet<Key>> {
+fn stored_reject_keys(connection: &Connection, keyed: &[(Key, &RejectedLine)]) -> Result<KeySet> {
     let keys: Vec<Key> = keyed.iter().map(|(key, _)| *key).collect();
     Ok(stored_keys(connection, "rejected", None, &keys)?
         .into_iter()
@@ -316,7 +311,7 @@ fn stored_keys(
 ) -> Result<Vec<(Key, u64)>> {
     let mut stored = Vec::new();
     for chunk in keys.chunks(KEYS_PER_LOOKUP) {
-        let wanted: HashSet<Key> = chunk.iter().copied().collect();
+        let wanted: KeySet = chunk.iter().copied().collect();
         let (merchant, batch) = if merchant_id.is_some() {
             ("merchant_id = ? AND ", "batch")
         } else {
