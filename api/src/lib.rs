@@ -28,18 +28,29 @@ pub use metrics::KafkaLagWatch;
 pub use state::{ApiLimits, AppState};
 
 /// The whole application.
+///
+/// The guards every route shares (metrics, limits, the panic catcher) are one stack applied
+/// with one `layer` call: axum boxes each route once per `layer` and clones the boxes on every
+/// request, so every separate call would add a level of boxing and cloning to each request.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits;
+    guarded(routes(state), limits)
+}
+
+/// `app` behind the shared guards.
+fn guarded(app: Router, limits: ApiLimits) -> Router {
     metrics::handle();
-    guarded(routes(state))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(limit_error))
-                .load_shed()
-                .concurrency_limit(limits.max_concurrent_requests.max(1))
-                .timeout(limits.request_timeout),
-        )
-        .layer(middleware::from_fn(metrics::track))
+    app.layer(
+        ServiceBuilder::new()
+            .layer(middleware::from_fn(metrics::track))
+            .layer(HandleErrorLayer::new(limit_error))
+            .load_shed()
+            .concurrency_limit(limits.max_concurrent_requests.max(1))
+            .timeout(limits.request_timeout)
+            // A bug that panics in one handler answers that request with a 500 and our JSON
+            // error; the server, its store and its other requests carry on.
+            .layer(CatchPanicLayer::custom(panic_response)),
+    )
 }
 
 /// A request the limits stopped: too many at once, or too slow.
@@ -136,12 +147,6 @@ fn merchant_routes(state: AppState) -> Router<AppState> {
         .route_layer(middleware::from_fn_with_state(state, auth::merchant_key))
 }
 
-/// A bug that panics in one handler answers that request with a 500 and our JSON error; the
-/// server, its store and its other requests carry on.
-fn guarded(app: Router) -> Router {
-    app.layer(CatchPanicLayer::custom(panic_response))
-}
-
 fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
     let what = payload
         .downcast_ref::<String>()
@@ -216,12 +221,13 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_handler_fails_only_its_own_request() {
         let (_dir, state) = state();
+        let limits = state.limits;
         let boom = |Path(id): Path<String>| async move {
             let ids: Vec<&str> = Vec::new();
             // A handler bug: indexing past the end.
             ids[id.len()].to_owned()
         };
-        let app = guarded(routes(state).route("/boom/{id}", get(boom)));
+        let app = guarded(routes(state).route("/boom/{id}", get(boom)), limits);
         let (status, body) = call(
             &app,
             Request::get("/boom/x").body(Body::empty()).expect("req"),

@@ -4,9 +4,10 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use recur_engine::event::{Channel, EventValidator};
-use recur_engine::snapshot::{ListFilter, ServingSnapshot};
+use recur_engine::snapshot::{ItemView, ListFilter, ServingSnapshot};
 use recur_engine::store::EventStore;
 use recur_ingest::kafka::EventPublisher;
 use serde::Deserialize;
@@ -149,7 +150,7 @@ pub(crate) async fn recommendations(
     State(state): State<AppState>,
     Path((merchant_id, user_id)): Path<(String, String)>,
     query: Result<Query<RecommendationQuery>, QueryRejection>,
-) -> Result<Json<ListBody>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     let (snapshot, k) = snapshot_and_k(&state, query.k)?;
     if query.offset > MAX_OFFSET {
@@ -190,26 +191,43 @@ pub(crate) async fn recommendations(
         .list_rules(&merchant_id)
         .map_err(|e| ApiError::internal(&e))?;
     let list = snapshot
-        .recommend_filtered(&merchant_id, &user_id, k, &filter, &rules)
+        .recommend_view(&merchant_id, &user_id, k, &filter, &rules)
         .ok_or_else(|| {
             ApiError::not_found(
                 "unknown_merchant",
                 format!("no data for merchant {merchant_id:?}"),
             )
         })?;
-    Ok(Json(ListBody {
-        list,
-        snapshot: snapshot.manifest.name.clone(),
-    }))
+    let body = ListBody {
+        merchant_id: list.merchant_id,
+        user_id: list.user_id,
+        customer_id: list.customer_id,
+        personalized: list.personalized,
+        cold_start: list.cold_start,
+        items: &list.items,
+        snapshot: &snapshot.manifest.name,
+    };
+    // The hottest endpoint: the list is borrowed from the snapshot and serialized once, into a
+    // buffer sized for a typical list, with no intermediate JSON value or string per item.
+    let mut bytes = Vec::with_capacity(LIST_BODY_CAPACITY);
+    serde_json::to_writer(&mut bytes, &body).map_err(|e| ApiError::internal(&e))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 
-/// A list and the snapshot it came from, serialized straight into the response (the hottest
-/// endpoint builds no intermediate JSON value).
+/// Bytes reserved for a list response: ten items with their sentences fit.
+const LIST_BODY_CAPACITY: usize = 2048;
+
+/// A list and the snapshot it came from: the response of the recommendations endpoint.
 #[derive(serde::Serialize)]
-pub(crate) struct ListBody {
-    #[serde(flatten)]
-    list: recur_engine::snapshot::serving::RecommendationList,
-    snapshot: String,
+struct ListBody<'a> {
+    merchant_id: &'a str,
+    user_id: &'a str,
+    customer_id: &'a str,
+    personalized: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cold_start: Option<&'static str>,
+    items: &'a [ItemView<'a>],
+    snapshot: &'a str,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

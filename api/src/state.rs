@@ -51,10 +51,25 @@ pub struct ReloadStatus {
     pub error: Option<String>,
 }
 
-/// What every handler can reach.
+/// What every handler can reach: a handle to [`Shared`], which it dereferences to.
+///
+/// The router clones the state for every request (each `State` extractor and each
+/// middleware with state), so the handle is one `Arc`: a clone is one atomic increment, and
+/// the futures that hold it stay small.
 #[derive(Clone)]
-pub struct AppState {
-    /// Shared, not owned: the state is cloned for every request.
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The server's state behind [`AppState`].
+#[derive(Clone)]
+pub struct Shared {
     pub data_dir: Arc<Path>,
     pub snapshot: Arc<ArcSwapOption<ServingSnapshot>>,
     pub reload: Arc<ArcSwap<ReloadStatus>>,
@@ -206,7 +221,7 @@ impl AppState {
             Some(name) => Some(Arc::new(ServingSnapshot::load(&data_dir, &name)?)),
             None => None,
         };
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             data_dir: Arc::from(data_dir),
             snapshot: Arc::new(ArcSwapOption::new(current)),
             reload: Arc::new(ArcSwap::from_pointee(ReloadStatus::default())),
@@ -224,7 +239,7 @@ impl AppState {
                 modified: keys_modified,
             })),
             plans: Arc::default(),
-        })
+        })))
     }
 
     /// The key ring, re-read when the key file changed (looked at most once per
@@ -283,9 +298,11 @@ impl AppState {
 
     /// Sends POST /v1/events to Kafka through `publisher`.
     #[must_use]
-    pub fn with_publisher(mut self, publisher: EventPublisher) -> Self {
-        self.publisher = Some(Arc::new(publisher));
-        self
+    pub fn with_publisher(self, publisher: EventPublisher) -> Self {
+        // Called before the state is shared; were it shared, the others keep theirs.
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.publisher = Some(Arc::new(publisher));
+        Self(Arc::new(shared))
     }
 
     /// The store, for appends. A request that panicked while holding it cannot have left it

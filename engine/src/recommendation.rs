@@ -1,6 +1,8 @@
 //! The vocabulary of recommendation lists, shared by the jobs that make them and the
 //! snapshot that serves them: column names and the reason codes with their sentences.
 
+use std::fmt;
+
 pub const RANK: &str = "rank";
 pub const SCORE: &str = "score";
 pub const REASON: &str = "reason";
@@ -96,67 +98,98 @@ impl Reason {
 
     /// A sentence for the person reading the recommendation.
     pub fn describe(self, facts: &ReasonFacts<'_>) -> String {
+        self.description(facts).to_string()
+    }
+
+    /// [`Self::describe`] as something to write: the API writes it straight into the JSON
+    /// response, without a string of its own per item.
+    pub fn description<'a>(self, facts: &ReasonFacts<'a>) -> Description<'a> {
+        Description {
+            reason: self,
+            facts: *facts,
+        }
+    }
+}
+
+/// A reason's sentence ([`Reason::describe`]), written when displayed.
+#[derive(Debug, Clone, Copy)]
+pub struct Description<'a> {
+    reason: Reason,
+    facts: ReasonFacts<'a>,
+}
+
+impl fmt::Display for Description<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ReasonFacts {
             times_bought,
             days_since,
             category,
-            ..
-        } = *facts;
-        let ago = |d: u32| match d {
-            0 => "today".to_owned(),
-            1 => "yesterday".to_owned(),
-            d => format!("{d} days ago"),
+            cycle_days,
+            with_item,
+            with_share,
+        } = self.facts;
+        let ago = |f: &mut fmt::Formatter<'_>, d: u32| match d {
+            0 => f.write_str("today"),
+            1 => f.write_str("yesterday"),
+            d => write!(f, "{d} days ago"),
         };
-        match self {
-            Self::Due => match (facts.cycle_days, days_since) {
+        match self.reason {
+            Reason::Due => match (cycle_days, days_since) {
                 (Some(cycle), Some(d)) => {
-                    format!("due: bought about every {cycle} days, last {}", ago(d))
+                    write!(f, "due: bought about every {cycle} days, last ")?;
+                    ago(f, d)
                 }
-                _ => "due to be bought again".to_owned(),
+                _ => f.write_str("due to be bought again"),
             },
-            Self::BoughtTogether => match (facts.with_item, facts.with_share) {
+            Reason::BoughtTogether => match (with_item, with_share) {
                 (Some(item), Some(share)) => {
-                    format!("bought with {item} in {share}% of its orders")
+                    write!(f, "bought with {item} in {share}% of its orders")
                 }
-                _ => "bought together with what you buy".to_owned(),
+                _ => f.write_str("bought together with what you buy"),
             },
-            Self::SimilarCustomers => "customers who shop like you buy it".to_owned(),
-            Self::BoughtBefore => match (times_bought, days_since) {
-                (Some(1), Some(0)) => "bought once, today".to_owned(),
-                (Some(1), Some(1)) => "bought once, yesterday".to_owned(),
-                (Some(1), Some(d)) => format!("bought once, {d} days ago"),
-                (Some(n), Some(0)) => format!("bought {n} times, last today"),
-                (Some(n), Some(1)) => format!("bought {n} times, last yesterday"),
-                (Some(n), Some(d)) => format!("bought {n} times, last {d} days ago"),
-                _ => "bought before".to_owned(),
+            Reason::SimilarCustomers => f.write_str("customers who shop like you buy it"),
+            Reason::BoughtBefore => match (times_bought, days_since) {
+                (Some(1), Some(d)) => {
+                    f.write_str("bought once, ")?;
+                    ago(f, d)
+                }
+                (Some(n), Some(d)) => {
+                    write!(f, "bought {n} times, last ")?;
+                    ago(f, d)
+                }
+                _ => f.write_str("bought before"),
             },
-            Self::PopularInCategory => match category {
-                Some(c) => format!("popular in {c}, a category you like"),
-                None => "popular in a category you like".to_owned(),
+            Reason::PopularInCategory => match category {
+                Some(c) => write!(f, "popular in {c}, a category you like"),
+                None => f.write_str("popular in a category you like"),
             },
-            Self::Popular => "popular at this shop".to_owned(),
-            Self::Pinned => "picked by the shop".to_owned(),
-            Self::Browsed => "you looked at it lately".to_owned(),
-            Self::NewItem => match category {
-                Some(c) => format!("new in {c}, a category you buy"),
-                None => "new in the shop".to_owned(),
+            Reason::Popular => f.write_str("popular at this shop"),
+            Reason::Pinned => f.write_str("picked by the shop"),
+            Reason::Browsed => f.write_str("you looked at it lately"),
+            Reason::NewItem => match category {
+                Some(c) => write!(f, "new in {c}, a category you buy"),
+                None => f.write_str("new in the shop"),
             },
-            Self::BoughtAfter => match (facts.with_item, facts.with_share) {
-                (Some(item), Some(share)) => format!(
+            Reason::BoughtAfter => match (with_item, with_share) {
+                (Some(item), Some(share)) => write!(
+                    f,
                     "{share}% of the customers who bought {item} bought this within {} days",
                     crate::recs::sequence::FOLLOW_DAYS
                 ),
-                _ => "often bought after what you bought lately".to_owned(),
+                _ => f.write_str("often bought after what you bought lately"),
             },
-            Self::ViewedThenBought => match (facts.with_item, facts.with_share) {
+            Reason::ViewedThenBought => match (with_item, with_share) {
                 (Some(item), Some(share)) => {
-                    format!("{share}% of the customers who looked at {item} bought this")
+                    write!(
+                        f,
+                        "{share}% of the customers who looked at {item} bought this"
+                    )
                 }
-                _ => "bought by customers who looked at what you looked at".to_owned(),
+                _ => f.write_str("bought by customers who looked at what you looked at"),
             },
-            Self::Trending => match category {
-                Some(c) => format!("selling more than usual in {c}"),
-                None => "selling more than usual".to_owned(),
+            Reason::Trending => match category {
+                Some(c) => write!(f, "selling more than usual in {c}"),
+                None => f.write_str("selling more than usual"),
             },
         }
     }

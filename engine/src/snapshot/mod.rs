@@ -25,7 +25,9 @@ use crate::error::{Error, Result};
 
 pub use export::{CustomerHighlight, export_recommendations, export_similar, top_customers};
 pub use publish::publish;
-pub use serving::{ListFilter, RecommendationList, RecommendedItem, ServingSnapshot};
+pub use serving::{
+    ItemView, ListFilter, ListView, RecommendationList, RecommendedItem, ServingSnapshot,
+};
 
 pub const SNAPSHOTS_DIR: &str = "snapshots";
 const CURRENT: &str = "CURRENT";

@@ -24,8 +24,8 @@ use crate::frame_json;
 use crate::jobs::recommend::{CONTEXT, CONTEXT_VALUE, FIRST_SEEN_MS};
 use crate::jobs::reports::PERIOD_KIND;
 use crate::recommendation::{
-    CYCLE_DAYS, DAYS_SINCE, EXPLORE, RANK, REASON, Reason, ReasonFacts, SCORE, SIMILAR_ITEM_ID,
-    TIMES_BOUGHT, WITH_ITEM, WITH_SHARE,
+    CYCLE_DAYS, DAYS_SINCE, Description, EXPLORE, RANK, REASON, Reason, ReasonFacts, SCORE,
+    SIMILAR_ITEM_ID, TIMES_BOUGHT, WITH_ITEM, WITH_SHARE,
 };
 use crate::settings::ListRules;
 use crate::store::{CATEGORY, ITEM_ID, MERCHANT_ID, PRICE, USER_ID};
@@ -56,6 +56,62 @@ pub struct RecommendationList {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cold_start: Option<&'static str>,
     pub items: Vec<RecommendedItem>,
+}
+
+/// A [`RecommendedItem`] borrowed from the snapshot: what the API serializes, without a
+/// string of its own per item (the sentence is written straight into the response).
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemView<'a> {
+    pub item_id: &'a str,
+    pub score: f64,
+    pub reason: &'static str,
+    #[serde(serialize_with = "serialize_display")]
+    pub detail: Description<'a>,
+    #[serde(skip)]
+    pub days_since: Option<u32>,
+}
+
+impl ItemView<'_> {
+    pub fn to_item(&self) -> RecommendedItem {
+        RecommendedItem {
+            item_id: self.item_id.to_owned(),
+            score: self.score,
+            reason: self.reason,
+            detail: self.detail.to_string(),
+            days_since: self.days_since,
+        }
+    }
+}
+
+/// A [`RecommendationList`] borrowed from the snapshot and the request.
+#[derive(Debug, Clone)]
+pub struct ListView<'a> {
+    pub merchant_id: &'a str,
+    pub user_id: &'a str,
+    pub customer_id: &'a str,
+    pub personalized: bool,
+    pub cold_start: Option<&'static str>,
+    pub items: Vec<ItemView<'a>>,
+}
+
+impl ListView<'_> {
+    pub fn to_list(&self) -> RecommendationList {
+        RecommendationList {
+            merchant_id: self.merchant_id.to_owned(),
+            user_id: self.user_id.to_owned(),
+            customer_id: self.customer_id.to_owned(),
+            personalized: self.personalized,
+            cold_start: self.cold_start,
+            items: self.items.iter().map(ItemView::to_item).collect(),
+        }
+    }
+}
+
+fn serialize_display<S: serde::Serializer>(
+    value: &impl std::fmt::Display,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 /// The key of a stored report view: `lifecycle/week`, `retention/month/recurring`,
@@ -179,7 +235,7 @@ impl MerchantIndex {
         i
     }
 
-    fn render(&self, entries: impl Iterator<Item = Entry>, k: usize) -> Vec<RecommendedItem> {
+    fn render(&self, entries: impl Iterator<Item = Entry>, k: usize) -> Vec<ItemView<'_>> {
         entries
             .take(k)
             .map(|e| {
@@ -193,11 +249,11 @@ impl MerchantIndex {
                         .then(|| self.items[e.with_item as usize].as_ref()),
                     with_share: known(e.with_share),
                 };
-                RecommendedItem {
-                    item_id: self.items[e.item as usize].to_string(),
+                ItemView {
+                    item_id: &self.items[e.item as usize],
                     score: round4(f64::from(e.score)),
                     reason: e.reason.as_str(),
-                    detail: e.reason.describe(&facts),
+                    detail: e.reason.description(&facts),
                     days_since: facts.days_since,
                 }
             })
@@ -470,6 +526,19 @@ impl ServingSnapshot {
         filter: &ListFilter,
         rules: &ListRules,
     ) -> Option<RecommendationList> {
+        self.recommend_view(merchant_id, user_id, k, filter, rules)
+            .map(|view| view.to_list())
+    }
+
+    /// [`Self::recommend_filtered`], borrowed: what the API serializes.
+    pub fn recommend_view<'a>(
+        &'a self,
+        merchant_id: &'a str,
+        user_id: &'a str,
+        k: usize,
+        filter: &ListFilter,
+        rules: &ListRules,
+    ) -> Option<ListView<'a>> {
         let index = self.merchants.get(merchant_id)?;
         let customer = index.customer(user_id);
         let main = index.users.get(customer);
@@ -529,10 +598,10 @@ impl ServingSnapshot {
             .chain(rest)
             .filter(within_cap)
             .skip(filter.offset);
-        Some(RecommendationList {
-            merchant_id: merchant_id.to_owned(),
-            user_id: user_id.to_owned(),
-            customer_id: customer.to_owned(),
+        Some(ListView {
+            merchant_id,
+            user_id,
+            customer_id: customer,
             personalized,
             cold_start: cold_start.map(|(name, _)| name),
             items: index.render(listed, k),
