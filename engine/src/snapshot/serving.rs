@@ -697,8 +697,8 @@ impl ServingSnapshot {
         filter: &ListFilter,
         rules: &ListRules,
     ) -> Vec<RecommendedItem> {
-        self.recommend_filtered(merchant_id, customer, k, filter, rules)
-            .map(|list| list.items)
+        self.recommend_view(merchant_id, customer, k, filter, rules)
+            .map(|view| view.items.iter().map(ItemView::to_item).collect())
             .unwrap_or_default()
     }
 
