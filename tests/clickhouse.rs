@@ -246,6 +246,17 @@ fn the_same_events_give_the_same_results_in_clickhouse_as_in_the_embedded_store(
         merchants_read.insert(named[0]);
     }
     assert_eq!(merchants_read.len(), 2);
+    // Per-user, per-line and per-item aggregates are computed by the server.
+    for aggregate in [
+        "GROUP BY user_id",
+        "GROUP BY order_id, item_id, buyer",
+        "GROUP BY item_id",
+    ] {
+        assert!(
+            reads.iter().any(|query| query.contains(aggregate)),
+            "no read did {aggregate}: {reads:#?}"
+        );
+    }
 
     // The store chosen by variables and by the config file, not only by flags.
     let by_env = recur()

@@ -238,3 +238,210 @@ fn a_batch_of_more_fingerprints_than_one_lookup_holds_is_counted_exactly() {
     assert_eq!((again.accepted, again.duplicates), (0, 90_000));
     drop_database(&url, &format!("recur_test_large_{}", std::process::id()));
 }
+
+/// The jobs' first-phase aggregates computed by ClickHouse (`GROUP BY`) give exactly the tables
+/// the embedded store's rows give: identities stitched by unionid, order lines net of refunds
+/// sent under another id of the buyer's, item categories, openids, and typed reads; and
+/// nothing after the as-of is counted.
+#[test]
+fn aggregates_pushed_down_to_clickhouse_match_the_rows_computed_in_polars() {
+    use recur_engine::analytics::MerchantAnalytics;
+    use recur_engine::analytics::period::AsOf;
+    use recur_engine::settings::MerchantSettings;
+
+    let url = std::env::var("RECUR_TEST_CLICKHOUSE_URL").expect("RECUR_TEST_CLICKHOUSE_URL");
+    let mut clickhouse = store("pushdown");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut embedded = EmbeddedStore::open(dir.path()).expect("embedded");
+    let line = |id: &str, user: &str, day: i64, rest: &str| {
+        let text = format!(
+            r#"{{"event_id":"{id}","merchant_id":"m1","user_id":"{user}","ts":{}{rest}}}"#,
+            T0 + day * DAY
+        );
+        EventValidator::new(T0 + 400 * DAY)
+            .validate(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+    };
+    let buy = |order: &str, item: &str, price: f64, quantity: u32, category: &str| {
+        format!(
+            r#","type":"purchase","order_id":"{order}","item_id":"{item}","price":{price},"quantity":{quantity},"category":"{category}","channel":"mini_program""#
+        )
+    };
+    let refund = |order: &str, item: &str, price: f64, quantity: u32| {
+        format!(
+            r#","type":"refund","order_id":"{order}","item_id":"{item}","price":{price},"quantity":{quantity}"#
+        )
+    };
+    let batch = IngestBatch {
+        events: vec![
+            // alice (mini program) and alice_store (micro-store) share a unionid.
+            line(
+                "1",
+                "alice",
+                0,
+                r#","type":"view","item_id":"tart","unionid":"U1","openid":"o-a1""#,
+            ),
+            line(
+                "2",
+                "alice_store",
+                3,
+                r#","type":"view","item_id":"tart","unionid":"U1","openid":"o-a2""#,
+            ),
+            line("3", "alice", 1, &buy("o1", "tart", 12.35, 3, "pastry")),
+            line("4", "alice_store", 5, &buy("o2", "bread", 0.1, 7, "bakery")),
+            // Part of o1 refunded under the other id, all of o2 by a back office.
+            line("5", "alice_store", 6, &refund("o1", "tart", 12.35, 1)),
+            line("6", "backoffice", 7, &refund("o2", "bread", 0.1, 7)),
+            line("7", "bob", 2, &buy("o3", "tart", 12.35, 1, "cakes")),
+            line("8", "bob", 2, &buy("o3", "milk", 2.5, 2, "dairy")),
+            line(
+                "9",
+                "bob",
+                4,
+                r#","type":"subscribe","properties":{"template_id":"t1"}"#,
+            ),
+            line(
+                "10",
+                "bob",
+                4,
+                r#","type":"identify","properties":{"member_level":"gold"}"#,
+            ),
+            // A refund of an order bought before the data begins.
+            line("11", "carol", 8, &refund("o0", "milk", 2.5, 1)),
+            // After the as-of: must not count anywhere.
+            line("12", "bob", 30, &buy("o4", "tart", 99.0, 9, "late")),
+            line(
+                "13",
+                "dave",
+                30,
+                r#","type":"view","item_id":"tart","unionid":"U1","openid":"o-late""#,
+            ),
+        ],
+        rejects: vec![],
+    };
+    clickhouse.append(&batch).expect("append to ClickHouse");
+    embedded
+        .append(&batch)
+        .expect("append to the embedded store");
+    assert!(clickhouse.aggregates().is_some() && embedded.aggregates().is_none());
+
+    let as_of = Some(AsOf::Instant(T0 + 20 * DAY));
+    let settings = MerchantSettings::default();
+    let load = |store: &mut dyn EventStore| {
+        MerchantAnalytics::load(store, "m1", &settings, as_of)
+            .expect("load")
+            .expect("events")
+    };
+    let (c, e) = (load(&mut clickhouse), load(&mut embedded));
+    let by = |frame: DataFrame, keys: &[&str]| {
+        frame
+            .sort(keys.to_vec(), SortMultipleOptions::default())
+            .expect("sort")
+    };
+    let same = |name: &str, c: DataFrame, e: DataFrame, keys: &[&str]| {
+        let (c, e) = (by(c, keys), by(e, keys));
+        assert!(c.equals_missing(&e), "{name} differ:\n{c}\n{e}");
+        c
+    };
+    let identities = same(
+        "identities",
+        c.identities.clone(),
+        e.identities.clone(),
+        &["user_id"],
+    );
+    assert_eq!(identities.height(), 2);
+    let lines = same(
+        "lines",
+        c.lines.clone(),
+        e.lines.clone(),
+        &["order_id", "item_id"],
+    );
+    // o1 tart: 3 × 12.35 bought by alice, 1 refunded under alice_store; o2 fully refunded.
+    let text = format!("{lines}");
+    assert_eq!(lines.height(), 4, "{text}");
+    let o1 = lines
+        .clone()
+        .lazy()
+        .filter(col("order_id").eq(lit("o1")))
+        .collect()
+        .expect("o1");
+    assert_eq!(
+        o1.column("user_id")
+            .expect("user")
+            .get(0)
+            .expect("v")
+            .to_string(),
+        "\"alice\""
+    );
+    assert_eq!(
+        o1.column("net_cents")
+            .expect("cents")
+            .get(0)
+            .expect("v")
+            .to_string(),
+        "2470"
+    );
+    assert_eq!(
+        o1.column("refunded_cents")
+            .expect("cents")
+            .get(0)
+            .expect("v")
+            .to_string(),
+        "1235"
+    );
+    same("orders", c.orders.clone(), e.orders.clone(), &["order_id"]);
+    let categories = same(
+        "categories",
+        c.categories.clone(),
+        e.categories.clone(),
+        &["item_id"],
+    );
+    assert_eq!(
+        categories.height(),
+        3,
+        "the late category is after the as-of: {categories}"
+    );
+    let collect = |frame: LazyFrame| frame.collect().expect("collect");
+    let openids = same(
+        "openids",
+        collect(c.openids()),
+        collect(e.openids()),
+        &["user_id"],
+    );
+    assert_eq!(
+        format!(
+            "{}",
+            openids.column("openid").expect("openid").get(0).expect("v")
+        ),
+        "\"o-a2\""
+    );
+    for (name, c, e) in [
+        (
+            "purchases",
+            c.purchases_in_context(),
+            e.purchases_in_context(),
+        ),
+        ("subscriptions", c.subscriptions(), e.subscriptions()),
+        ("identifications", c.identifications(), e.identifications()),
+    ] {
+        let frame = same(name, collect(c), collect(e), &["user_id", "ts"]);
+        assert!(frame.height() > 0, "{name}");
+    }
+
+    // The server did the grouping, and every query named the merchant.
+    let queries = clickhouse.recent_event_queries();
+    for sql in &queries {
+        assert!(sql.contains("WHERE merchant_id = ?"), "{sql}");
+    }
+    let grouped = queries
+        .iter()
+        .filter(|sql| sql.contains("GROUP BY"))
+        .count();
+    assert_eq!(grouped, 4, "{queries:#?}");
+    assert!(
+        !queries.iter().any(|sql| sql.contains("`openid`")
+            || sql.contains("`properties`") && !sql.contains("`type` IN")),
+        "openids are aggregated and properties read only for their event types: {queries:#?}"
+    );
+    drop_database(&url, &format!("recur_test_pushdown_{}", std::process::id()));
+}

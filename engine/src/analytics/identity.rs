@@ -19,7 +19,14 @@ pub const FIRST_SEEN_MS: &str = "first_seen_ms";
 /// One row per user_id with a unionid: `user_id`, `unionid`, `first_seen_ms` (its first
 /// event carrying a unionid), `customer_id`.
 pub fn identity_map(events: LazyFrame) -> LazyFrame {
-    let users = events
+    identity_map_of_users(user_unionids(events))
+}
+
+/// One row per user_id whose events carry a unionid: `user_id`, `first_seen_ms`, `unionid`
+/// (the most recent). A store that aggregates where the events live computes this table
+/// itself and hands it to [`identity_map_of_users`].
+pub fn user_unionids(events: LazyFrame) -> LazyFrame {
+    events
         .filter(col(UNIONID).is_not_null())
         .group_by([col(USER_ID)])
         .agg([
@@ -28,7 +35,11 @@ pub fn identity_map(events: LazyFrame) -> LazyFrame {
                 .sort_by([col(TS)], SortMultipleOptions::default())
                 .last()
                 .alias(UNIONID),
-        ]);
+        ])
+}
+
+/// [`identity_map`] from [`user_unionids`]' table.
+pub fn identity_map_of_users(users: LazyFrame) -> LazyFrame {
     let canonical = users.clone().group_by([col(UNIONID)]).agg([col(USER_ID)
         .sort_by(
             [col(FIRST_SEEN_MS), col(USER_ID)],

@@ -62,7 +62,12 @@ pub struct MerchantAnalytics {
     pub lines: DataFrame,
     pub orders: DataFrame,
     pub categories: DataFrame,
-    scan: LazyFrame,
+    /// `user_id`, `ts`, `openid`: events with an openid, or each user_id's latest one.
+    openid_rows: LazyFrame,
+    /// Lazy reads of the purchase, subscribe and identify events only.
+    purchases: LazyFrame,
+    subscribes: LazyFrame,
+    identifies: LazyFrame,
     stitched: DataFrame,
     /// Distinct (customer, period) pairs per activity and period, computed on first use:
     /// lifecycle, retention and stages share them.
@@ -90,6 +95,10 @@ impl MerchantAnalytics {
             return Ok(None);
         };
         let context = |step: &str| format!("{step} for merchant {merchant_id}");
+        let mut scan_types = |types: &[EventType]| store.scan_types(merchant_id, range, types);
+        let purchases = scan_types(&[EventType::Purchase])?;
+        let subscribes = scan_types(&[EventType::Subscribe])?;
+        let identifies = scan_types(&[EventType::Identify])?;
         let raw = scan
             .clone()
             .select([
@@ -120,7 +129,14 @@ impl MerchantAnalytics {
                 .max()
                 .unwrap_or_default(),
         };
-        let identities = identity::identity_map(raw.clone().lazy())
+        // The first phase of identities, order lines, categories and openids: from the
+        // store where it aggregates itself (ClickHouse's GROUP BY), else from these rows.
+        let aggregates = store.aggregates();
+        let users = match aggregates {
+            Some(store) => store.user_unionids(merchant_id, range)?.lazy(),
+            None => identity::user_unionids(raw.clone().lazy()),
+        };
+        let identities = identity::identity_map_of_users(users)
             .collect()
             .map_err(Error::polars(context("stitching identities")))?;
         let stitched = identity::stitched_only(identities.clone().lazy())
@@ -129,16 +145,34 @@ impl MerchantAnalytics {
         let events = identity::stitch(raw.lazy(), &stitched)
             .collect()
             .map_err(Error::polars(context("stitching identities")))?;
-        let lines = purchases::net_order_lines(events.clone().lazy())
+        let line_values = match aggregates {
+            // Sums per buyer: stitched, they merge into the same lines as the rows would.
+            Some(store) => {
+                identity::stitch(store.order_line_sums(merchant_id, range)?.lazy(), &stitched)
+            }
+            None => purchases::order_line_values(events.clone().lazy()),
+        };
+        let lines = purchases::merge_order_lines(line_values)
             .collect()
             .map_err(Error::polars(context("netting refunds")))?;
         let orders = purchases::kept_orders(lines.clone().lazy())
             .with_column(local_day(col(ORDERED_AT), &settings.time_zone).alias(LOCAL_DAY))
             .collect()
             .map_err(Error::polars(context("finding kept orders")))?;
-        let categories = purchases::item_categories(events.clone().lazy())
-            .collect()
-            .map_err(Error::polars(context("finding item categories")))?;
+        let categories = match aggregates {
+            Some(store) => store.item_categories(merchant_id, range)?.lazy(),
+            None => purchases::item_categories(events.clone().lazy()),
+        }
+        .collect()
+        .map_err(Error::polars(context("finding item categories")))?;
+        let openid_rows = match aggregates {
+            // Each user_id's latest openid: the customer's latest is the latest of those.
+            Some(store) => store.user_openids(merchant_id, range)?.lazy(),
+            None => scan
+                .clone()
+                .select([col(USER_ID), col(TS), col(OPENID)])
+                .filter(col(OPENID).is_not_null()),
+        };
         Ok(Some(Self {
             merchant_id: merchant_id.to_owned(),
             zone: settings.time_zone.clone(),
@@ -148,7 +182,10 @@ impl MerchantAnalytics {
             lines,
             orders,
             categories,
-            scan,
+            openid_rows,
+            purchases,
+            subscribes,
+            identifies,
             stitched,
             active: Mutex::new(HashMap::new()),
         }))
@@ -156,12 +193,7 @@ impl MerchantAnalytics {
 
     /// `user_id` (stitched) and its most recent openid, for customers that have one.
     pub fn openids(&self) -> LazyFrame {
-        let events = self
-            .scan
-            .clone()
-            .select([col(USER_ID), col(TS), col(OPENID)])
-            .filter(col(OPENID).is_not_null());
-        identity::stitch(events, &self.stitched)
+        identity::stitch(self.openid_rows.clone(), &self.stitched)
             .group_by([col(USER_ID)])
             .agg([col(OPENID)
                 .sort_by([col(TS)], SortMultipleOptions::default())
@@ -171,26 +203,21 @@ impl MerchantAnalytics {
     /// Purchase events with where they happened (stitched `user_id`, `item_id`, `scene`,
     /// `channel`, `ts`): the cold-start lists per scene and channel.
     pub fn purchases_in_context(&self) -> LazyFrame {
-        let events = self
-            .scan
-            .clone()
-            .filter(col(EVENT_TYPE).eq(lit(EventType::Purchase.as_str())))
-            .select([
-                col(USER_ID),
-                col(ITEM_ID),
-                col(SCENE),
-                col(CHANNEL),
-                col(TS),
-            ]);
+        let events = self.purchases.clone().select([
+            col(USER_ID),
+            col(ITEM_ID),
+            col(SCENE),
+            col(CHANNEL),
+            col(TS),
+        ]);
         identity::stitch(events, &self.stitched)
     }
 
     /// Subscribe events (stitched `user_id`, `ts`, `properties`): the consents audiences test.
     pub fn subscriptions(&self) -> LazyFrame {
         let events = self
-            .scan
+            .subscribes
             .clone()
-            .filter(col(EVENT_TYPE).eq(lit(EventType::Subscribe.as_str())))
             .select([col(USER_ID), col(TS), col(PROPERTIES)]);
         identity::stitch(events, &self.stitched)
     }
@@ -198,9 +225,8 @@ impl MerchantAnalytics {
     /// Identify events (stitched `user_id`, `ts`, `properties`): member attributes.
     pub fn identifications(&self) -> LazyFrame {
         let events = self
-            .scan
+            .identifies
             .clone()
-            .filter(col(EVENT_TYPE).eq(lit(EventType::Identify.as_str())))
             .select([col(USER_ID), col(TS), col(PROPERTIES)]);
         identity::stitch(events, &self.stitched)
     }

@@ -45,6 +45,14 @@ pub const ORDER_CHANNEL: &str = "order_channel";
 /// One row per (order, item) with its buyer: what was bought and kept, what was refunded,
 /// when and through which channel it was ordered. `ordered_at` is in epoch milliseconds.
 pub fn net_order_lines(events: LazyFrame) -> LazyFrame {
+    merge_order_lines(order_line_values(events))
+}
+
+/// Each purchase and refund as signed line values (`user_id`, `order_id`, `item_id` and the
+/// columns [`merge_order_lines`] sums), before any grouping. A store that aggregates where the
+/// events live (ClickHouse) computes the same values and pre-sums them per (order, item, buyer);
+/// merging such partial sums gives the same lines, because sums and minimums merge exactly.
+pub fn order_line_values(events: LazyFrame) -> LazyFrame {
     let is_purchase = col(EVENT_TYPE).eq(lit(EventType::Purchase.as_str()));
     // Price and quantity are bounded by validation, so a line fits an i64 of cents easily.
     let value = (col(PRICE) * col(QUANTITY).cast(DataType::Float64) * lit(CENTS_PER_UNIT))
@@ -88,6 +96,12 @@ pub fn net_order_lines(events: LazyFrame) -> LazyFrame {
                 .otherwise(lit(NULL).cast(DataType::String))
                 .alias(ORDER_CHANNEL),
         ])
+}
+
+/// Order lines from [`order_line_values`] (or partial sums of them per order, item and buyer,
+/// with the buyer already stitched): one row per (order, item).
+pub fn merge_order_lines(values: LazyFrame) -> LazyFrame {
+    values
         .group_by([col(ORDER_ID), col(ITEM_ID)])
         .agg([
             // One order has one buyer; min skips the refunds' nulls.

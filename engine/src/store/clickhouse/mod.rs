@@ -8,8 +8,10 @@
 //! retried after a crash (stored twice, identically) is still read once, whatever background
 //! merges have done; an append returns only after ClickHouse acknowledged every insert, so a
 //! caller (the Kafka consumer) commits offsets only for stored events; a scan's SQL names the
-//! merchant in its `WHERE` clause and reads only the columns the job uses.
+//! merchant in its `WHERE` clause and reads only the columns the job uses; per-user, per-line
+//! and per-item aggregates are computed by the server (`GROUP BY`), see [`aggregate`].
 
+mod aggregate;
 mod connection;
 mod read;
 mod schema;
@@ -22,8 +24,9 @@ use std::sync::Arc;
 use polars::prelude::LazyFrame;
 
 use self::connection::Connection;
-use super::{AppendOutcome, EventStore, IngestBatch, StoreStats, TimeRange};
+use super::{AppendOutcome, EventStore, IngestBatch, StoreAggregates, StoreStats, TimeRange};
 use crate::error::Result;
+use crate::event::EventType;
 
 /// Where the ClickHouse store is.
 #[derive(Clone, PartialEq, Eq)]
@@ -95,6 +98,20 @@ impl EventStore for ClickHouseStore {
     fn scan(&mut self, merchant_id: &str, range: TimeRange) -> Result<Option<LazyFrame>> {
         self.connection.ready()?;
         read::scan(&self.connection, merchant_id, range)
+    }
+
+    fn scan_types(
+        &mut self,
+        merchant_id: &str,
+        range: TimeRange,
+        types: &[EventType],
+    ) -> Result<LazyFrame> {
+        self.connection.ready()?;
+        read::scan_types(&self.connection, merchant_id, range, types)
+    }
+
+    fn aggregates(&self) -> Option<&dyn StoreAggregates> {
+        Some(self)
     }
 
     fn stats(&mut self) -> Result<StoreStats> {

@@ -9,6 +9,7 @@ use polars::prelude::*;
 use super::connection::Connection;
 use super::schema::{ColumnType, EVENT_COLUMNS};
 use crate::error::{Error, Result};
+use crate::event::EventType;
 use crate::store::{TimeRange, columns};
 
 pub(super) fn scan(
@@ -16,10 +17,7 @@ pub(super) fn scan(
     merchant_id: &str,
     range: TimeRange,
 ) -> Result<Option<LazyFrame>> {
-    let filter = Filter {
-        merchant_id: merchant_id.to_owned(),
-        range,
-    };
+    let filter = Filter::new(merchant_id, range);
     // Whether there is anything, without FINAL: one stored row is enough to know.
     let sql = format!("SELECT count() FROM events WHERE {}", filter.sql());
     connection.log_event_query(&sql);
@@ -32,6 +30,23 @@ pub(super) fn scan(
     if any == 0 {
         return Ok(None);
     }
+    lazy_scan(connection, filter).map(Some)
+}
+
+/// A lazy scan of one merchant's events of `types`: no query is sent until it is collected,
+/// and an empty answer is an empty frame.
+pub(super) fn scan_types(
+    connection: &Arc<Connection>,
+    merchant_id: &str,
+    range: TimeRange,
+    types: &[EventType],
+) -> Result<LazyFrame> {
+    let mut filter = Filter::new(merchant_id, range);
+    filter.types = types.iter().map(|t| t.as_str()).collect();
+    lazy_scan(connection, filter)
+}
+
+fn lazy_scan(connection: &Arc<Connection>, filter: Filter) -> Result<LazyFrame> {
     let source = EventSource {
         connection: Arc::clone(connection),
         filter,
@@ -42,20 +57,30 @@ pub(super) fn scan(
         ..ScanArgsAnonymous::default()
     };
     LazyFrame::anonymous_scan(Arc::new(source), args)
-        .map(Some)
         .map_err(Error::polars("planning the ClickHouse event scan"))
 }
 
-/// The rows a scan reads: one merchant, a time range.
+/// The rows a read covers: one merchant, a time range, and optionally some event types.
 #[derive(Clone)]
-struct Filter {
-    merchant_id: String,
-    range: TimeRange,
+pub(super) struct Filter {
+    pub(super) merchant_id: String,
+    pub(super) range: TimeRange,
+    /// Event types to read; empty: all of them.
+    pub(super) types: Vec<&'static str>,
 }
 
 impl Filter {
-    /// The `WHERE` condition with `?` for each bound value, in [`Filter::bind`]'s order.
-    fn sql(&self) -> String {
+    pub(super) fn new(merchant_id: &str, range: TimeRange) -> Self {
+        Self {
+            merchant_id: merchant_id.to_owned(),
+            range,
+            types: Vec::new(),
+        }
+    }
+
+    /// The `WHERE` condition with `?` for each bound value, in [`Filter::bind`]'s order. It
+    /// always starts with the merchant: tests check every read of events names one.
+    pub(super) fn sql(&self) -> String {
         let mut sql = String::from("merchant_id = ?");
         if self.range.start_ms.is_some() {
             sql.push_str(" AND ts >= ?");
@@ -63,16 +88,23 @@ impl Filter {
         if self.range.end_ms.is_some() {
             sql.push_str(" AND ts < ?");
         }
+        if !self.types.is_empty() {
+            let marks = vec!["?"; self.types.len()].join(", ");
+            sql.push_str(&format!(" AND `{}` IN ({marks})", columns::EVENT_TYPE));
+        }
         sql
     }
 
-    fn bind(&self, mut query: clickhouse::query::Query) -> clickhouse::query::Query {
+    pub(super) fn bind(&self, mut query: clickhouse::query::Query) -> clickhouse::query::Query {
         query = query.bind(&self.merchant_id);
         if let Some(start) = self.range.start_ms {
             query = query.bind(start);
         }
         if let Some(end) = self.range.end_ms {
             query = query.bind(end);
+        }
+        for event_type in &self.types {
+            query = query.bind(*event_type);
         }
         query
     }
@@ -125,40 +157,56 @@ impl EventSource {
             names.join(", "),
             self.filter.sql()
         );
-        self.connection.log_event_query(&sql);
-        let client = self.connection.client();
-        let query = self.filter.bind(client.query(&sql));
-        let mut builders: Vec<ColumnBuilder> = wanted
-            .iter()
-            .map(|(name, kind)| ColumnBuilder::new(name, *kind))
-            .collect();
-        let mut height = 0usize;
-        self.connection.run("reading events", async {
-            let mut cursor = query.fetch_native()?;
-            while let Some(block) = cursor.next().await? {
-                height += block.num_rows();
-                for ((name, _), builder) in wanted.iter().zip(&mut builders) {
-                    let column = block.column_by_name(name).ok_or_else(|| {
-                        clickhouse::error::Error::Other(
-                            format!("no column {name} in the answer").into(),
-                        )
-                    })?;
-                    builder.extend(column)?;
-                }
-            }
-            Ok(())
-        })?;
-        if wanted.is_empty() {
-            return Ok(DataFrame::empty_with_height(height));
-        }
-        let columns = wanted
-            .iter()
-            .zip(builders)
-            .map(|((name, _), builder)| builder.finish(name))
-            .collect::<Result<Vec<_>>>()?;
-        DataFrame::new(height, columns)
-            .map_err(Error::polars("building the events read from ClickHouse"))
+        read_frame(
+            &self.connection,
+            &sql,
+            &self.filter,
+            wanted,
+            "reading events",
+        )
     }
+}
+
+/// Sends `sql` (whose `?` are `filter`'s values) and collects its answer, in ClickHouse's
+/// Native format, as a frame with `wanted`'s columns (none: only the row count).
+pub(super) fn read_frame(
+    connection: &Connection,
+    sql: &str,
+    filter: &Filter,
+    wanted: &[(&str, ColumnType)],
+    doing: &str,
+) -> Result<DataFrame> {
+    connection.log_event_query(sql);
+    let query = filter.bind(connection.client().query(sql));
+    let mut builders: Vec<ColumnBuilder> = wanted
+        .iter()
+        .map(|(name, kind)| ColumnBuilder::new(name, *kind))
+        .collect();
+    let mut height = 0usize;
+    connection.run(doing, async {
+        let mut cursor = query.fetch_native()?;
+        while let Some(block) = cursor.next().await? {
+            height += block.num_rows();
+            for ((name, _), builder) in wanted.iter().zip(&mut builders) {
+                let column = block.column_by_name(name).ok_or_else(|| {
+                    clickhouse::error::Error::Other(
+                        format!("no column {name} in the answer").into(),
+                    )
+                })?;
+                builder.extend(column)?;
+            }
+        }
+        Ok(())
+    })?;
+    if wanted.is_empty() {
+        return Ok(DataFrame::empty_with_height(height));
+    }
+    let columns = wanted
+        .iter()
+        .zip(builders)
+        .map(|((name, _), builder)| builder.finish(name))
+        .collect::<Result<Vec<_>>>()?;
+    DataFrame::new(height, columns).map_err(Error::polars(format!("{doing} from ClickHouse")))
 }
 
 /// One column's values as they arrive, block by block.
@@ -168,6 +216,8 @@ enum ColumnBuilder {
     Millis(Vec<i64>),
     OptionalFloat(Vec<Option<f64>>),
     Count(Vec<u32>),
+    Int64(Vec<i64>),
+    OptionalInt64(Vec<Option<i64>>),
 }
 
 impl ColumnBuilder {
@@ -179,6 +229,8 @@ impl ColumnBuilder {
             ColumnType::Millis => Self::Millis(Vec::new()),
             ColumnType::OptionalFloat => Self::OptionalFloat(Vec::new()),
             ColumnType::Count => Self::Count(Vec::new()),
+            ColumnType::Int64 => Self::Int64(Vec::new()),
+            ColumnType::OptionalInt64 => Self::OptionalInt64(Vec::new()),
         }
     }
 
@@ -209,6 +261,16 @@ impl ColumnBuilder {
                     values.push(value?);
                 }
             }
+            Self::Int64(values) => {
+                for value in column.iter::<i64>()? {
+                    values.push(value?);
+                }
+            }
+            Self::OptionalInt64(values) => {
+                for value in column.iter::<Option<i64>>()? {
+                    values.push(value?);
+                }
+            }
         }
         Ok(())
     }
@@ -226,6 +288,10 @@ impl ColumnBuilder {
                 Float64Chunked::from_iter_options(name, values.into_iter()).into_column()
             }
             Self::Count(values) => UInt32Chunked::from_vec(name, values).into_column(),
+            Self::Int64(values) => Int64Chunked::from_vec(name, values).into_column(),
+            Self::OptionalInt64(values) => {
+                Int64Chunked::from_iter_options(name, values.into_iter()).into_column()
+            }
         };
         Ok(column)
     }

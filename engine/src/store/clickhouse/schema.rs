@@ -28,14 +28,18 @@ pub(super) const EVENT_COLUMNS: [(&str, ColumnType); 15] = [
     (columns::PROPERTIES, ColumnType::OptionalText),
 ];
 
-/// How an event column is stored in ClickHouse.
+/// How an event column is stored in ClickHouse (and what type an aggregate answers in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ColumnType {
     Text,
     OptionalText,
+    /// Epoch milliseconds, read as the event schema's `ts` type.
     Millis,
     OptionalFloat,
     Count,
+    /// Sums and minimums of aggregates, read as plain Int64.
+    Int64,
+    OptionalInt64,
 }
 
 impl ColumnType {
@@ -46,6 +50,8 @@ impl ColumnType {
             Self::Millis => "Int64",
             Self::OptionalFloat => "Nullable(Float64)",
             Self::Count => "UInt32",
+            Self::Int64 => "Int64",
+            Self::OptionalInt64 => "Nullable(Int64)",
         }
     }
 }
