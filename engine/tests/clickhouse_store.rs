@@ -415,6 +415,14 @@ fn aggregates_pushed_down_to_clickhouse_match_the_rows_computed_in_polars() {
         ),
         "\"o-a2\""
     );
+    let profiles = same(
+        "profiles",
+        c.base_profiles().expect("profiles"),
+        e.base_profiles().expect("profiles"),
+        &["user_id"],
+    );
+    // alice_store folded into alice; bob, backoffice, carol; dave's event is after the as-of.
+    assert_eq!(profiles.height(), 4, "{profiles}");
     for (name, c, e) in [
         (
             "purchases",
@@ -437,7 +445,7 @@ fn aggregates_pushed_down_to_clickhouse_match_the_rows_computed_in_polars() {
         .iter()
         .filter(|sql| sql.contains("GROUP BY"))
         .count();
-    assert_eq!(grouped, 4, "{queries:#?}");
+    assert_eq!(grouped, 3, "users, order lines, items: {queries:#?}");
     assert!(
         !queries.iter().any(|sql| sql.contains("`openid`")
             || sql.contains("`properties`") && !sql.contains("`type` IN")),

@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod members;
 pub mod period;
 pub mod rfm;
+pub mod summaries;
 
 use polars::prelude::*;
 
@@ -62,6 +63,8 @@ pub struct MerchantAnalytics {
     pub lines: DataFrame,
     pub orders: DataFrame,
     pub categories: DataFrame,
+    /// [`crate::jobs::profiles::customer_activity`], when merged from a store's summaries.
+    activity: Option<DataFrame>,
     /// `user_id`, `ts`, `openid`: events with an openid, or each user_id's latest one.
     openid_rows: LazyFrame,
     /// Lazy reads of the purchase, subscribe and identify events only.
@@ -99,20 +102,28 @@ impl MerchantAnalytics {
         let purchases = scan_types(&[EventType::Purchase])?;
         let subscribes = scan_types(&[EventType::Subscribe])?;
         let identifies = scan_types(&[EventType::Identify])?;
+        let mut columns = vec![
+            col(USER_ID),
+            col(EVENT_TYPE),
+            col(TS),
+            col(CHANNEL),
+            col(ITEM_ID),
+            col(CATEGORY),
+            col(ORDER_ID),
+            col(PRICE),
+            col(QUANTITY),
+        ];
+        // Unionids serve stitching and profiles, which a store that aggregates answers itself.
+        let summaries = match store.aggregates() {
+            Some(aggregates) => Some(aggregates.user_summaries(merchant_id, range)?.lazy()),
+            None => {
+                columns.push(col(UNIONID));
+                None
+            }
+        };
         let raw = scan
             .clone()
-            .select([
-                col(USER_ID),
-                col(EVENT_TYPE),
-                col(TS),
-                col(CHANNEL),
-                col(ITEM_ID),
-                col(CATEGORY),
-                col(ORDER_ID),
-                col(PRICE),
-                col(QUANTITY),
-                col(UNIONID),
-            ])
+            .select(columns)
             .collect()
             .map_err(Error::polars(context("reading events")))?;
         if raw.height() == 0 {
@@ -132,8 +143,8 @@ impl MerchantAnalytics {
         // The first phase of identities, order lines, categories and openids: from the
         // store where it aggregates itself (ClickHouse's GROUP BY), else from these rows.
         let aggregates = store.aggregates();
-        let users = match aggregates {
-            Some(store) => store.user_unionids(merchant_id, range)?.lazy(),
+        let users = match &summaries {
+            Some(summaries) => summaries::user_unionids(summaries.clone()),
             None => identity::user_unionids(raw.clone().lazy()),
         };
         let identities = identity::identity_map_of_users(users)
@@ -165,9 +176,18 @@ impl MerchantAnalytics {
         }
         .collect()
         .map_err(Error::polars(context("finding item categories")))?;
-        let openid_rows = match aggregates {
+        // Per-customer activity for profiles, merged from the summaries when there are some.
+        let activity = summaries
+            .as_ref()
+            .map(|summaries| {
+                summaries::customer_activity(identity::stitch(summaries.clone(), &stitched))
+                    .collect()
+                    .map_err(Error::polars(context("merging user summaries")))
+            })
+            .transpose()?;
+        let openid_rows = match summaries {
             // Each user_id's latest openid: the customer's latest is the latest of those.
-            Some(store) => store.user_openids(merchant_id, range)?.lazy(),
+            Some(summaries) => summaries::openid_rows(summaries),
             None => scan
                 .clone()
                 .select([col(USER_ID), col(TS), col(OPENID)])
@@ -182,6 +202,7 @@ impl MerchantAnalytics {
             lines,
             orders,
             categories,
+            activity,
             openid_rows,
             purchases,
             subscribes,
@@ -235,9 +256,13 @@ impl MerchantAnalytics {
     pub fn base_profiles(&self) -> Result<DataFrame> {
         let members = members::member_attributes(self.identifications())?;
         let hours = activity::active_hours(self.events.clone().lazy(), &self.zone);
+        let customer_activity = match &self.activity {
+            Some(merged) => merged.clone().lazy(),
+            None => crate::jobs::profiles::customer_activity(self.events.clone().lazy()),
+        };
         crate::jobs::profiles::profiles(
             &self.merchant_id,
-            self.events.clone().lazy(),
+            customer_activity,
             self.lines.clone().lazy(),
             self.categories.clone().lazy(),
             self.openids(),

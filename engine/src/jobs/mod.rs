@@ -550,9 +550,11 @@ mod tests {
         )
         .collect()
         .expect("active hours");
-        let profiles = profiles::profiles("m1", events, lines, categories, openids, members.lazy())
-            .collect()
-            .expect("profiles");
+        let activity = profiles::customer_activity(events);
+        let profiles =
+            profiles::profiles("m1", activity, lines, categories, openids, members.lazy())
+                .collect()
+                .expect("profiles");
         let orders: Vec<u32> = profiles
             .column("orders")
             .expect("orders")

@@ -9,19 +9,38 @@ use polars::prelude::*;
 
 use super::purchases::{NET_CENTS, ORDERED_AT, money};
 use crate::analytics::activity::ACTIVE_HOUR;
+use crate::analytics::identity::FIRST_SEEN_MS;
 use crate::analytics::members::{BIRTHDAY, MEMBER_LEVEL, POINTS, TAGS};
 use crate::store::{CATEGORY, MERCHANT_ID, OPENID, TS, UNIONID, USER_ID};
 
 /// How many favourite categories a profile lists.
 pub const FAVOURITE_CATEGORIES: usize = 3;
 
-/// Builds the profile table of one merchant. `lines` are [`super::purchases::net_order_lines`].
-/// `openids` holds each user's most recent openid (`user_id`, `openid`); `members` their
-/// [`crate::analytics::members::member_attributes`] and their
-/// [`crate::analytics::activity::active_hours`] (either may be missing for a user).
+/// Each customer's first and last event, event count and most recent unionid (`user_id`,
+/// `first_seen_ms`, `last_seen_ms`, `events`, `unionid`) from stitched events.
+pub fn customer_activity(events: LazyFrame) -> LazyFrame {
+    events.group_by([col(USER_ID)]).agg([
+        col(TS).cast(DataType::Int64).min().alias(FIRST_SEEN_MS),
+        col(TS).cast(DataType::Int64).max().alias(LAST_SEEN_MS),
+        len().cast(DataType::UInt32).alias(EVENTS),
+        col(UNIONID)
+            .sort_by([col(TS)], SortMultipleOptions::default())
+            .drop_nulls()
+            .last()
+            .alias(UNIONID),
+    ])
+}
+
+pub const LAST_SEEN_MS: &str = "last_seen_ms";
+pub const EVENTS: &str = "events";
+
+/// Builds the profile table of one merchant. `activity` is [`customer_activity`]; `lines` are
+/// [`super::purchases::net_order_lines`]. `openids` holds each user's most recent openid
+/// (`user_id`, `openid`); `members` their [`crate::analytics::members::member_attributes`]
+/// and their [`crate::analytics::activity::active_hours`] (either may be missing for a user).
 pub fn profiles(
     merchant_id: &str,
-    events: LazyFrame,
+    activity: LazyFrame,
     lines: LazyFrame,
     categories: LazyFrame,
     openids: LazyFrame,
@@ -46,16 +65,6 @@ pub fn profiles(
         .agg([col(CATEGORY)
             .head(Some(FAVOURITE_CATEGORIES))
             .alias("favourite_categories")]);
-    let activity = events.group_by([col(USER_ID)]).agg([
-        col(TS).cast(DataType::Int64).min().alias("first_seen_ms"),
-        col(TS).cast(DataType::Int64).max().alias("last_seen_ms"),
-        len().cast(DataType::UInt32).alias("events"),
-        col(UNIONID)
-            .sort_by([col(TS)], SortMultipleOptions::default())
-            .drop_nulls()
-            .last()
-            .alias(UNIONID),
-    ]);
     activity
         .join(
             openids,

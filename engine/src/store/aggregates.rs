@@ -15,12 +15,10 @@ use crate::error::Result;
 
 /// Per-user, per-line and per-item tables of one merchant's events in a time range.
 pub trait StoreAggregates {
-    /// [`crate::analytics::identity::user_unionids`]: `user_id`, `first_seen_ms`, `unionid`
-    /// for every user_id whose events carry a unionid.
-    fn user_unionids(&self, merchant_id: &str, range: TimeRange) -> Result<DataFrame>;
-
-    /// Each user_id's most recent openid: `user_id`, `ts` (of that event), `openid`.
-    fn user_openids(&self, merchant_id: &str, range: TimeRange) -> Result<DataFrame>;
+    /// One row per user_id: [`USER_SUMMARY_COLUMNS`] — its first and last event, its event
+    /// count, its first event with a unionid, its latest unionid and latest openid with the
+    /// times they were last seen (the last four null when it never had one).
+    fn user_summaries(&self, merchant_id: &str, range: TimeRange) -> Result<DataFrame>;
 
     /// [`crate::jobs::purchases::order_line_values`] summed per order, item and buyer (the
     /// purchase's user_id; null for refunds): the columns of those values, summed (quantity
@@ -30,3 +28,28 @@ pub trait StoreAggregates {
     /// [`crate::jobs::purchases::item_categories`]: `item_id`, `category` (most recent).
     fn item_categories(&self, merchant_id: &str, range: TimeRange) -> Result<DataFrame>;
 }
+
+/// First and last event (epoch ms), Int64.
+pub const FIRST_EVENT_MS: &str = "first_event_ms";
+pub const LAST_EVENT_MS: &str = "last_event_ms";
+/// Events of the user_id, Int64.
+pub const EVENT_COUNT: &str = "event_count";
+/// The first event that carried a unionid (Int64, null: none did).
+pub const FIRST_UNIONID_MS: &str = "first_unionid_ms";
+/// The most recent unionid and openid (String) and when each was last seen (Int64).
+pub const LATEST_UNIONID: &str = "latest_unionid";
+pub const LATEST_UNIONID_MS: &str = "latest_unionid_ms";
+pub const LATEST_OPENID: &str = "latest_openid";
+pub const LATEST_OPENID_MS: &str = "latest_openid_ms";
+
+/// The columns of [`StoreAggregates::user_summaries`], in order, after `user_id`.
+pub const USER_SUMMARY_COLUMNS: [&str; 8] = [
+    FIRST_EVENT_MS,
+    LAST_EVENT_MS,
+    EVENT_COUNT,
+    FIRST_UNIONID_MS,
+    LATEST_UNIONID,
+    LATEST_UNIONID_MS,
+    LATEST_OPENID,
+    LATEST_OPENID_MS,
+];

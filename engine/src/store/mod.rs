@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use polars::prelude::*;
 use serde::Serialize;
 
-pub use aggregates::StoreAggregates;
+pub use aggregates::*;
 pub use any::{AnyStore, StoreChoice};
 pub use clickhouse::{ClickHouseConfig, ClickHouseStore};
 pub use columns::*;

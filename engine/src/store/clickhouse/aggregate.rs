@@ -11,55 +11,51 @@ use polars::prelude::*;
 use super::ClickHouseStore;
 use super::read::{Filter, read_frame};
 use super::schema::ColumnType;
-use crate::analytics::identity::FIRST_SEEN_MS;
 use crate::error::{Error, Result};
 use crate::event::EventType;
 use crate::jobs::purchases::{NET_CENTS, NET_QUANTITY, ORDER_CHANNEL, ORDERED_AT, REFUNDED_CENTS};
 use crate::store::{
-    CATEGORY, EVENT_TYPE, ITEM_ID, OPENID, ORDER_ID, StoreAggregates, TS, TimeRange, UNIONID,
-    USER_ID,
+    CATEGORY, EVENT_COUNT, EVENT_TYPE, FIRST_EVENT_MS, FIRST_UNIONID_MS, ITEM_ID, LAST_EVENT_MS,
+    LATEST_OPENID, LATEST_OPENID_MS, LATEST_UNIONID, LATEST_UNIONID_MS, OPENID, ORDER_ID,
+    StoreAggregates, TimeRange, UNIONID, USER_ID,
 };
 
 impl StoreAggregates for ClickHouseStore {
-    fn user_unionids(&self, merchant_id: &str, range: TimeRange) -> Result<DataFrame> {
+    fn user_summaries(&self, merchant_id: &str, range: TimeRange) -> Result<DataFrame> {
         let filter = Filter::new(merchant_id, range);
+        // `xIf` aggregates answer a default (0, '') for a user without any such event: null.
+        let latest = |column: &str, value: &str, at: &str| {
+            let has = format!("isNotNull({column})");
+            format!(
+                "if(countIf({has}) = 0, NULL, argMaxIf(assumeNotNull({column}), ts, {has})) AS {value}, \
+                 if(countIf({has}) = 0, NULL, maxIf(ts, {has})) AS {at}"
+            )
+        };
         let sql = format!(
-            "SELECT user_id, min(ts) AS {FIRST_SEEN_MS}, \
-             argMax(assumeNotNull(unionid), ts) AS latest_unionid \
-             FROM events FINAL WHERE {} AND unionid IS NOT NULL GROUP BY user_id",
+            "SELECT user_id, min(ts) AS {FIRST_EVENT_MS}, max(ts) AS {LAST_EVENT_MS}, \
+             toInt64(count()) AS {EVENT_COUNT}, \
+             if(countIf(isNotNull(unionid)) = 0, NULL, minIf(ts, isNotNull(unionid))) AS {FIRST_UNIONID_MS}, \
+             {}, {} FROM events FINAL WHERE {} GROUP BY user_id",
+            latest(UNIONID, LATEST_UNIONID, LATEST_UNIONID_MS),
+            latest(OPENID, LATEST_OPENID, LATEST_OPENID_MS),
             filter.sql()
         );
-        let frame = self.read(
+        self.read(
             &sql,
             &filter,
             &[
                 (USER_ID, ColumnType::Text),
-                (FIRST_SEEN_MS, ColumnType::Int64),
-                ("latest_unionid", ColumnType::Text),
+                (FIRST_EVENT_MS, ColumnType::Int64),
+                (LAST_EVENT_MS, ColumnType::Int64),
+                (EVENT_COUNT, ColumnType::Int64),
+                (FIRST_UNIONID_MS, ColumnType::OptionalInt64),
+                (LATEST_UNIONID, ColumnType::OptionalText),
+                (LATEST_UNIONID_MS, ColumnType::OptionalInt64),
+                (LATEST_OPENID, ColumnType::OptionalText),
+                (LATEST_OPENID_MS, ColumnType::OptionalInt64),
             ],
-            "aggregating unionids per user",
-        )?;
-        renamed(frame, &[("latest_unionid", UNIONID)])
-    }
-
-    fn user_openids(&self, merchant_id: &str, range: TimeRange) -> Result<DataFrame> {
-        let filter = Filter::new(merchant_id, range);
-        let sql = format!(
-            "SELECT user_id, max(ts) AS latest_ts, argMax(assumeNotNull(openid), ts) AS latest_openid \
-             FROM events FINAL WHERE {} AND openid IS NOT NULL GROUP BY user_id",
-            filter.sql()
-        );
-        let frame = self.read(
-            &sql,
-            &filter,
-            &[
-                (USER_ID, ColumnType::Text),
-                ("latest_ts", ColumnType::Millis),
-                ("latest_openid", ColumnType::Text),
-            ],
-            "aggregating openids per user",
-        )?;
-        renamed(frame, &[("latest_ts", TS), ("latest_openid", OPENID)])
+            "summarizing users",
+        )
     }
 
     fn order_line_sums(&self, merchant_id: &str, range: TimeRange) -> Result<DataFrame> {
