@@ -8,7 +8,6 @@ mod assets;
 mod auth;
 mod campaigns;
 mod error;
-mod list_json;
 mod metrics;
 mod openapi;
 mod routes;
