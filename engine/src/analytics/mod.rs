@@ -98,10 +98,6 @@ impl MerchantAnalytics {
             return Ok(None);
         };
         let context = |step: &str| format!("{step} for merchant {merchant_id}");
-        let mut scan_types = |types: &[EventType]| store.scan_types(merchant_id, range, types);
-        let purchases = scan_types(&[EventType::Purchase])?;
-        let subscribes = scan_types(&[EventType::Subscribe])?;
-        let identifies = scan_types(&[EventType::Identify])?;
         let mut columns = vec![
             col(USER_ID),
             col(EVENT_TYPE),
@@ -143,6 +139,15 @@ impl MerchantAnalytics {
         // The first phase of identities, order lines, categories and openids: from the
         // store where it aggregates itself (ClickHouse's GROUP BY), else from these rows.
         let aggregates = store.aggregates();
+        // Reads of one event type: the server filters where it aggregates, else the scan
+        // already planned (the same files, so every table is of the same events).
+        let of_type = |kind: EventType| match aggregates {
+            Some(store) => store.scan_types(merchant_id, range, &[kind]),
+            None => Ok(scan.clone().filter(col(EVENT_TYPE).eq(lit(kind.as_str())))),
+        };
+        let purchases = of_type(EventType::Purchase)?;
+        let subscribes = of_type(EventType::Subscribe)?;
+        let identifies = of_type(EventType::Identify)?;
         let users = match &summaries {
             Some(summaries) => summaries::user_unionids(summaries.clone()),
             None => identity::user_unionids(raw.clone().lazy()),

@@ -8,10 +8,11 @@
 //! events are local Parquet that Polars reads faster than any hand-off) returns `None` from
 //! [`crate::store::EventStore::aggregates`] and the jobs compute the same tables in Polars.
 
-use polars::prelude::DataFrame;
+use polars::prelude::{DataFrame, LazyFrame};
 
 use super::TimeRange;
 use crate::error::Result;
+use crate::event::EventType;
 
 /// Per-user, per-line and per-item tables of one merchant's events in a time range.
 pub trait StoreAggregates {
@@ -27,6 +28,15 @@ pub trait StoreAggregates {
 
     /// [`crate::jobs::purchases::item_categories`]: `item_id`, `category` (most recent).
     fn item_categories(&self, merchant_id: &str, range: TimeRange) -> Result<DataFrame>;
+
+    /// A lazy scan of the merchant's events of `types` only (empty if there are none): reads
+    /// that want a few kinds of events, such as subscriptions, ask only for those rows.
+    fn scan_types(
+        &self,
+        merchant_id: &str,
+        range: TimeRange,
+        types: &[EventType],
+    ) -> Result<LazyFrame>;
 }
 
 /// First and last event (epoch ms), Int64.

@@ -11,7 +11,6 @@ use super::{
     StoreAggregates, StoreStats, TimeRange,
 };
 use crate::error::{Error, Result};
-use crate::event::EventType;
 
 /// Which store holds the events. Snapshots, settings, keys and campaigns stay in the data
 /// directory either way.
@@ -77,15 +76,6 @@ impl EventStore for AnyStore {
 
     fn scan(&mut self, merchant_id: &str, range: TimeRange) -> Result<Option<LazyFrame>> {
         self.inner().scan(merchant_id, range)
-    }
-
-    fn scan_types(
-        &mut self,
-        merchant_id: &str,
-        range: TimeRange,
-        types: &[EventType],
-    ) -> Result<LazyFrame> {
-        self.inner().scan_types(merchant_id, range, types)
     }
 
     fn aggregates(&self) -> Option<&dyn StoreAggregates> {

@@ -19,7 +19,7 @@ pub mod log;
 
 use std::collections::BTreeMap;
 
-use polars::prelude::*;
+use polars::prelude::LazyFrame;
 use serde::Serialize;
 
 pub use aggregates::*;
@@ -31,7 +31,7 @@ pub(crate) use embedded::merchant_dir;
 pub use embedded::{CompactionSummary, EmbeddedStore, merchant_file_stem};
 
 use crate::error::Result;
-use crate::event::{Event, EventType};
+use crate::event::Event;
 
 /// A line that failed validation, kept so nothing sent is silently dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -121,24 +121,6 @@ pub trait EventStore: Send {
     /// A lazy scan of one merchant's events in `range`, or `None` if there are none.
     /// The plan reads only that merchant's files that overlap the range.
     fn scan(&mut self, merchant_id: &str, range: TimeRange) -> Result<Option<LazyFrame>>;
-
-    /// A lazy scan of one merchant's events of `types` in `range` (empty if there are none):
-    /// reads that want a few kinds of events, such as subscriptions, read only those rows.
-    fn scan_types(
-        &mut self,
-        merchant_id: &str,
-        range: TimeRange,
-        types: &[EventType],
-    ) -> Result<LazyFrame> {
-        let names: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
-        Ok(match self.scan(merchant_id, range)? {
-            Some(scan) => scan.filter(col(EVENT_TYPE).is_in(
-                lit(Series::new("types".into(), names)).implode(false),
-                false,
-            )),
-            None => DataFrame::empty_with_schema(&event_schema()).lazy(),
-        })
-    }
 
     /// The aggregations this store computes where its events live; `None`: the jobs compute
     /// them in Polars from [`EventStore::scan`].

@@ -111,6 +111,16 @@ impl StoreAggregates for ClickHouseStore {
         )?;
         renamed(frame, &[("latest_category", CATEGORY)])
     }
+
+    fn scan_types(
+        &self,
+        merchant_id: &str,
+        range: TimeRange,
+        types: &[EventType],
+    ) -> Result<LazyFrame> {
+        self.connection.ready()?;
+        super::read::scan_types(&self.connection, merchant_id, range, types)
+    }
 }
 
 impl ClickHouseStore {

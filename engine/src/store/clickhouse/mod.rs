@@ -26,7 +26,6 @@ use polars::prelude::LazyFrame;
 use self::connection::Connection;
 use super::{AppendOutcome, EventStore, IngestBatch, StoreAggregates, StoreStats, TimeRange};
 use crate::error::Result;
-use crate::event::EventType;
 
 /// Where the ClickHouse store is.
 #[derive(Clone, PartialEq, Eq)]
@@ -98,16 +97,6 @@ impl EventStore for ClickHouseStore {
     fn scan(&mut self, merchant_id: &str, range: TimeRange) -> Result<Option<LazyFrame>> {
         self.connection.ready()?;
         read::scan(&self.connection, merchant_id, range)
-    }
-
-    fn scan_types(
-        &mut self,
-        merchant_id: &str,
-        range: TimeRange,
-        types: &[EventType],
-    ) -> Result<LazyFrame> {
-        self.connection.ready()?;
-        read::scan_types(&self.connection, merchant_id, range, types)
     }
 
     fn aggregates(&self) -> Option<&dyn StoreAggregates> {
