@@ -451,5 +451,36 @@ fn aggregates_pushed_down_to_clickhouse_match_the_rows_computed_in_polars() {
             || sql.contains("`properties`") && !sql.contains("`type` IN")),
         "openids are aggregated and properties read only for their event types: {queries:#?}"
     );
+
+    // A merchant with nothing but a view: no lines, no identities, no openids, in both.
+    let only_views = IngestBatch {
+        events: vec![event("m2", "v1", "eve", T0, "view", "")],
+        rejects: vec![],
+    };
+    clickhouse
+        .append(&only_views)
+        .expect("append to ClickHouse");
+    embedded
+        .append(&only_views)
+        .expect("append to the embedded store");
+    let load = |store: &mut dyn EventStore| {
+        MerchantAnalytics::load(store, "m2", &settings, None)
+            .expect("load")
+            .expect("events")
+    };
+    let (c, e) = (load(&mut clickhouse), load(&mut embedded));
+    assert_eq!((c.lines.height(), c.identities.height()), (0, 0));
+    same(
+        "empty lines",
+        c.lines.clone(),
+        e.lines.clone(),
+        &["order_id"],
+    );
+    same(
+        "one profile",
+        c.base_profiles().expect("profiles"),
+        e.base_profiles().expect("profiles"),
+        &["user_id"],
+    );
     drop_database(&url, &format!("recur_test_pushdown_{}", std::process::id()));
 }
