@@ -16,9 +16,10 @@ use crate::event::EventType;
 
 /// Per-user, per-line and per-item tables of one merchant's events in a time range.
 pub trait StoreAggregates {
-    /// One row per user_id: [`USER_SUMMARY_COLUMNS`] — its first and last event, its event
-    /// count, its first event with a unionid, its latest unionid and latest openid with the
-    /// times they were last seen (the last four null when it never had one).
+    /// One row per user_id: `user_id` and, in this order, [`FIRST_EVENT_MS`],
+    /// [`LAST_EVENT_MS`], [`EVENT_COUNT`], [`FIRST_UNIONID_MS`], [`LATEST_UNIONID`],
+    /// [`LATEST_UNIONID_MS`], [`LATEST_OPENID`], [`LATEST_OPENID_MS`] (the unionid and
+    /// openid columns null when the user_id never had one).
     fn user_summaries(&self, merchant_id: &str, range: TimeRange) -> Result<DataFrame>;
 
     /// [`crate::jobs::purchases::order_line_values`] summed per order, item and buyer (the
@@ -51,15 +52,3 @@ pub const LATEST_UNIONID: &str = "latest_unionid";
 pub const LATEST_UNIONID_MS: &str = "latest_unionid_ms";
 pub const LATEST_OPENID: &str = "latest_openid";
 pub const LATEST_OPENID_MS: &str = "latest_openid_ms";
-
-/// The columns of [`StoreAggregates::user_summaries`], in order, after `user_id`.
-pub const USER_SUMMARY_COLUMNS: [&str; 8] = [
-    FIRST_EVENT_MS,
-    LAST_EVENT_MS,
-    EVENT_COUNT,
-    FIRST_UNIONID_MS,
-    LATEST_UNIONID,
-    LATEST_UNIONID_MS,
-    LATEST_OPENID,
-    LATEST_OPENID_MS,
-];

@@ -63,8 +63,8 @@ fn lazy_scan(connection: &Arc<Connection>, filter: Filter) -> Result<LazyFrame> 
 /// The rows a read covers: one merchant, a time range, and optionally some event types.
 #[derive(Clone)]
 pub(super) struct Filter {
-    pub(super) merchant_id: String,
-    pub(super) range: TimeRange,
+    merchant_id: String,
+    range: TimeRange,
     /// Event types to read; empty: all of them.
     pub(super) types: Vec<&'static str>,
 }
