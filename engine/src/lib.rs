@@ -10,6 +10,7 @@ pub mod event;
 pub mod frame_json;
 pub mod jobs;
 pub mod keys;
+pub mod logit;
 pub mod recommendation;
 pub mod recs;
 pub mod settings;

@@ -97,7 +97,7 @@ impl Logit {
         let model = LogisticRegression::default()
             .alpha(1e-2)
             .max_iterations(200)
-            .fit(&DatasetBase::new(x, y))
+            .fit(&DatasetBase::new(crate::logit::column_major(&x), y))
             .map_err(|e| Error::FitFailed {
                 model: "uplift logistic regression",
                 reason: e.to_string(),

@@ -136,7 +136,7 @@ fn logistic(train: &DataFrame) -> Result<impl Fn(&DataFrame) -> Result<Vec<f64>>
     let x = matrix(train).map_err(Error::polars("building classifier features"))?;
     let (mean, std) = scaler(&x);
     let y = Array1::from(labels(train).map_err(Error::polars("reading labels"))?);
-    let data = DatasetBase::new((&x - &mean) / &std, y);
+    let data = DatasetBase::new(crate::logit::standardized(&x, &mean, &std), y);
     let model = LogisticRegression::default()
         .alpha(1e-3)
         .max_iterations(200)

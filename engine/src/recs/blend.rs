@@ -193,16 +193,42 @@ impl Generators {
         }
     }
 
-    /// The candidates of training customer `user` for an order after `now_ms`.
-    pub fn candidates(
+    /// The candidates of each `(training customer, now_ms)` query, in order, each passed with
+    /// its customer's context to `each`. Customers go in blocks of [`ALS_BLOCK`] spread over
+    /// rayon's workers, one [`Scratch`] per worker; each block's ALS preferences for the head
+    /// items are one matrix product ([`Factors::block_scores`]).
+    pub fn candidates_of_all<T: Send>(
         &self,
         train: &BasketHistory,
-        user: u32,
-        now_ms: i64,
-        scratch: &mut Scratch,
-    ) -> Vec<Candidate> {
-        self.candidates_in_context(train, user, now_ms, scratch)
-            .candidates
+        queries: &[(u32, i64)],
+        each: impl Fn(u32, UserCandidates) -> T + Sync + Send,
+    ) -> Vec<T> {
+        let per_block: Vec<Vec<T>> = queries
+            .par_chunks(ALS_BLOCK)
+            .map_init(
+                || Self::scratch(train),
+                |scratch, block| {
+                    let users: Vec<u32> = block.iter().map(|(user, _)| *user).collect();
+                    let als = self.als.block_scores(&users, &self.als_head_rows);
+                    block
+                        .iter()
+                        .zip(als.rows())
+                        .map(|((user, now_ms), row)| {
+                            let row = row.to_slice().expect("contiguous rows");
+                            let context =
+                                self.candidates_in_context(train, *user, *now_ms, row, scratch);
+                            each(*user, context)
+                        })
+                        .collect()
+                },
+            )
+            .collect();
+        per_block.into_iter().flatten().collect()
+    }
+
+    /// [`Self::candidates_of_all`] with the candidates alone.
+    pub fn candidates(&self, train: &BasketHistory, queries: &[(u32, i64)]) -> Vec<Vec<Candidate>> {
+        self.candidates_of_all(train, queries, |_, context| context.candidates)
     }
 
     /// A scratch space sized for `train`, one per worker thread.
@@ -210,12 +236,15 @@ impl Generators {
         Scratch::new(train.users.len(), train.items.len())
     }
 
-    /// [`Self::candidates`], with what they were computed from, for the reasons of a list.
-    pub fn candidates_in_context(
+    /// The candidates of training customer `user` for an order after `now_ms`, with what they
+    /// were computed from (for the reasons of a list); `als_head` is the customer's ALS
+    /// preferences for the head items ([`Factors::block_scores`]).
+    fn candidates_in_context(
         &self,
         train: &BasketHistory,
         user: u32,
         now_ms: i64,
+        als_head: &[f32],
         scratch: &mut Scratch,
     ) -> UserCandidates {
         let baskets = &train.baskets[user as usize];
@@ -251,12 +280,9 @@ impl Generators {
         );
         let hours = ItemTimes::customer_hours(baskets);
         let repeat = self.repeat.candidates(&self.stats, baskets, now_ms);
-        let als_best = self.als.best_of(
-            user,
-            &self.als_head,
-            &self.als_head_rows,
-            self.per_generator,
-        );
+        let als_best = self
+            .als
+            .best_of(user, &self.als_head, als_head, self.per_generator);
         let als_max = als_best.first().map_or(1.0, |s| s.1.max(1e-6));
 
         let signals = train.signals.customer(
@@ -360,6 +386,10 @@ impl Generators {
 /// every candidate, whoever proposed it): scoring the whole long tail of a 50k-item catalogue
 /// for each of a million customers would cost more than the rest of the run.
 const ALS_HEAD: usize = 4_096;
+
+/// Customers whose ALS preferences are computed in one matrix product: 64 × 4,096 scores
+/// (1 MB) per block and worker.
+const ALS_BLOCK: usize = 64;
 
 /// TIFU-KNN's items ranked exactly per customer (its rank feature); the rest share rank
 /// `RANKED`, a difference of under 0.4% in that feature.
@@ -466,15 +496,15 @@ impl Blend {
         cases.shuffle(&mut rng);
         cases.truncate(self.training_customers);
         let generators = Generators::build(&inner.train, self.per_generator);
-        let candidates = cases
-            .par_iter()
-            .map_init(
-                || Generators::scratch(&inner.train),
-                |scratch, case| {
-                    generators.candidates(&inner.train, case.user, case.now_ms, scratch)
-                },
-            )
-            .collect();
+        let started = Instant::now();
+        let queries: Vec<(u32, i64)> = cases.iter().map(|c| (c.user, c.now_ms)).collect();
+        let candidates = generators.candidates(&inner.train, &queries);
+        debug!(
+            customers = cases.len(),
+            candidates = candidates.iter().map(Vec::len).sum::<usize>(),
+            ms = started.elapsed().as_millis() as u64,
+            "blend training candidates"
+        );
         TrainingSet {
             cases,
             candidates,
@@ -523,17 +553,28 @@ impl Blend {
         if positives < 20 || positives == y.len() {
             return None;
         }
+        let started = Instant::now();
         let matrix = Array2::from_shape_vec((x.len(), FEATURES), x.concat()).ok()?;
         let mean = matrix.mean_axis(Axis(0))?;
         let std = matrix
             .std_axis(Axis(0), 0.0)
             .mapv(|s| if s > 1e-12 { s } else { 1.0 });
-        let data = DatasetBase::new((&matrix - &mean) / &std, Array1::from(y));
+        let data = DatasetBase::new(
+            crate::logit::standardized(&matrix, &mean, &std),
+            Array1::from(y),
+        );
         let model = LogisticRegression::default()
             .alpha(1e-3)
             .max_iterations(100)
             .fit(&data)
             .ok()?;
+        debug!(
+            explore = self.explore,
+            rows = matrix.nrows(),
+            positives,
+            ms = started.elapsed().as_millis() as u64,
+            "blend regression fitted"
+        );
         // linfa calls the larger class "positive": turn its weights towards "bought".
         let sign = if model.labels().pos.class { 1.0 } else { -1.0 };
         Some(BlendWeights {
@@ -556,28 +597,22 @@ impl NextBasketModel for Blend {
     fn recommend(&self, train: &BasketHistory, cases: &[TestCase], k: usize) -> Vec<Vec<u32>> {
         let weights = self.fit(train);
         let generators = Generators::build(train, self.per_generator);
-        cases
-            .par_iter()
-            .map_init(
-                || Generators::scratch(train),
-                |scratch, case| {
-                    let scores = generators
-                        .candidates(train, case.user, case.now_ms, scratch)
-                        .into_iter()
-                        .filter(|c| self.admits(c))
-                        .map(|c| {
-                            let score = weights.as_ref().map_or_else(
-                                || c.features[0] + c.features[5],
-                                |w| w.score(&c.features),
-                            );
-                            // top_k keeps positive scores only: shift the log-odds.
-                            (c.item, score.exp())
-                        })
-                        .collect();
-                    top_k(scores, k)
-                },
-            )
-            .collect()
+        let queries: Vec<(u32, i64)> = cases.iter().map(|c| (c.user, c.now_ms)).collect();
+        generators.candidates_of_all(train, &queries, |_, context| {
+            let scores = context
+                .candidates
+                .into_iter()
+                .filter(|c| self.admits(c))
+                .map(|c| {
+                    let score = weights
+                        .as_ref()
+                        .map_or_else(|| c.features[0] + c.features[5], |w| w.score(&c.features));
+                    // top_k keeps positive scores only: shift the log-odds.
+                    (c.item, score.exp())
+                })
+                .collect();
+            top_k(scores, k)
+        })
     }
 }
 
@@ -613,10 +648,8 @@ mod tests {
         };
         let inner = split(&train, Holdout::LastOrder);
         let generators = Generators::build(&inner.train, 50);
-        let mut scratch = Generators::scratch(&inner.train);
-        for case in &inner.cases {
-            let candidates =
-                generators.candidates(&inner.train, case.user, case.now_ms, &mut scratch);
+        let queries: Vec<(u32, i64)> = inner.cases.iter().map(|c| (c.user, c.now_ms)).collect();
+        for candidates in generators.candidates(&inner.train, &queries) {
             assert!(
                 candidates.iter().all(|c| c.item != 9),
                 "item 9 is only in the labels"

@@ -10,7 +10,6 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use polars::prelude::*;
-use rayon::prelude::*;
 use tracing::debug;
 
 use super::baskets::BasketHistory;
@@ -100,104 +99,102 @@ pub fn merchant_recs(
         .filter_map(|(u, i)| Some((*users.get(u.as_str())?, *items.get(i.as_str())?)))
         .collect();
     let ignored = ignored_counts(ignored, &users, &items)?;
-    let listed: Vec<Listed> = (0..history.users.len())
-        .into_par_iter()
-        .map_init(
-            || Generators::scratch(&history),
-            |scratch, user| {
-                let user = u32::try_from(user).expect("fewer than 4G customers");
-                let mut context =
-                    generators.candidates_in_context(&history, user, as_of_ms, scratch);
-                let candidates: Vec<Candidate> = std::mem::take(&mut context.candidates)
-                    .into_iter()
-                    .filter(|c| !suppressed.contains(&(user, c.item)))
-                    .collect();
-                let best = |weights: &BlendWeights, admits: &dyn Fn(&Candidate) -> bool| {
-                    let mut scored: Vec<(f64, &Candidate)> = candidates
-                        .iter()
-                        .filter(|c| admits(c))
-                        .map(|c| {
-                            let pushes = ignored.get(&(user, c.item)).copied().unwrap_or(0);
-                            let penalty = PENALTY_PER_IGNORED * f64::from(pushes);
-                            (weights.score(&c.features) - penalty, c)
-                        })
-                        .collect();
-                    scored
-                        .sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.item.cmp(&b.1.item)));
-                    scored.truncate(k);
-                    scored
-                };
-                let main = best(&weights, &|_| true);
-                let new_only = best(&explore_weights, &|c| explore.admits(c));
-                let ranked = |list: Vec<(f64, &Candidate)>, explore: bool| {
-                    list.into_iter()
-                        .enumerate()
-                        .map(|(rank, (score, c))| (explore, rank as u32 + 1, score, c.clone()))
-                        .collect::<Vec<_>>()
-                };
-                let mut entries = ranked(main, false);
-                entries.extend(ranked(new_only, true));
-                entries
-                    .into_iter()
-                    .map(|(explore, rank, score, c)| {
-                        let f = &c.features;
-                        let bought = f[2] > 0.0;
-                        let due = f[6];
-                        let (reason, with) = if bought && f[8] > 0.0 && due >= 0.5 {
-                            (Reason::Due, None)
-                        } else if bought {
-                            (Reason::BoughtBefore, None)
-                        } else if f[SIGNALS_FROM + 3] >= 0.5 {
-                            // Browsed within about five days.
-                            (Reason::Browsed, None)
-                        } else if let Some(table) = [CO_PURCHASE, BOUGHT_AFTER, VIEWED_THEN_BOUGHT]
-                            .into_iter()
-                            .filter(|t| f[*t] > 0.0 && f[*t] >= f[0])
-                            .max_by(|a, b| f[*a].total_cmp(&f[*b]).then(b.cmp(a)))
-                        {
-                            let reason = match table {
-                                CO_PURCHASE => Reason::BoughtTogether,
-                                BOUGHT_AFTER => Reason::BoughtAfter,
-                                _ => Reason::ViewedThenBought,
-                            };
-                            (reason, generators.anchor_of(&context, table, c.item))
-                        } else if f[0] > 0.0 || f[15] >= 0.5 {
-                            // TIFU-KNN's neighbours or ALS's taste factors: both say
-                            // customers who buy like this one buy it.
-                            (Reason::SimilarCustomers, None)
-                        } else if f[SIGNALS_FROM + 6] > 0.0 {
-                            (Reason::NewItem, None)
-                        } else if f[TREND] >= 0.5 {
-                            // Selling at 1.6 times its usual rate or more.
-                            (Reason::Trending, None)
-                        } else {
-                            (Reason::Popular, None)
-                        };
-                        let repeats = &context.repeat;
-                        let repeat = repeats
-                            .binary_search_by_key(&c.item, |r| r.item)
-                            .ok()
-                            .map(|i| &repeats[i]);
-                        Listed {
-                            user,
-                            rank,
-                            explore,
-                            item: c.item,
-                            // The blend's probability of the item being in the next order.
-                            score: 1.0 / (1.0 + (-score).exp()),
-                            reason,
-                            times_bought: repeat.map(|r| r.times_bought),
-                            days_since: repeat.map(|r| whole_days(as_of_ms - r.last_bought_ms)),
-                            cycle_days: repeat.and_then(|r| r.cycle_days).map(|d| d.round() as u32),
-                            with_item: with.map(|(item, _)| item),
-                            with_share: with.map(|(_, share)| (share * 100.0).round() as u32),
-                        }
-                    })
-                    .collect::<Vec<_>>()
-            },
-        )
-        .flatten_iter()
+    let queries: Vec<(u32, i64)> = (0..history.users.len())
+        .map(|user| {
+            (
+                u32::try_from(user).expect("fewer than 4G customers"),
+                as_of_ms,
+            )
+        })
         .collect();
+    let listed: Vec<Vec<Listed>> =
+        generators.candidates_of_all(&history, &queries, |user, mut context| {
+            let candidates: Vec<Candidate> = std::mem::take(&mut context.candidates)
+                .into_iter()
+                .filter(|c| !suppressed.contains(&(user, c.item)))
+                .collect();
+            let best = |weights: &BlendWeights, admits: &dyn Fn(&Candidate) -> bool| {
+                let mut scored: Vec<(f64, &Candidate)> = candidates
+                    .iter()
+                    .filter(|c| admits(c))
+                    .map(|c| {
+                        let pushes = ignored.get(&(user, c.item)).copied().unwrap_or(0);
+                        let penalty = PENALTY_PER_IGNORED * f64::from(pushes);
+                        (weights.score(&c.features) - penalty, c)
+                    })
+                    .collect();
+                scored.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.item.cmp(&b.1.item)));
+                scored.truncate(k);
+                scored
+            };
+            let main = best(&weights, &|_| true);
+            let new_only = best(&explore_weights, &|c| explore.admits(c));
+            let ranked = |list: Vec<(f64, &Candidate)>, explore: bool| {
+                list.into_iter()
+                    .enumerate()
+                    .map(|(rank, (score, c))| (explore, rank as u32 + 1, score, c.clone()))
+                    .collect::<Vec<_>>()
+            };
+            let mut entries = ranked(main, false);
+            entries.extend(ranked(new_only, true));
+            entries
+                .into_iter()
+                .map(|(explore, rank, score, c)| {
+                    let f = &c.features;
+                    let bought = f[2] > 0.0;
+                    let due = f[6];
+                    let (reason, with) = if bought && f[8] > 0.0 && due >= 0.5 {
+                        (Reason::Due, None)
+                    } else if bought {
+                        (Reason::BoughtBefore, None)
+                    } else if f[SIGNALS_FROM + 3] >= 0.5 {
+                        // Browsed within about five days.
+                        (Reason::Browsed, None)
+                    } else if let Some(table) = [CO_PURCHASE, BOUGHT_AFTER, VIEWED_THEN_BOUGHT]
+                        .into_iter()
+                        .filter(|t| f[*t] > 0.0 && f[*t] >= f[0])
+                        .max_by(|a, b| f[*a].total_cmp(&f[*b]).then(b.cmp(a)))
+                    {
+                        let reason = match table {
+                            CO_PURCHASE => Reason::BoughtTogether,
+                            BOUGHT_AFTER => Reason::BoughtAfter,
+                            _ => Reason::ViewedThenBought,
+                        };
+                        (reason, generators.anchor_of(&context, table, c.item))
+                    } else if f[0] > 0.0 || f[15] >= 0.5 {
+                        // TIFU-KNN's neighbours or ALS's taste factors: both say
+                        // customers who buy like this one buy it.
+                        (Reason::SimilarCustomers, None)
+                    } else if f[SIGNALS_FROM + 6] > 0.0 {
+                        (Reason::NewItem, None)
+                    } else if f[TREND] >= 0.5 {
+                        // Selling at 1.6 times its usual rate or more.
+                        (Reason::Trending, None)
+                    } else {
+                        (Reason::Popular, None)
+                    };
+                    let repeats = &context.repeat;
+                    let repeat = repeats
+                        .binary_search_by_key(&c.item, |r| r.item)
+                        .ok()
+                        .map(|i| &repeats[i]);
+                    Listed {
+                        user,
+                        rank,
+                        explore,
+                        item: c.item,
+                        // The blend's probability of the item being in the next order.
+                        score: 1.0 / (1.0 + (-score).exp()),
+                        reason,
+                        times_bought: repeat.map(|r| r.times_bought),
+                        days_since: repeat.map(|r| whole_days(as_of_ms - r.last_bought_ms)),
+                        cycle_days: repeat.and_then(|r| r.cycle_days).map(|d| d.round() as u32),
+                        with_item: with.map(|(item, _)| item),
+                        with_share: with.map(|(_, share)| (share * 100.0).round() as u32),
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
     debug!(
         customers = history.users.len(),
         ms = started.elapsed().as_millis() as u64,
@@ -205,18 +202,18 @@ pub fn merchant_recs(
     );
     let text = |index: u32| history.items[index as usize].as_str();
     let frame = df!(
-        USER_ID => listed.iter().map(|l| history.users[l.user as usize].as_str()).collect::<Vec<_>>(),
-        RANK => listed.iter().map(|l| l.rank).collect::<Vec<_>>(),
-        ITEM_ID => listed.iter().map(|l| text(l.item)).collect::<Vec<_>>(),
-        CATEGORY => listed.iter().map(|l| history.signals.category_name(l.item)).collect::<Vec<_>>(),
-        SCORE => listed.iter().map(|l| l.score).collect::<Vec<_>>(),
-        REASON => listed.iter().map(|l| l.reason.as_str()).collect::<Vec<_>>(),
-        TIMES_BOUGHT => listed.iter().map(|l| l.times_bought).collect::<Vec<_>>(),
-        DAYS_SINCE => listed.iter().map(|l| l.days_since).collect::<Vec<_>>(),
-        CYCLE_DAYS => listed.iter().map(|l| l.cycle_days).collect::<Vec<_>>(),
-        WITH_ITEM => listed.iter().map(|l| l.with_item.map(text)).collect::<Vec<_>>(),
-        WITH_SHARE => listed.iter().map(|l| l.with_share).collect::<Vec<_>>(),
-        EXPLORE => listed.iter().map(|l| l.explore).collect::<Vec<_>>(),
+        USER_ID => listed.iter().flatten().map(|l| history.users[l.user as usize].as_str()).collect::<Vec<_>>(),
+        RANK => listed.iter().flatten().map(|l| l.rank).collect::<Vec<_>>(),
+        ITEM_ID => listed.iter().flatten().map(|l| text(l.item)).collect::<Vec<_>>(),
+        CATEGORY => listed.iter().flatten().map(|l| history.signals.category_name(l.item)).collect::<Vec<_>>(),
+        SCORE => listed.iter().flatten().map(|l| l.score).collect::<Vec<_>>(),
+        REASON => listed.iter().flatten().map(|l| l.reason.as_str()).collect::<Vec<_>>(),
+        TIMES_BOUGHT => listed.iter().flatten().map(|l| l.times_bought).collect::<Vec<_>>(),
+        DAYS_SINCE => listed.iter().flatten().map(|l| l.days_since).collect::<Vec<_>>(),
+        CYCLE_DAYS => listed.iter().flatten().map(|l| l.cycle_days).collect::<Vec<_>>(),
+        WITH_ITEM => listed.iter().flatten().map(|l| l.with_item.map(text)).collect::<Vec<_>>(),
+        WITH_SHARE => listed.iter().flatten().map(|l| l.with_share).collect::<Vec<_>>(),
+        EXPLORE => listed.iter().flatten().map(|l| l.explore).collect::<Vec<_>>(),
     )
     .map_err(Error::polars("assembling the blended lists"))?;
     Ok(MerchantRecs {
