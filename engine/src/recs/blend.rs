@@ -193,17 +193,23 @@ impl Generators {
         }
     }
 
-    /// The candidates of each `(training customer, now_ms)` query, in order, each passed with
-    /// its customer's context to `each`. Customers go in blocks of [`ALS_BLOCK`] spread over
-    /// rayon's workers, one [`Scratch`] per worker; each block's ALS preferences for the head
-    /// items are one matrix product ([`Factors::block_scores`]).
-    pub fn candidates_of_all<T: Send>(
+    /// What `each` makes of the candidates of each `(training customer, now_ms)` query, in
+    /// query order, flattened. Customers go in blocks of [`ALS_BLOCK`] spread over rayon's
+    /// workers, one [`Scratch`] per worker; each block's ALS preferences for the head items are
+    /// one matrix product ([`Factors::block_scores`]). The output is one vector: a vector per
+    /// customer (750k small allocations at a million customers) stayed in the allocator's
+    /// heap after it was freed, and took the run past the machine's memory.
+    pub fn candidates_of_all<I>(
         &self,
         train: &BasketHistory,
         queries: &[(u32, i64)],
-        each: impl Fn(u32, UserCandidates) -> T + Sync + Send,
-    ) -> Vec<T> {
-        let per_block: Vec<Vec<T>> = queries
+        each: impl Fn(u32, UserCandidates) -> I + Sync + Send,
+    ) -> Vec<I::Item>
+    where
+        I: IntoIterator,
+        I::Item: Send,
+    {
+        queries
             .par_chunks(ALS_BLOCK)
             .map_init(
                 || Self::scratch(train),
@@ -213,22 +219,22 @@ impl Generators {
                     block
                         .iter()
                         .zip(als.rows())
-                        .map(|((user, now_ms), row)| {
+                        .flat_map(|((user, now_ms), row)| {
                             let row = row.to_slice().expect("contiguous rows");
                             let context =
                                 self.candidates_in_context(train, *user, *now_ms, row, scratch);
                             each(*user, context)
                         })
-                        .collect()
+                        .collect::<Vec<_>>()
                 },
             )
-            .collect();
-        per_block.into_iter().flatten().collect()
+            .flatten_iter()
+            .collect()
     }
 
-    /// [`Self::candidates_of_all`] with the candidates alone.
+    /// The candidates of each query ([`Self::candidates_of_all`]).
     pub fn candidates(&self, train: &BasketHistory, queries: &[(u32, i64)]) -> Vec<Vec<Candidate>> {
-        self.candidates_of_all(train, queries, |_, context| context.candidates)
+        self.candidates_of_all(train, queries, |_, context| [context.candidates])
     }
 
     /// A scratch space sized for `train`, one per worker thread.
@@ -611,7 +617,7 @@ impl NextBasketModel for Blend {
                     (c.item, score.exp())
                 })
                 .collect();
-            top_k(scores, k)
+            [top_k(scores, k)]
         })
     }
 }

@@ -107,7 +107,7 @@ pub fn merchant_recs(
             )
         })
         .collect();
-    let listed: Vec<Vec<Listed>> =
+    let listed: Vec<Listed> =
         generators.candidates_of_all(&history, &queries, |user, mut context| {
             let candidates: Vec<Candidate> = std::mem::take(&mut context.candidates)
                 .into_iter()
@@ -202,18 +202,18 @@ pub fn merchant_recs(
     );
     let text = |index: u32| history.items[index as usize].as_str();
     let frame = df!(
-        USER_ID => listed.iter().flatten().map(|l| history.users[l.user as usize].as_str()).collect::<Vec<_>>(),
-        RANK => listed.iter().flatten().map(|l| l.rank).collect::<Vec<_>>(),
-        ITEM_ID => listed.iter().flatten().map(|l| text(l.item)).collect::<Vec<_>>(),
-        CATEGORY => listed.iter().flatten().map(|l| history.signals.category_name(l.item)).collect::<Vec<_>>(),
-        SCORE => listed.iter().flatten().map(|l| l.score).collect::<Vec<_>>(),
-        REASON => listed.iter().flatten().map(|l| l.reason.as_str()).collect::<Vec<_>>(),
-        TIMES_BOUGHT => listed.iter().flatten().map(|l| l.times_bought).collect::<Vec<_>>(),
-        DAYS_SINCE => listed.iter().flatten().map(|l| l.days_since).collect::<Vec<_>>(),
-        CYCLE_DAYS => listed.iter().flatten().map(|l| l.cycle_days).collect::<Vec<_>>(),
-        WITH_ITEM => listed.iter().flatten().map(|l| l.with_item.map(text)).collect::<Vec<_>>(),
-        WITH_SHARE => listed.iter().flatten().map(|l| l.with_share).collect::<Vec<_>>(),
-        EXPLORE => listed.iter().flatten().map(|l| l.explore).collect::<Vec<_>>(),
+        USER_ID => listed.iter().map(|l| history.users[l.user as usize].as_str()).collect::<Vec<_>>(),
+        RANK => listed.iter().map(|l| l.rank).collect::<Vec<_>>(),
+        ITEM_ID => listed.iter().map(|l| text(l.item)).collect::<Vec<_>>(),
+        CATEGORY => listed.iter().map(|l| history.signals.category_name(l.item)).collect::<Vec<_>>(),
+        SCORE => listed.iter().map(|l| l.score).collect::<Vec<_>>(),
+        REASON => listed.iter().map(|l| l.reason.as_str()).collect::<Vec<_>>(),
+        TIMES_BOUGHT => listed.iter().map(|l| l.times_bought).collect::<Vec<_>>(),
+        DAYS_SINCE => listed.iter().map(|l| l.days_since).collect::<Vec<_>>(),
+        CYCLE_DAYS => listed.iter().map(|l| l.cycle_days).collect::<Vec<_>>(),
+        WITH_ITEM => listed.iter().map(|l| l.with_item.map(text)).collect::<Vec<_>>(),
+        WITH_SHARE => listed.iter().map(|l| l.with_share).collect::<Vec<_>>(),
+        EXPLORE => listed.iter().map(|l| l.explore).collect::<Vec<_>>(),
     )
     .map_err(Error::polars("assembling the blended lists"))?;
     Ok(MerchantRecs {
