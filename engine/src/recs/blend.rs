@@ -238,7 +238,7 @@ impl Generators {
     }
 
     /// A scratch space sized for `train`, one per worker thread.
-    pub fn scratch(train: &BasketHistory) -> Scratch {
+    fn scratch(train: &BasketHistory) -> Scratch {
         Scratch::new(train.users.len(), train.items.len())
     }
 
