@@ -10,9 +10,12 @@
 
 use ndarray::{Array1, Array2, ShapeBuilder};
 
-/// `(x - mean) / std` per column, column-major.
+/// `(x - mean) / std` per column, column-major (computed in the copy: one matrix, not two).
 pub fn standardized(x: &Array2<f64>, mean: &Array1<f64>, std: &Array1<f64>) -> Array2<f64> {
-    column_major(&((x - mean) / std))
+    let mut out = column_major(x);
+    out -= mean;
+    out /= std;
+    out
 }
 
 /// `x`, column-major.
