@@ -59,7 +59,8 @@ pub enum Reason {
     Trending,
 }
 
-const REASONS: [Reason; 12] = [
+/// Every reason.
+pub const REASONS: [Reason; 12] = [
     Reason::Due,
     Reason::BoughtBefore,
     Reason::BoughtTogether,

@@ -521,6 +521,16 @@ mod tests {
             assert!(!explored.contains(&bought), "{bought:?} in {explored:?}");
         }
         assert!(explored.contains(&pair("u1", "D")) && explored.contains(&pair("u3", "A")));
+        // u4 kept nothing: their explore list is their main list, in the same order.
+        let of_u4 = |frame: &DataFrame| -> Vec<(String, String, f64)> {
+            lists(frame)
+                .into_iter()
+                .filter(|(u, ..)| u == "u4")
+                .map(|(_, i, r, s)| (i, r, s))
+                .collect()
+        };
+        assert_eq!(of_u4(&explore), of_u4(&recs));
+        assert_eq!(of_u4(&recs).len(), 3);
     }
 
     #[test]

@@ -278,30 +278,49 @@ pub fn recommendations(
                 .filter(col(RANK).eq(lit(1u32)))
                 .select([col(USER_ID)])
                 .unique(None, UniqueKeepStrategy::Any);
-            let without = |frame: LazyFrame| {
-                frame.join(
-                    listed.clone(),
-                    [col(USER_ID)],
-                    [col(USER_ID)],
-                    JoinArgs::new(JoinType::Anti),
-                )
+            // Collected once, with the columns the tiers read: every frame below reads them
+            // again, and each read of the lazy anti-join repeated it over all 24M events.
+            let without = |frame: LazyFrame, columns: &[&str]| {
+                frame
+                    .select(columns.iter().map(|c| col(*c)).collect::<Vec<_>>())
+                    .join(
+                        listed.clone(),
+                        [col(USER_ID)],
+                        [col(USER_ID)],
+                        JoinArgs::new(JoinType::Anti),
+                    )
+                    .collect()
+                    .map(DataFrame::lazy)
             };
-            (without(events), without(lines))
+            (
+                without(events, &[USER_ID, ITEM_ID, EVENT_TYPE, CATEGORY, TS])?,
+                without(
+                    lines,
+                    &[USER_ID, ITEM_ID, ORDER_ID, NET_QUANTITY, ORDERED_AT],
+                )?,
+            )
         }
         None => (events, lines),
     };
     // Refunded and dismissed items: never shown back to this user.
-    let suppressed = suppressed_pairs(events.clone(), lines.clone())?;
-    let per_item = lines.group_by([col(USER_ID), col(ITEM_ID)]).agg([
-        col(ORDER_ID)
-            .filter(col(NET_QUANTITY).gt(lit(0i64)))
-            .n_unique()
-            .alias("kept_orders"),
-        col(ORDERED_AT)
-            .filter(col(NET_QUANTITY).gt(lit(0i64)))
-            .max()
-            .alias("last_kept_ms"),
-    ]);
+    // Both collected: the main and the explore ranking read them again.
+    let suppressed = suppressed_pairs(events.clone(), lines.clone())?
+        .collect()?
+        .lazy();
+    let per_item = lines
+        .group_by([col(USER_ID), col(ITEM_ID)])
+        .agg([
+            col(ORDER_ID)
+                .filter(col(NET_QUANTITY).gt(lit(0i64)))
+                .n_unique()
+                .alias("kept_orders"),
+            col(ORDERED_AT)
+                .filter(col(NET_QUANTITY).gt(lit(0i64)))
+                .max()
+                .alias("last_kept_ms"),
+        ])
+        .collect()?
+        .lazy();
     let raw_days =
         (lit(params.as_of_ms) - col("last_kept_ms")).cast(DataType::Float64) / lit(DAY_MS);
     // Events after an explicit --as-of count as today.
@@ -422,12 +441,27 @@ pub fn recommendations(
         lit(false).alias(EXPLORE),
     ]);
     // The tiers' explore list: their entries for items the customer never bought and kept.
+    // A customer who kept nothing has the same explore list as main list: it is copied once
+    // ranked rather than ranked twice (the blend leaves customers without kept orders to the
+    // tiers, and ranking their rows twice was half the step at a million customers).
     let bought = per_item
-        .clone()
         .filter(col("kept_orders").gt(lit(0)))
-        .select([col(USER_ID), col(ITEM_ID)]);
-    let tiers_explore = tiers
+        .select([col(USER_ID), col(ITEM_ID)])
+        .collect()?
+        .lazy();
+    let buyers = bought
         .clone()
+        .select([col(USER_ID)])
+        .unique(None, UniqueKeepStrategy::Any);
+    let only = |frame: LazyFrame, how: JoinType| {
+        frame.join(
+            buyers.clone(),
+            [col(USER_ID)],
+            [col(USER_ID)],
+            JoinArgs::new(how),
+        )
+    };
+    let tiers_explore = only(tiers.clone(), JoinType::Semi)
         .join(
             bought,
             [col(USER_ID), col(ITEM_ID)],
@@ -435,44 +469,56 @@ pub fn recommendations(
             JoinArgs::new(JoinType::Anti),
         )
         .with_column(lit(true).alias(EXPLORE));
-    let tiers = concat([tiers, tiers_explore], UnionArgs::default())?;
-    // Pushed and left unopened (`recs::feedback`): the fraction of the tier score halves per
-    // ignored push, so the item sinks within its tier.
-    let tiers = match ignored {
-        Some(ignored) if ignored.height() > 0 => {
-            let tier = col(SCORE).floor();
-            tiers
-                .join(
-                    ignored.clone().lazy(),
-                    [col(USER_ID), col(ITEM_ID)],
-                    [col(USER_ID), col(ITEM_ID)],
-                    JoinArgs::new(JoinType::Left),
-                )
-                .with_column(
-                    (tier.clone()
-                        + (col(SCORE) - tier)
-                            * lit(0.5)
-                                .pow(col(IGNORED).fill_null(lit(0u32)).cast(DataType::Float64)))
-                    .alias(SCORE),
-                )
-        }
-        _ => tiers,
+    let rank = |tiers: LazyFrame| -> PolarsResult<LazyFrame> {
+        // Pushed and left unopened (`recs::feedback`): the fraction of the tier score halves
+        // per ignored push, so the item sinks within its tier.
+        let tiers = match ignored {
+            Some(ignored) if ignored.height() > 0 => {
+                let tier = col(SCORE).floor();
+                tiers
+                    .join(
+                        ignored.clone().lazy(),
+                        [col(USER_ID), col(ITEM_ID)],
+                        [col(USER_ID), col(ITEM_ID)],
+                        JoinArgs::new(JoinType::Left),
+                    )
+                    .with_column(
+                        (tier.clone()
+                            + (col(SCORE) - tier)
+                                * lit(0.5).pow(
+                                    col(IGNORED).fill_null(lit(0u32)).cast(DataType::Float64),
+                                ))
+                        .alias(SCORE),
+                    )
+            }
+            _ => tiers,
+        };
+        let tiers = tiers
+            .select(list_columns())
+            .join(
+                suppressed.clone(),
+                [col(USER_ID), col(ITEM_ID)],
+                [col(USER_ID), col(ITEM_ID)],
+                JoinArgs::new(JoinType::Anti),
+            )
+            .sort([USER_ID, EXPLORE, SCORE, ITEM_ID], best_first_within())
+            // An item found by several tiers keeps its best (first) entry.
+            .unique_stable(
+                Some(cols([USER_ID, EXPLORE, ITEM_ID])),
+                UniqueKeepStrategy::First,
+            );
+        head_ranked(tiers, [USER_ID, EXPLORE], k)
     };
-    let tiers = tiers
-        .select(list_columns())
-        .join(
-            suppressed,
-            [col(USER_ID), col(ITEM_ID)],
-            [col(USER_ID), col(ITEM_ID)],
-            JoinArgs::new(JoinType::Anti),
-        )
-        .sort([USER_ID, EXPLORE, SCORE, ITEM_ID], best_first_within())
-        // An item found by several tiers keeps its best (first) entry.
-        .unique_stable(
-            Some(cols([USER_ID, EXPLORE, ITEM_ID])),
-            UniqueKeepStrategy::First,
-        );
-    let tiers = head_ranked(tiers, [USER_ID, EXPLORE], k)?.select(stored_columns(merchant_id));
+    let main = rank(tiers)?.collect()?.lazy();
+    let tiers = concat(
+        [
+            main.clone(),
+            only(main, JoinType::Anti).with_column(lit(true).alias(EXPLORE)),
+            rank(tiers_explore)?,
+        ],
+        UnionArgs::default(),
+    )?
+    .select(stored_columns(merchant_id));
     // The tiers hold only customers the blend did not list (see the top). The blended lists
     // come ranked, categorised and without suppressed items: passed through, not re-sorted
     // (at a million customers, sorting and deduplicating their 30M rows again with the tiers

@@ -171,17 +171,26 @@ impl Scratch {
 }
 
 /// The `k` best of `scores` by descending score (ties: lower index first), sorted.
-pub fn best_first(mut scores: Vec<(u32, f64)>, k: usize) -> Vec<(u32, f64)> {
-    let order = |a: &(u32, f64), b: &(u32, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+pub fn best_first(scores: Vec<(u32, f64)>, k: usize) -> Vec<(u32, f64)> {
+    first_by(scores, k, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)))
+}
+
+/// The first `k` of `values` in `order`, sorted: only that head is sorted. With a total
+/// order, the same as sorting everything and keeping `k`.
+pub fn first_by<T>(
+    mut values: Vec<T>,
+    k: usize,
+    order: impl Fn(&T, &T) -> std::cmp::Ordering,
+) -> Vec<T> {
     if k == 0 {
         return Vec::new();
     }
-    if scores.len() > k {
-        scores.select_nth_unstable_by(k - 1, order);
-        scores.truncate(k);
+    if values.len() > k {
+        values.select_nth_unstable_by(k - 1, &order);
+        values.truncate(k);
     }
-    scores.sort_unstable_by(order);
-    scores
+    values.sort_unstable_by(order);
+    values
 }
 
 #[cfg(test)]
