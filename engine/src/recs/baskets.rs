@@ -84,12 +84,15 @@ impl BasketHistory {
             let mut indices: Vec<u32> = ids
                 .iter()
                 .flatten()
-                .map(|id| {
-                    let next = u32::try_from(history.items.len()).expect("fewer than 4G items");
-                    *item_index.entry(id.to_owned()).or_insert_with(|| {
+                .map(|id| match item_index.get(id) {
+                    Some(index) => *index,
+                    // A name is copied once per item, not once per order line.
+                    None => {
+                        let next = u32::try_from(history.items.len()).expect("fewer than 4G items");
                         history.items.push(id.to_owned());
+                        item_index.insert(id.to_owned(), next);
                         next
-                    })
+                    }
                 })
                 .collect();
             indices.sort_unstable();
