@@ -449,10 +449,13 @@ pub fn recommendations(
         .select([col(USER_ID), col(ITEM_ID)])
         .collect()?
         .lazy();
+    // Collected: both the explore ranking (semi-join) and the copies (anti-join) read it.
     let buyers = bought
         .clone()
         .select([col(USER_ID)])
-        .unique(None, UniqueKeepStrategy::Any);
+        .unique(None, UniqueKeepStrategy::Any)
+        .collect()?
+        .lazy();
     let only = |frame: LazyFrame, how: JoinType| {
         frame.join(
             buyers.clone(),
