@@ -43,6 +43,14 @@ impl Accumulator {
         self.values[index as usize]
     }
 
+    /// Replaces every touched index's sum by `f(index, sum)`.
+    pub fn map_touched(&mut self, f: impl Fn(u32, f64) -> f64) {
+        for i in &self.touched {
+            let value = &mut self.values[*i as usize];
+            *value = f(*i, *value);
+        }
+    }
+
     /// The touched indices with their sums, in the order first touched.
     pub fn iter(&self) -> impl Iterator<Item = (u32, f64)> + '_ {
         self.touched.iter().map(|i| (*i, self.values[*i as usize]))
@@ -79,13 +87,17 @@ impl Accumulator {
 /// per add). A stable least-significant-digit radix sort groups the pairs by index in two
 /// passes over a buffer that fits in cache, so each index's weights are summed in the order
 /// they were pushed: the same sums, bit for bit, as adding them one by one.
+///
+/// Each pair carries an `f32` tag of its index (the neighbour search's customer norm) in
+/// what would be the padding of `(u32, f64)`, so that the sums come out with it and nothing
+/// else has to be looked up per index.
 #[derive(Debug, Clone)]
 pub struct SortedSums {
-    pairs: Vec<(u32, f64)>,
-    spare: Vec<(u32, f64)>,
+    pairs: Vec<(u32, f32, f64)>,
+    spare: Vec<(u32, f32, f64)>,
     /// The last sums, kept so that no query allocates (buffers this size would be mapped and
     /// unmapped by the allocator every time).
-    sums: Vec<(u32, f64)>,
+    sums: Vec<(u32, f32, f64)>,
     counts: Vec<usize>,
     digit_bits: u32,
 }
@@ -104,25 +116,27 @@ impl SortedSums {
         }
     }
 
-    pub fn push(&mut self, index: u32, weight: f64) {
-        self.pairs.push((index, weight));
+    /// Adds `weight` to `index`'s sum; `tag` is the index's tag (the same for all its pairs).
+    pub fn push(&mut self, index: u32, tag: f32, weight: f64) {
+        self.pairs.push((index, tag, weight));
     }
 
-    /// The sums of the pairs pushed since the last call, as (index, sum) ascending by index.
-    pub fn sum(&mut self) -> &[(u32, f64)] {
+    /// The sums of the pairs pushed since the last call, as (index, tag, sum) ascending by
+    /// index.
+    pub fn sum(&mut self) -> &[(u32, f32, f64)] {
         let mask = (1usize << self.digit_bits) - 1;
         for pass in 0..2 {
             let shift = pass * self.digit_bits;
             let digit = |index: u32| ((index >> shift) as usize) & mask;
             self.counts.fill(0);
-            for (index, _) in &self.pairs {
+            for (index, _, _) in &self.pairs {
                 self.counts[digit(*index)] += 1;
             }
             let mut start = 0;
             for count in &mut self.counts {
                 (*count, start) = (start, start + *count);
             }
-            self.spare.resize(self.pairs.len(), (0, 0.0));
+            self.spare.resize(self.pairs.len(), (0, 0.0, 0.0));
             for pair in &self.pairs {
                 let slot = &mut self.counts[digit(pair.0)];
                 self.spare[*slot] = *pair;
@@ -131,13 +145,45 @@ impl SortedSums {
             std::mem::swap(&mut self.pairs, &mut self.spare);
         }
         self.sums.clear();
-        for (index, weight) in self.pairs.drain(..) {
+        for (index, tag, weight) in self.pairs.drain(..) {
             match self.sums.last_mut() {
-                Some((last, sum)) if *last == index => *sum += weight,
-                _ => self.sums.push((index, weight)),
+                Some((last, _, sum)) if *last == index => *sum += weight,
+                _ => self.sums.push((index, tag, weight)),
             }
         }
         &self.sums
+    }
+}
+
+/// A set of indices in `0..len` as one bit each (125 KB over a million customers, so it stays
+/// in cache where a binary search over a sorted list of them missed its branches).
+#[derive(Debug, Clone)]
+pub struct Marks {
+    bits: Vec<u64>,
+}
+
+impl Marks {
+    pub fn new(len: usize) -> Self {
+        Self {
+            bits: vec![0; len.div_ceil(64)],
+        }
+    }
+
+    pub fn mark(&mut self, index: u32) {
+        let i = index as usize;
+        self.bits[i / 64] |= 1u64 << (i % 64);
+    }
+
+    pub fn contains(&self, index: u32) -> bool {
+        let i = index as usize;
+        self.bits[i / 64] & (1u64 << (i % 64)) != 0
+    }
+
+    /// Clears every mark, given all the marked indices (in time proportional to them).
+    pub fn clear(&mut self, marked: impl IntoIterator<Item = u32>) {
+        for index in marked {
+            self.bits[index as usize / 64] = 0;
+        }
     }
 }
 
@@ -147,6 +193,8 @@ pub struct Scratch {
     pub users: Accumulator,
     /// The neighbour search's dot products when customers are many.
     pub user_sums: SortedSums,
+    /// The customers sharing an item with the query, when their dot products were sorted.
+    pub sharing: Marks,
     pub items: Accumulator,
     pub companions: Accumulator,
     /// Item → rank, for the items a ranked generator sorted.
@@ -161,6 +209,7 @@ impl Scratch {
         Self {
             users: Accumulator::new(users),
             user_sums: SortedSums::new(users),
+            sharing: Marks::new(users),
             items: Accumulator::new(items),
             companions: Accumulator::new(items),
             ranks: Accumulator::new(items),
@@ -238,14 +287,15 @@ mod tests {
                 let index = ((state >> 33) % (len as u64 / (round + 1))) as u32;
                 let weight = ((state >> 11) as f64 / (1u64 << 53) as f64)
                     * 10f64.powi((state % 7) as i32 - 3);
-                sorted.push(index, weight);
+                sorted.push(index, index as f32 / 2.0, weight);
                 acc.add(index, weight);
             }
             let expected = acc.take_sorted();
             let got = sorted.sum().to_vec();
             assert_eq!(got.len(), expected.len());
-            for ((i, a), (j, b)) in got.iter().zip(&expected) {
+            for ((i, tag, a), (j, b)) in got.iter().zip(&expected) {
                 assert_eq!((i, a.to_bits()), (j, b.to_bits()));
+                assert_eq!(*tag, *i as f32 / 2.0);
             }
         }
         assert!(SortedSums::new(1).sum().is_empty());

@@ -257,11 +257,8 @@ impl Generators {
         // TIFU-KNN's scores stay in `scratch.items`, co-purchase's in `scratch.companions`;
         // only the best of each are sorted (a customer's neighbours can reach thousands of
         // items, and a full sort of those per customer was most of a run's time).
-        self.tifu.accumulate(&self.index, user, scratch);
-        let tifu_best = best_first(
-            scratch.items.iter().collect(),
-            RANKED.max(self.per_generator),
-        );
+        let tifu = self.tifu.accumulate(&self.index, user, scratch);
+        let tifu_best = tifu.best(&scratch.items, RANKED.max(self.per_generator));
         let tifu_max = tifu_best.first().map_or(1.0, |s| s.1.max(1e-12));
         // The index holds every training customer's vector already.
         let profile = self.index.vector(user).clone();
@@ -342,8 +339,8 @@ impl Generators {
                     }
                     features[10] = candidate.days_since.ln_1p();
                 }
-                if scratch.items.contains(item) {
-                    features[0] = scratch.items.get(item) / tifu_max;
+                if let Some(score) = tifu.get(&scratch.items, item) {
+                    features[0] = score / tifu_max;
                     // Items past the ranked head share the head's length as their rank.
                     let rank = if scratch.ranks.contains(item) {
                         scratch.ranks.get(item)
@@ -424,23 +421,39 @@ pub struct TrainingSet {
     rng: ChaCha8Rng,
 }
 
-/// A fitted blend: standardisation and the regression's weights.
+/// A fitted blend: the regression's weights on standardised features, folded into one weight
+/// per raw feature and an offset (`Σ (x - m) / s · w = Σ x · w / s - Σ m · w / s`), so that
+/// scoring a candidate is a dot product.
 #[derive(Debug, Clone)]
 pub struct BlendWeights {
-    mean: Array1<f64>,
-    std: Array1<f64>,
     weights: Array1<f64>,
+    per_raw_feature: [f64; FEATURES],
+    offset: f64,
 }
 
 impl BlendWeights {
+    /// From the regression's `weights` on features standardised by `mean` and `std`.
+    fn new(mean: &Array1<f64>, std: &Array1<f64>, weights: Array1<f64>) -> Self {
+        let mut per_raw_feature = [0.0; FEATURES];
+        for (raw, (w, s)) in per_raw_feature.iter_mut().zip(weights.iter().zip(std)) {
+            *raw = w / s;
+        }
+        let offset = mean.iter().zip(&per_raw_feature).map(|(m, w)| m * w).sum();
+        Self {
+            weights,
+            per_raw_feature,
+            offset,
+        }
+    }
+
     /// The blend's score of a candidate (a log-odds; only its order matters).
     pub fn score(&self, features: &[f64; FEATURES]) -> f64 {
         features
             .iter()
-            .zip(self.mean.iter().zip(&self.std))
-            .zip(&self.weights)
-            .map(|((x, (m, s)), w)| (x - m) / s * w)
-            .sum()
+            .zip(&self.per_raw_feature)
+            .map(|(x, w)| x * w)
+            .sum::<f64>()
+            - self.offset
     }
 
     /// Weight per feature name, for the reader of `recur eval --json`.
@@ -583,11 +596,11 @@ impl Blend {
         );
         // linfa calls the larger class "positive": turn its weights towards "bought".
         let sign = if model.labels().pos.class { 1.0 } else { -1.0 };
-        Some(BlendWeights {
-            mean,
-            std,
-            weights: model.params().mapv(|w| w * sign),
-        })
+        Some(BlendWeights::new(
+            &mean,
+            &std,
+            model.params().mapv(|w| w * sign),
+        ))
     }
 }
 

@@ -19,4 +19,5 @@ pub mod repeat;
 pub mod sequence;
 pub mod signals;
 pub mod tifu;
+pub mod tifu_prefix;
 pub mod trend;

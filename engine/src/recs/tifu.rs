@@ -17,12 +17,18 @@
 //! approximation (customers holding the query's main items lightly are not seen, and dot
 //! products skip the query's lightest items) whose cost per query is bounded, so a merchant's
 //! whole search is linear in customers, never quadratic.
+//!
+//! The customers sharing no searched item come first (by norm), so that a customer sharing
+//! one is a candidate only when nearer than the `k`-th of them; and the neighbours' vectors
+//! are summed on top of a shared sum of the customers of smallest norm
+//! ([`super::tifu_prefix`]), who are most of every query's neighbours at scale.
 
 use rayon::prelude::*;
 
-use super::accumulate::{Accumulator, Scratch, SortedSums};
+use super::accumulate::Scratch;
 use super::baskets::{Basket, BasketHistory, TestCase};
 use super::models::{NextBasketModel, top_k};
+use super::tifu_prefix::{PrefixSums, QueryScores};
 
 /// TIFU-KNN's parameters.
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +43,7 @@ pub struct TifuKnn {
     /// …and, for each, at the this many customers holding it most heavily.
     pub search_holders: usize,
     /// From this many training customers on, the search's dot products are summed by sorting
-    /// (see [`SortedSums`]), not in an array over all customers: the same sums, faster once the
+    /// (see [`super::accumulate::SortedSums`]), not in an array over all customers: the same sums, faster once the
     /// array no longer stays in cache.
     pub sorted_sums_from: usize,
 }
@@ -119,14 +125,27 @@ impl TifuKnn {
     }
 }
 
+/// A customer holding an item, in the item's postings.
+#[derive(Debug, Clone, Copy)]
+struct Holder {
+    user: u32,
+    /// The customer's squared norm, rounded: read with the posting (it sits where `(u32,
+    /// f64)` had padding), it rules out most far customers before their exact norm is read,
+    /// one cache miss each among a million.
+    rough_norm: f32,
+    weight: f64,
+}
+
 /// Every training customer's vector, with what the neighbour search needs.
 pub struct Index {
     vectors: Vec<SparseVector>,
     norms: Vec<f64>,
-    /// item → (customer, weight)
-    postings: Vec<Vec<(u32, f64)>>,
+    /// item → its holders
+    postings: Vec<Vec<Holder>>,
     /// Customers by ascending squared norm.
     by_norm: Vec<u32>,
+    /// The summed vectors of the first customers by norm ([`super::tifu_prefix`]).
+    prefixes: PrefixSums,
 }
 
 impl Index {
@@ -140,26 +159,33 @@ impl Index {
             .iter()
             .map(|v| v.iter().map(|(_, w)| w * w).sum())
             .collect();
-        let mut postings: Vec<Vec<(u32, f64)>> = vec![Vec::new(); train.items.len()];
+        let mut postings: Vec<Vec<Holder>> = vec![Vec::new(); train.items.len()];
         for (user, vector) in vectors.iter().enumerate() {
             for (item, weight) in vector {
-                postings[*item as usize].push((u32::try_from(user).expect("index"), *weight));
+                postings[*item as usize].push(Holder {
+                    user: u32::try_from(user).expect("index"),
+                    rough_norm: norms[user] as f32,
+                    weight: *weight,
+                });
             }
         }
         // Heaviest holders first: a capped scan sees those.
         postings.par_iter_mut().for_each(|holders| {
-            holders.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            holders
+                .sort_unstable_by(|a, b| b.weight.total_cmp(&a.weight).then(a.user.cmp(&b.user)));
         });
         let mut by_norm: Vec<u32> = (0..vectors.len())
             .filter(|u| !vectors[*u].is_empty())
             .map(|u| u32::try_from(u).expect("index"))
             .collect();
         by_norm.sort_unstable_by(|a, b| norms[*a as usize].total_cmp(&norms[*b as usize]));
+        let prefixes = PrefixSums::build(&vectors, &by_norm, train.items.len(), model.neighbours);
         Self {
             vectors,
             norms,
             postings,
             by_norm,
+            prefixes,
         }
     }
 
@@ -201,8 +227,7 @@ impl Index {
         query: &SparseVector,
         query_norm: f64,
         k: usize,
-        dots: &mut Accumulator,
-        sums: &mut SortedSums,
+        scratch: &mut Scratch,
     ) -> Vec<u32> {
         let mut heaviest: Vec<&(u32, f64)> = query.iter().collect();
         heaviest.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -213,35 +238,66 @@ impl Index {
             self.postings[*item as usize]
                 .iter()
                 .take(model.search_holders)
-                .map(move |(user, w)| (*user, weight * w))
+                .map(move |h| (h.user, h.rough_norm, weight * h.weight))
         });
         let distance = |user: u32, dot: f64| query_norm + self.norms[user as usize] - 2.0 * dot;
-        // Customers sharing no item: the smallest norms are the nearest of them.
-        let sharing_none = |candidates: &mut Vec<(f64, u32)>, shares: &dyn Fn(u32) -> bool| {
-            candidates.extend(
-                self.by_norm
-                    .iter()
-                    .filter(|u| !shares(**u))
-                    .take(k)
-                    .map(|u| (distance(*u, 0.0), *u)),
-            );
+        // Customers sharing no item first: the smallest norms are the nearest of them, and
+        // when there are `k` of them, a customer sharing an item but farther than all of
+        // them cannot be among the `k` nearest, so is not a candidate.
+        let sharing_none = |shares: &dyn Fn(u32) -> bool| -> (Vec<(f64, u32)>, f64) {
+            let candidates: Vec<(f64, u32)> = self
+                .by_norm
+                .iter()
+                .filter(|u| !shares(**u))
+                .take(k)
+                .map(|u| (distance(*u, 0.0), *u))
+                .collect();
+            let bound = match candidates.last() {
+                Some((farthest, _)) if candidates.len() == k => *farthest,
+                _ => f64::INFINITY,
+            };
+            (candidates, bound)
         };
         let mut candidates: Vec<(f64, u32)>;
         if self.norms.len() >= model.sorted_sums_from {
-            for (user, product) in holders {
-                sums.push(user, product);
+            for (user, rough_norm, product) in holders {
+                scratch.user_sums.push(user, rough_norm, product);
             }
-            let summed = sums.sum();
-            candidates = summed.iter().map(|(u, d)| (distance(*u, *d), *u)).collect();
-            let shares = |user: u32| summed.binary_search_by_key(&user, |(u, _)| *u).is_ok();
-            sharing_none(&mut candidates, &shares);
+            let summed = scratch.user_sums.sum();
+            for (user, _, _) in summed {
+                scratch.sharing.mark(*user);
+            }
+            let bound;
+            (candidates, bound) = sharing_none(&|user| scratch.sharing.contains(user));
+            scratch
+                .sharing
+                .clear(summed.iter().map(|(user, _, _)| *user));
+            // A customer whose rounded norm puts them clearly beyond the bound is not read
+            // again; an f32 norm is within 1e-7 of the exact one, the margin is ten times that.
+            let rough_bound = bound - query_norm;
+            candidates.extend(
+                summed
+                    .iter()
+                    .filter(|(_, rough_norm, dot)| {
+                        let rough_norm = f64::from(*rough_norm);
+                        rough_norm - 2.0 * dot <= rough_bound + 1e-6 * rough_norm
+                    })
+                    .map(|(u, _, d)| (distance(*u, *d), *u))
+                    .filter(|(d, _)| *d <= bound),
+            );
         } else {
+            let dots = &mut scratch.users;
             dots.clear();
-            for (user, product) in holders {
+            for (user, _, product) in holders {
                 dots.add(user, product);
             }
-            candidates = dots.iter().map(|(u, d)| (distance(u, d), u)).collect();
-            sharing_none(&mut candidates, &|user| dots.contains(user));
+            let bound;
+            (candidates, bound) = sharing_none(&|user| dots.contains(user));
+            candidates.extend(
+                dots.iter()
+                    .map(|(u, d)| (distance(u, d), u))
+                    .filter(|(d, _)| *d <= bound),
+            );
             dots.clear();
         }
         let k = k.min(candidates.len());
@@ -282,37 +338,63 @@ impl TifuKnn {
     /// neighbours' mean (empty for a customer without training baskets).
     /// In no particular order.
     pub fn scores(&self, index: &Index, user: u32, scratch: &mut Scratch) -> Vec<(u32, f64)> {
-        self.accumulate(index, user, scratch);
-        let out = scratch.items.iter().collect();
+        let out = self.accumulate(index, user, scratch).all(&scratch.items);
         scratch.items.clear();
         out
     }
 
-    /// [`Self::scores`], left in `scratch.items` (cleared first).
-    pub fn accumulate(&self, index: &Index, user: u32, scratch: &mut Scratch) {
+    /// [`Self::scores`], left in `scratch.items` (cleared first) and, when the neighbours were
+    /// summed against a shared prefix ([`super::tifu_prefix`]), in that prefix: read them
+    /// through the returned [`QueryScores`].
+    pub fn accumulate<'a>(
+        &self,
+        index: &'a Index,
+        user: u32,
+        scratch: &mut Scratch,
+    ) -> QueryScores<'a> {
         scratch.items.clear();
         let own = &index.vectors[user as usize];
         if own.is_empty() {
-            return;
+            return QueryScores { shared: None };
         }
         let neighbours = index.nearest(
             self,
             own,
             index.norms[user as usize],
             self.neighbours,
-            &mut scratch.users,
-            &mut scratch.user_sums,
+            scratch,
         );
         let scores = &mut scratch.items;
         for (item, weight) in own {
             scores.add(*item, self.alpha * weight);
         }
         let share = (1.0 - self.alpha) / neighbours.len().max(1) as f64;
-        let vectors = index.neighbour_vectors(&neighbours);
-        for vector in vectors {
+        let Some(prefix) = index.prefixes.choose(&neighbours) else {
+            for vector in index.neighbour_vectors(&neighbours) {
+                for (item, weight) in vector {
+                    scores.add(*item, share * weight);
+                }
+            }
+            return QueryScores { shared: None };
+        };
+        let corrections = index
+            .prefixes
+            .corrections(prefix, &neighbours, &index.by_norm);
+        let customers: Vec<u32> = corrections.iter().map(|(user, _)| *user).collect();
+        for (vector, (_, sign)) in index
+            .neighbour_vectors(&customers)
+            .into_iter()
+            .zip(&corrections)
+        {
+            let share = sign * share;
             for (item, weight) in vector {
                 scores.add(*item, share * weight);
             }
+        }
+        let shared = index.prefixes.part(prefix, share);
+        shared.complete(scores);
+        QueryScores {
+            shared: Some(shared),
         }
     }
 }
@@ -346,16 +428,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn sorted_and_array_dot_products_give_the_same_lists() {
-        let mut state = 5u64;
+    /// `users` customers of up to 6 baskets of up to 5 of `items` items, drawn from `seed`.
+    fn random_history(users: u64, items: u64, seed: u64) -> BasketHistory {
+        let mut state = seed;
         let mut next = |n: u64| {
             state = state
                 .wrapping_mul(6_364_136_223_846_793_005)
                 .wrapping_add(1);
             (state >> 33) % n
         };
-        let (users, items) = (600, 80);
         let baskets: Vec<Vec<Basket>> = (0..users)
             .map(|_| {
                 (0..1 + next(6))
@@ -369,12 +450,18 @@ mod tests {
                     .collect()
             })
             .collect();
-        let train = BasketHistory {
+        BasketHistory {
             signals: Default::default(),
             items: (0..items).map(|i| format!("i{i}")).collect(),
             users: (0..users).map(|i| format!("u{i}")).collect(),
             baskets,
-        };
+        }
+    }
+
+    #[test]
+    fn sorted_and_array_dot_products_give_the_same_lists() {
+        let (users, items) = (600, 80);
+        let train = random_history(users, items, 5);
         let cases: Vec<TestCase> = (0..users as u32)
             .map(|user| TestCase {
                 user,
@@ -397,14 +484,7 @@ mod tests {
             let own = &index.vectors[case.user as usize];
             let norm = index.norms[case.user as usize];
             let nearest = |m: &TifuKnn, scratch: &mut Scratch| {
-                index.nearest(
-                    m,
-                    own,
-                    norm,
-                    m.neighbours,
-                    &mut scratch.users,
-                    &mut scratch.user_sums,
-                )
+                index.nearest(m, own, norm, m.neighbours, scratch)
             };
             let sorted = nearest(&model(0), &mut scratch);
             assert_eq!(sorted, nearest(&model(usize::MAX), &mut scratch));
@@ -414,6 +494,120 @@ mod tests {
             model(0).recommend(&train, &cases, 10),
             model(usize::MAX).recommend(&train, &cases, 10)
         );
+    }
+
+    #[test]
+    fn an_exhaustive_search_finds_the_exact_nearest() {
+        // Items enough that most customers share none with a query: the search's bound on
+        // distance (from those) then rules sharing customers out.
+        let (users, items) = (400, 1_000);
+        let train = random_history(users, items, 23);
+        let model = |sorted_sums_from| TifuKnn {
+            neighbours: 25,
+            search_items: usize::MAX,
+            search_holders: usize::MAX,
+            sorted_sums_from,
+            ..TifuKnn::default()
+        };
+        let index = Index::build(&model(0), &train);
+        let mut scratch = Scratch::new(users as usize, items as usize);
+        let dot = |a: &SparseVector, b: &SparseVector| {
+            let mut sum = 0.0;
+            for (item, weight) in a {
+                if let Ok(i) = b.binary_search_by_key(item, |(i, _)| *i) {
+                    sum += weight * b[i].1;
+                }
+            }
+            sum
+        };
+        for user in 0..users as usize {
+            let own = &index.vectors[user];
+            let norm = index.norms[user];
+            let mut all: Vec<(f64, u32)> = (0..users as usize)
+                .filter(|u| !index.vectors[*u].is_empty())
+                .map(|u| {
+                    (
+                        norm + index.norms[u] - 2.0 * dot(own, &index.vectors[u]),
+                        u as u32,
+                    )
+                })
+                .collect();
+            all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let expected: Vec<u32> = all.iter().take(25).map(|(_, u)| *u).collect();
+            for sorted_sums_from in [0, usize::MAX] {
+                let m = model(sorted_sums_from);
+                let got = index.nearest(&m, own, norm, m.neighbours, &mut scratch);
+                assert_eq!(
+                    got, expected,
+                    "customer {user}, sorted from {sorted_sums_from}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn prefix_sums_give_the_neighbours_sum() {
+        let (users, items) = (2_000, 300);
+        let train = random_history(users, items, 11);
+        // Few holders scanned, so most neighbours share no searched item: the prefix path.
+        let model = TifuKnn {
+            neighbours: 300,
+            search_items: 3,
+            search_holders: 5,
+            ..TifuKnn::default()
+        };
+        let index = Index::build(&model, &train);
+        let mut scratch = Scratch::new(users as usize, items as usize);
+        let mut by_prefix = 0;
+        for user in 0..users as u32 {
+            let own = &index.vectors[user as usize];
+            let neighbours = index.nearest(
+                &model,
+                own,
+                index.norms[user as usize],
+                model.neighbours,
+                &mut scratch,
+            );
+            by_prefix += usize::from(index.prefixes.choose(&neighbours).is_some());
+            // One by one, as the paper sums them.
+            let share = (1.0 - model.alpha) / neighbours.len() as f64;
+            let mut expected = vec![0.0; items as usize];
+            for (item, weight) in own {
+                expected[*item as usize] += model.alpha * weight;
+            }
+            for n in &neighbours {
+                for (item, weight) in &index.vectors[*n as usize] {
+                    expected[*item as usize] += share * weight;
+                }
+            }
+            let mut got = model.scores(&index, user, &mut scratch);
+            got.sort_unstable_by_key(|(item, _)| *item);
+            let held: Vec<(u32, f64)> = (0..items as u32)
+                .map(|item| (item, expected[item as usize]))
+                .filter(|(_, score)| *score > 0.0)
+                .collect();
+            assert_eq!(got.len(), held.len(), "customer {user}");
+            for ((item, score), (want_item, want)) in got.iter().zip(&held) {
+                assert_eq!(item, want_item);
+                assert!((score - want).abs() <= 1e-12 * want, "{score} vs {want}");
+            }
+            // The ranked head and single lookups read the same scores.
+            let tifu = model.accumulate(&index, user, &mut scratch);
+            let best = tifu.best(&scratch.items, 20);
+            let mut top = held.clone();
+            top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            assert_eq!(best.len(), top.len().min(20));
+            for ((item, score), (_, want)) in best.iter().zip(&top) {
+                assert!((score - want).abs() <= 1e-12 * want);
+                let looked_up = tifu.get(&scratch.items, *item).expect("held");
+                assert_eq!(looked_up.to_bits(), score.to_bits());
+            }
+            for item in (0..items as u32).filter(|i| expected[*i as usize] == 0.0) {
+                assert_eq!(tifu.get(&scratch.items, item), None, "item {item}");
+            }
+            scratch.items.clear();
+        }
+        assert!(by_prefix > users as usize / 2, "{by_prefix} by a prefix");
     }
 
     #[test]
