@@ -43,8 +43,8 @@ pub struct TifuKnn {
     /// …and, for each, at the this many customers holding it most heavily.
     pub search_holders: usize,
     /// From this many training customers on, the search's dot products are summed by sorting
-    /// (see [`super::accumulate::SortedSums`]), not in an array over all customers: the same sums, faster once the
-    /// array no longer stays in cache.
+    /// (see [`super::accumulate::SortedSums`]), not in an array over all customers: the same
+    /// sums, faster once the array no longer stays in cache.
     pub sorted_sums_from: usize,
 }
 
@@ -305,8 +305,8 @@ impl Index {
             return Vec::new();
         }
         // Ties broken by customer and the neighbours sorted: the dot products came in the
-        // order the postings were scanned, and summing their vectors in a fixed order keeps every score (and so
-        // every list) the same run after run.
+        // order the postings were scanned, and summing their vectors in a fixed order keeps
+        // every score (and so every list) the same run after run.
         let nearest_first =
             |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
         candidates.select_nth_unstable_by(k - 1, nearest_first);
