@@ -45,8 +45,12 @@ impl PrefixSums {
     /// a query's neighbours end.
     pub const STEP: usize = 32;
 
+    /// At most this many sums in all (128 MB): a catalogue of a million items gets 16
+    /// prefixes (its queries then correct more), not 29 dense arrays of 8 MB.
+    pub const MAX_CELLS: usize = 16 << 20;
+
     /// The prefix sums of `vectors` in `by_norm` order, up to `neighbours` customers (rounded
-    /// up to a multiple of [`Self::STEP`]).
+    /// up to a multiple of [`Self::STEP`]) and [`Self::MAX_CELLS`] sums.
     pub fn build(
         vectors: &[SparseVector],
         by_norm: &[u32],
@@ -59,7 +63,8 @@ impl PrefixSums {
         }
         let prefixes = neighbours
             .div_ceil(Self::STEP)
-            .min(by_norm.len() / Self::STEP);
+            .min(by_norm.len() / Self::STEP)
+            .min(Self::MAX_CELLS / items.max(1));
         let mut sums: Vec<Vec<f64>> = Vec::with_capacity(prefixes);
         let mut running = vec![0.0; items];
         for block in by_norm.chunks_exact(Self::STEP).take(prefixes) {
@@ -240,6 +245,9 @@ mod tests {
         let by_norm: Vec<u32> = (0..customers).map(|c| (c * 97) % customers).collect();
         let prefixes = PrefixSums::build(&vectors, &by_norm, items as usize, 150);
         assert_eq!(prefixes.sums.len(), 5);
+        // A catalogue too large for five dense sums gets fewer.
+        let capped = PrefixSums::build(&vectors, &by_norm, PrefixSums::MAX_CELLS / 3, 150);
+        assert_eq!(capped.sums.len(), 3);
         // Neighbour sets that are the prefix with holes (subtractions), with customers from
         // beyond it (additions), and nothing like it (no prefix).
         let with_holes: Vec<u32> = by_norm[..140]
