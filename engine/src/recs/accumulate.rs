@@ -11,7 +11,7 @@ pub struct Accumulator {
     values: Vec<f64>,
     /// One bit per index: over a million customers it is 125 KB and stays in cache, where a
     /// `bool` per index (1 MB, beside the 8 MB of sums) made every add two cache misses.
-    present: Vec<u64>,
+    present: Marks,
     touched: Vec<u32>,
 }
 
@@ -19,24 +19,21 @@ impl Accumulator {
     pub fn new(len: usize) -> Self {
         Self {
             values: vec![0.0; len],
-            present: vec![0; len.div_ceil(64)],
+            present: Marks::new(len),
             touched: Vec::new(),
         }
     }
 
     pub fn add(&mut self, index: u32, weight: f64) {
-        let i = index as usize;
-        let (word, bit) = (i / 64, 1u64 << (i % 64));
-        if self.present[word] & bit == 0 {
-            self.present[word] |= bit;
+        if !self.present.contains(index) {
+            self.present.mark(index);
             self.touched.push(index);
         }
-        self.values[i] += weight;
+        self.values[index as usize] += weight;
     }
 
     pub fn contains(&self, index: u32) -> bool {
-        let i = index as usize;
-        self.present[i / 64] & (1u64 << (i % 64)) != 0
+        self.present.contains(index)
     }
 
     pub fn get(&self, index: u32) -> f64 {
@@ -66,11 +63,10 @@ impl Accumulator {
 
     /// Forgets every sum (in time proportional to the touched indices only).
     pub fn clear(&mut self) {
-        for i in self.touched.drain(..) {
-            let i = i as usize;
-            self.values[i] = 0.0;
-            self.present[i / 64] = 0;
+        for i in &self.touched {
+            self.values[*i as usize] = 0.0;
         }
+        self.present.clear(self.touched.drain(..));
     }
 
     /// The sums as (index, sum) pairs sorted by index, and cleared.
@@ -156,7 +152,8 @@ impl SortedSums {
 }
 
 /// A set of indices in `0..len` as one bit each (125 KB over a million customers, so it stays
-/// in cache where a binary search over a sorted list of them missed its branches).
+/// in cache; the neighbour search's test of "shares an item", a binary search before, missed
+/// its branches).
 #[derive(Debug, Clone)]
 pub struct Marks {
     bits: Vec<u64>,

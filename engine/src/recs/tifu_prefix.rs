@@ -5,7 +5,8 @@
 //! Why: with many customers, most of a query's neighbours are customers sharing none of its
 //! searched items, taken by smallest norm; those are heavy buyers (many small weights), their
 //! vectors are long, and they are nearly the same customers for every query. Summing them
-//! one by one was ~35,000 adds per customer at a million customers. A query's neighbour sum
+//! one by one was ~8,600 adds per customer at a million customers (about half the neighbours
+//! among the 1,000 smallest norms); against a prefix it is ~1,100. A query's neighbour sum
 //! is instead one of these shared prefix sums plus a few corrections: the neighbours beyond
 //! the prefix added, the prefix's customers who are not neighbours subtracted. Any neighbour
 //! set is summed correctly that way (the prefix is only chosen to make the corrections
@@ -15,7 +16,7 @@ use super::accumulate::{Accumulator, best_first};
 use super::tifu::SparseVector;
 
 /// The shared sums, built with the index.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PrefixSums {
     /// `sums[j][item]`: the summed weight of `item` over the first `(j + 1) · STEP` customers
     /// by norm.
