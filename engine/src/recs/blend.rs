@@ -106,11 +106,11 @@ pub struct Candidate {
 
 /// The neighbours of the blend's TIFU-KNN generator: 300, the k TIFU-KNN is run with on TaFeng
 /// in "A Next Basket Recommendation Reality Check" (Li et al., TOIS 2023); `recur eval`'s
-/// `tifu_knn` baseline keeps the paper's Instacart 900. Inside the blend the
-/// fewer neighbours lost nothing on any data set we hold (TaFeng's blend NDCG@10 0.1436 →
-/// 0.1437; Taobao's recall@10 50.6% → 54.2%; the generated sets within ±0.5 points), and a
-/// customer's query costs about a third less at a million customers, where the neighbours'
-/// vectors are cache misses (docs/benchmarks.md).
+/// `tifu_knn` baseline keeps the paper's Instacart 900. Inside the blend the fewer neighbours
+/// lost nothing on any data set we hold (TaFeng's blend NDCG@10 0.1436 → 0.1437, Taobao's
+/// recall@10 50.6% → 54.2%, the generated sets within ±0.5 points), and scoring a million
+/// customers took a third less: every part of a query's cost is per neighbour, each one's
+/// vector a cache miss (docs/benchmarks.md).
 pub const BLEND_NEIGHBOURS: usize = 300;
 
 impl Generators {
