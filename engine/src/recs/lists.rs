@@ -18,7 +18,7 @@ use super::blend::{
     BOUGHT_AFTER, Blend, BlendWeights, CO_PURCHASE, Candidate, Generators, SIGNALS_FROM, TREND,
     VIEWED_THEN_BOUGHT,
 };
-use super::cooccur::{CoPurchase, ItemNeighbours};
+use super::cooccur::ItemNeighbours;
 use super::feedback::{IGNORED, PENALTY_PER_IGNORED};
 use super::signals::Signals;
 use crate::error::{Error, Result};
@@ -95,10 +95,9 @@ pub fn merchant_recs(
     );
     drop(training);
     let Some(weights) = weights else {
-        let companions = CoPurchase::default().build(&history);
         return Ok(MerchantRecs {
             lists: None,
-            similar: similar_items(&history, &companions, k)?,
+            similar: similar_items(&history, generators.companions(), k)?,
         });
     };
     let explore_weights = explore_weights.unwrap_or_else(|| weights.clone());
