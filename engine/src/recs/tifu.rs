@@ -275,14 +275,26 @@ impl Index {
             // A customer whose rounded norm puts them clearly beyond the bound is not read
             // again; an f32 norm is within 1e-7 of the exact one, the margin is ten times that.
             let rough_bound = bound - query_norm;
+            let near: Vec<(u32, f64)> = summed
+                .iter()
+                .filter(|(_, rough_norm, dot)| {
+                    let rough_norm = f64::from(*rough_norm);
+                    rough_norm - 2.0 * dot <= rough_bound + 1e-6 * rough_norm
+                })
+                .map(|(user, _, dot)| (*user, *dot))
+                .collect();
+            // The exact norms of those left, each a cache miss among a million customers, are
+            // read in a loop of nothing but independent loads, so that many are in flight at
+            // once; read where each distance was compared with the bound, they were a tenth
+            // of scoring a million customers.
+            let norms: Vec<f64> = near
+                .iter()
+                .map(|(user, _)| self.norms[*user as usize])
+                .collect();
             candidates.extend(
-                summed
-                    .iter()
-                    .filter(|(_, rough_norm, dot)| {
-                        let rough_norm = f64::from(*rough_norm);
-                        rough_norm - 2.0 * dot <= rough_bound + 1e-6 * rough_norm
-                    })
-                    .map(|(u, _, d)| (distance(*u, *d), *u))
+                near.iter()
+                    .zip(&norms)
+                    .map(|((user, dot), norm)| (query_norm + norm - 2.0 * dot, *user))
                     .filter(|(d, _)| *d <= bound),
             );
         } else {
