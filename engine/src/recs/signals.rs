@@ -166,8 +166,9 @@ impl Signals {
                 (std::cmp::Reverse(signals.first_seen_ms[*i as usize]), *i)
             });
         }
+        // The browsing joins number items from `history.items`; the map is done with.
         drop(item_index);
-        signals.read_browsing(history, &history.items, events)?;
+        signals.read_browsing(history, events)?;
         history.signals = Arc::new(signals);
         Ok(())
     }
@@ -178,12 +179,7 @@ impl Signals {
     /// tables, and each customer's few events are sorted on their own: at a million customers
     /// the 17M browsing events sorted by customer id (a string comparison per step) and looked
     /// up one by one in two hash maps of strings were most of the baskets step.
-    fn read_browsing(
-        &mut self,
-        history: &BasketHistory,
-        item_ids: &[String],
-        events: LazyFrame,
-    ) -> Result<()> {
+    fn read_browsing(&mut self, history: &BasketHistory, events: LazyFrame) -> Result<()> {
         const KIND: &str = "kind";
         // The kind as its index in `kinds`; other event types get none.
         let kinds = [BrowseKind::View, BrowseKind::Cart, BrowseKind::Favorite];
@@ -211,7 +207,7 @@ impl Signals {
                 JoinArgs::new(JoinType::Inner),
             )
             .join(
-                index_table(ITEM_ID, item_ids).lazy(),
+                index_table(ITEM_ID, &history.items).lazy(),
                 [col(ITEM_ID)],
                 [col(ITEM_ID)],
                 JoinArgs::new(JoinType::Inner),
