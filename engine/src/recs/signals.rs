@@ -489,7 +489,7 @@ mod tests {
     fn loading_numbers_customers_and_items_as_the_baskets_do_and_orders_browsing() {
         use crate::jobs::purchases::{NET_QUANTITY, ORDERED_AT};
         use crate::store::ORDER_ID;
-        // Customer "b" bought item y, then x; "a" bought x; "b"'s second line of o3 was
+        // Customer "b" bought item y, then x; "a" bought x; both lines of "b"'s o3 were
         // refunded (net 0), so o3 is no basket.
         let lines = df!(
             USER_ID => ["b", "a", "b", "b", "b"],

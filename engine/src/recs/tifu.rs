@@ -240,7 +240,8 @@ impl Index {
                 .take(model.search_holders)
                 .map(move |h| (h.user, h.rough_norm, weight * h.weight))
         });
-        let distance = |user: u32, dot: f64| query_norm + self.norms[user as usize] - 2.0 * dot;
+        let distance_at = |norm: f64, dot: f64| query_norm + norm - 2.0 * dot;
+        let distance = |user: u32, dot: f64| distance_at(self.norms[user as usize], dot);
         // Customers sharing no item first: the smallest norms are the nearest of them, and
         // when there are `k` of them, a customer sharing an item but farther than all of
         // them cannot be among the `k` nearest, so is not a candidate.
@@ -294,7 +295,7 @@ impl Index {
             candidates.extend(
                 near.iter()
                     .zip(&norms)
-                    .map(|((user, dot), norm)| (query_norm + norm - 2.0 * dot, *user))
+                    .map(|((user, dot), norm)| (distance_at(*norm, *dot), *user))
                     .filter(|(d, _)| *d <= bound),
             );
         } else {
