@@ -109,16 +109,27 @@ pub fn run_merchant(
     steps.done("profiles");
     let customer_tables =
         customers::customer_tables(&analytics, base_profiles, &mut |s| steps.done(s))?;
+    // The inputs of the recommendation jobs, each timed into one debug line: they share the
+    // `blended lists` step with the generators.
+    let mut timer = Instant::now();
+    let mut lap = || {
+        let ms = timer.elapsed().as_millis() as u64;
+        timer = Instant::now();
+        ms
+    };
     let recent_orders = profiles::recent_orders(merchant_id, lines.clone())
         .and_then(LazyFrame::collect)
         .map_err(Error::polars(context("listing recent orders")))?;
+    let recent_orders_ms = lap();
     let items = recommend::item_catalogue(events.clone(), lines.clone())
         .collect()
         .and_then(|items| with_merchant(merchant_id, items))
         .map_err(Error::polars(context("describing items")))?;
+    let item_catalogue_ms = lap();
     let popular = recommend::popular_items(lines.clone(), categories, as_of_ms)
         .collect()
         .map_err(Error::polars(context("ranking popular items")))?;
+    let popular_items_ms = lap();
     let popular_in_context =
         recommend::popular_in_context(analytics.purchases_in_context(), as_of_ms, options.k)
             .and_then(LazyFrame::collect)
@@ -126,6 +137,7 @@ pub fn run_merchant(
             .map_err(Error::polars(context(
                 "ranking popular items per scene and channel",
             )))?;
+    let popular_in_context_ms = lap();
     let params = recommend::RecommendParams {
         k: options.k,
         as_of_ms,
@@ -144,6 +156,15 @@ pub fn run_merchant(
         })
         .map_err(Error::polars(context("finding ignored pushes")))?;
     drop(outbox);
+    debug!(
+        merchant = merchant_id,
+        recent_orders_ms,
+        item_catalogue_ms,
+        popular_items_ms,
+        popular_in_context_ms,
+        ignored_pushes_ms = lap(),
+        "recommendation inputs built"
+    );
     // CPU-bound generator code; `recur run` is not async, and rayon spreads it over cores.
     let crate::recs::lists::MerchantRecs {
         lists: blended,

@@ -35,6 +35,9 @@ const DAY_MS: f64 = 86_400_000.0;
 const REPEAT_HALF_LIFE_DAYS: f64 = 30.0;
 const POPULARITY_WINDOW_DAYS: i64 = 90;
 const TOP_CATEGORIES: usize = 3;
+/// Working columns of the tiers: a customer's number (place in id order), and their id.
+const USER_NUMBER: &str = "user_number";
+const ID_TEXT: &str = "user_id_text";
 
 /// Tuning of the recommender.
 #[derive(Debug, Clone, Copy)]
@@ -302,6 +305,40 @@ pub fn recommendations(
         }
         None => (events, lines),
     };
+    // From here the customers are numbers: `user_id` holds each one's place in id order, so
+    // every sort, group-by and join below keys on an integer rather than on a string (at a
+    // million customers, sorting the tiers' 20M rows by id strings and grouping them was most
+    // of this step); the ids come back in the last step. Numbered in id order, every order
+    // by customer is the same as by id, so the rows are the same.
+    let numbered = concat(
+        [
+            events.clone().select([col(USER_ID)]),
+            lines.clone().select([col(USER_ID)]),
+        ],
+        UnionArgs::default(),
+    )?
+    .unique(None, UniqueKeepStrategy::Any)
+    .sort([USER_ID], SortMultipleOptions::default())
+    .with_row_index(USER_NUMBER, None)
+    .collect()?;
+    let by_number = |frame: LazyFrame| {
+        frame
+            .join(
+                numbered.clone().lazy(),
+                [col(USER_ID)],
+                [col(USER_ID)],
+                JoinArgs::new(JoinType::Inner),
+            )
+            .with_column(col(USER_NUMBER).alias(USER_ID))
+            .drop(by_name([USER_NUMBER], true, false))
+            .collect()
+            .map(DataFrame::lazy)
+    };
+    let (events, lines) = (by_number(events)?, by_number(lines)?);
+    let ignored = match ignored {
+        Some(ignored) if ignored.height() > 0 => Some(by_number(ignored.clone().lazy())?),
+        _ => None,
+    };
     // Refunded and dismissed items: never shown back to this user.
     // Both collected: the main and the explore ranking read them again.
     let suppressed = suppressed_pairs(events.clone(), lines.clone())?
@@ -475,12 +512,12 @@ pub fn recommendations(
     let rank = |tiers: LazyFrame| -> PolarsResult<LazyFrame> {
         // Pushed and left unopened (`recs::feedback`): the fraction of the tier score halves
         // per ignored push, so the item sinks within its tier.
-        let tiers = match ignored {
-            Some(ignored) if ignored.height() > 0 => {
+        let tiers = match &ignored {
+            Some(ignored) => {
                 let tier = col(SCORE).floor();
                 tiers
                     .join(
-                        ignored.clone().lazy(),
+                        ignored.clone(),
                         [col(USER_ID), col(ITEM_ID)],
                         [col(USER_ID), col(ITEM_ID)],
                         JoinArgs::new(JoinType::Left),
@@ -520,8 +557,23 @@ pub fn recommendations(
             rank(tiers_explore)?,
         ],
         UnionArgs::default(),
-    )?
-    .select(stored_columns(merchant_id));
+    )?;
+    // The customers' ids back in place of their numbers, the rows in the same order.
+    let ids = numbered
+        .lazy()
+        .select([col(USER_NUMBER).alias(USER_ID), col(USER_ID).alias(ID_TEXT)]);
+    let tiers = tiers
+        .join(
+            ids,
+            [col(USER_ID)],
+            [col(USER_ID)],
+            JoinArgs {
+                maintain_order: MaintainOrderJoin::Left,
+                ..JoinArgs::new(JoinType::Left)
+            },
+        )
+        .with_column(col(ID_TEXT).alias(USER_ID))
+        .select(stored_columns(merchant_id));
     // The tiers hold only customers the blend did not list (see the top). The blended lists
     // come ranked, categorised and without suppressed items: passed through, not re-sorted
     // (at a million customers, sorting and deduplicating their 30M rows again with the tiers
