@@ -100,6 +100,9 @@ pub fn popular_in_context(
     k: usize,
 ) -> PolarsResult<LazyFrame> {
     let window_start = as_of_ms - POPULARITY_WINDOW_DAYS * 86_400_000;
+    // Collected once: each context reads the purchases twice, and each read of the lazy
+    // frame would repeat the identity stitching of every purchase.
+    let purchases = purchases.collect()?.lazy();
     let per_context = |column: &str| {
         let purchases = purchases
             .clone()

@@ -273,7 +273,7 @@ impl Generators {
         let tifu_best = tifu.best(&scratch.items, RANKED.max(self.per_generator));
         let tifu_max = tifu_best.first().map_or(1.0, |s| s.1.max(1e-12));
         // The index holds every training customer's vector already.
-        let profile = self.index.vector(user).clone();
+        let profile = self.index.vector(user).to_vec();
         self.companions
             .accumulate(&profile, &mut scratch.companions);
         let co_best = best_first(scratch.companions.iter().collect(), self.per_generator);

@@ -128,23 +128,38 @@ impl TifuKnn {
 /// A customer holding an item, in the item's postings.
 #[derive(Debug, Clone, Copy)]
 struct Holder {
-    user: u32,
+    /// The customer's place ([`Index`]).
+    place: u32,
     /// The customer's squared norm, rounded: read with the posting (it sits where `(u32,
-    /// f64)` had padding), it rules out most far customers before their exact norm is read,
-    /// one cache miss each among a million.
+    /// f64)` had padding), it rules out most far customers before their exact norm is read.
     rough_norm: f32,
     weight: f64,
 }
 
 /// Every training customer's vector, with what the neighbour search needs.
+///
+/// Customers are kept by *place*: their rank by ascending squared norm, those with an empty
+/// vector last. A query's neighbours are mostly customers of small norm (see the module), so
+/// in that order their vectors and norms lie side by side in a few megabytes, where by
+/// customer number each neighbour's vector was two cache misses somewhere in hundreds of
+/// megabytes (a vector's header, then its items). The search and the sums work on places;
+/// ties in distance are still broken by customer number, so the neighbours and every score
+/// are the same as when customers were kept by number.
 pub struct Index {
-    vectors: Vec<SparseVector>,
+    /// Place → customer.
+    user_at: Vec<u32>,
+    /// Customer → place.
+    place_of: Vec<u32>,
+    /// The vectors one after the other by place: place `p`'s is `entries[starts[p]..starts[p + 1]]`.
+    starts: Vec<usize>,
+    entries: Vec<(u32, f64)>,
+    /// Squared norms by place.
     norms: Vec<f64>,
     /// item → its holders
     postings: Vec<Vec<Holder>>,
-    /// Customers by ascending squared norm.
-    by_norm: Vec<u32>,
-    /// The summed vectors of the first customers by norm ([`super::tifu_prefix`]).
+    /// Places `0..searchable` hold a non-empty vector.
+    searchable: u32,
+    /// The summed vectors of the first places ([`super::tifu_prefix`]).
     prefixes: PrefixSums,
 }
 
@@ -155,58 +170,86 @@ impl Index {
             .par_iter()
             .map(|b| model.user_vector(b))
             .collect();
-        let norms: Vec<f64> = vectors
+        let norm_of: Vec<f64> = vectors
             .iter()
             .map(|v| v.iter().map(|(_, w)| w * w).sum())
             .collect();
+        let index = |user: usize| u32::try_from(user).expect("customer index");
+        let mut user_at: Vec<u32> = (0..vectors.len())
+            .filter(|u| !vectors[*u].is_empty())
+            .map(index)
+            .collect();
+        user_at.sort_unstable_by(|a, b| norm_of[*a as usize].total_cmp(&norm_of[*b as usize]));
+        let searchable = index(user_at.len());
+        user_at.extend(
+            (0..vectors.len())
+                .filter(|u| vectors[*u].is_empty())
+                .map(index),
+        );
+        let mut place_of = vec![0; vectors.len()];
+        for (place, user) in user_at.iter().enumerate() {
+            place_of[*user as usize] = index(place);
+        }
+        let mut starts = Vec::with_capacity(vectors.len() + 1);
+        let mut entries = Vec::with_capacity(vectors.iter().map(Vec::len).sum());
+        starts.push(0);
+        for user in &user_at {
+            entries.extend_from_slice(&vectors[*user as usize]);
+            starts.push(entries.len());
+        }
+        let norms: Vec<f64> = user_at.iter().map(|u| norm_of[*u as usize]).collect();
         let mut postings: Vec<Vec<Holder>> = vec![Vec::new(); train.items.len()];
         for (user, vector) in vectors.iter().enumerate() {
             for (item, weight) in vector {
                 postings[*item as usize].push(Holder {
-                    user: u32::try_from(user).expect("index"),
-                    rough_norm: norms[user] as f32,
+                    place: place_of[user],
+                    rough_norm: norm_of[user] as f32,
                     weight: *weight,
                 });
             }
         }
-        // Heaviest holders first: a capped scan sees those.
+        drop(vectors);
+        // Heaviest holders first (ties: lower customer number): a capped scan sees those.
         postings.par_iter_mut().for_each(|holders| {
-            holders
-                .sort_unstable_by(|a, b| b.weight.total_cmp(&a.weight).then(a.user.cmp(&b.user)));
+            holders.sort_unstable_by(|a, b| {
+                b.weight
+                    .total_cmp(&a.weight)
+                    .then(user_at[a.place as usize].cmp(&user_at[b.place as usize]))
+            });
         });
-        let mut by_norm: Vec<u32> = (0..vectors.len())
-            .filter(|u| !vectors[*u].is_empty())
-            .map(|u| u32::try_from(u).expect("index"))
-            .collect();
-        by_norm.sort_unstable_by(|a, b| norms[*a as usize].total_cmp(&norms[*b as usize]));
-        let prefixes = PrefixSums::build(&vectors, &by_norm, train.items.len(), model.neighbours);
+        let at = |place: u32| &entries[starts[place as usize]..starts[place as usize + 1]];
+        let prefixes =
+            PrefixSums::build(at, searchable as usize, train.items.len(), model.neighbours);
         Self {
-            vectors,
+            user_at,
+            place_of,
+            starts,
+            entries,
             norms,
             postings,
-            by_norm,
+            searchable,
             prefixes,
         }
     }
 
     /// Training customer `user`'s vector ([`TifuKnn::user_vector`] of their baskets).
-    pub fn vector(&self, user: u32) -> &SparseVector {
-        &self.vectors[user as usize]
+    pub fn vector(&self, user: u32) -> &[(u32, f64)] {
+        self.vector_at(self.place_of[user as usize])
     }
 
-    /// The vectors of `neighbours`, in their order, brought into cache before they are summed.
+    /// The vector of the customer at `place`.
+    fn vector_at(&self, place: u32) -> &[(u32, f64)] {
+        &self.entries[self.starts[place as usize]..self.starts[place as usize + 1]]
+    }
+
+    /// The vectors at `places`, in their order, brought into cache before they are summed.
     ///
-    /// Each neighbour's vector sits somewhere in hundreds of megabytes: summing them one after
-    /// the other waited on two cache misses per neighbour in turn (its header, then its
-    /// items), which was a third of scoring a million customers. Loading every header first,
-    /// then one value of each cache line of every vector, in loops whose loads do not depend on
-    /// each other, lets the processor have many misses in flight at once; the sums that follow
-    /// read from cache, in the same order as before, so every score is the same bit for bit.
-    fn neighbour_vectors(&self, neighbours: &[u32]) -> Vec<&[(u32, f64)]> {
-        let vectors: Vec<&[(u32, f64)]> = neighbours
-            .iter()
-            .map(|n| self.vectors[*n as usize].as_slice())
-            .collect();
+    /// Loading one value of each cache line of every vector first, in a loop whose loads do
+    /// not depend on each other, lets the processor have many misses in flight at once; the
+    /// sums that follow read from cache, in the same order as before, so every score is the
+    /// same bit for bit.
+    fn neighbour_vectors(&self, places: &[u32]) -> Vec<&[(u32, f64)]> {
+        let vectors: Vec<&[(u32, f64)]> = places.iter().map(|p| self.vector_at(*p)).collect();
         // Four (u32, f64) pairs to a 64-byte line; the last pair too, since a vector need not
         // start at a line's start.
         let mut touched = 0u32;
@@ -219,12 +262,12 @@ impl Index {
         vectors
     }
 
-    /// The `k` customers nearest to `query` (squared norm `query_norm`), searched as the
-    /// module says.
+    /// The places of the `k` customers nearest to `query` (squared norm `query_norm`),
+    /// searched as the module says, nearest first (ties: lower customer number).
     fn nearest(
         &self,
         model: &TifuKnn,
-        query: &SparseVector,
+        query: &[(u32, f64)],
         query_norm: f64,
         k: usize,
         scratch: &mut Scratch,
@@ -238,41 +281,41 @@ impl Index {
             self.postings[*item as usize]
                 .iter()
                 .take(model.search_holders)
-                .map(move |h| (h.user, h.rough_norm, weight * h.weight))
+                .map(move |h| (h.place, h.rough_norm, weight * h.weight))
         });
         let distance_at = |norm: f64, dot: f64| query_norm + norm - 2.0 * dot;
-        let distance = |user: u32, dot: f64| distance_at(self.norms[user as usize], dot);
+        let distance = |place: u32, dot: f64| distance_at(self.norms[place as usize], dot);
         // Customers sharing no item first: the smallest norms are the nearest of them, and
         // when there are `k` of them, a customer sharing an item but farther than all of
         // them cannot be among the `k` nearest, so is not a candidate.
-        let sharing_none = |shares: &dyn Fn(u32) -> bool| -> (Vec<(f64, u32)>, f64) {
-            let candidates: Vec<(f64, u32)> = self
-                .by_norm
-                .iter()
-                .filter(|u| !shares(**u))
+        // Candidates are (distance, customer, place): ties go to the lower customer number.
+        let candidate = |place: u32, distance: f64| (distance, self.user_at[place as usize], place);
+        let sharing_none = |shares: &dyn Fn(u32) -> bool| -> (Vec<(f64, u32, u32)>, f64) {
+            let candidates: Vec<(f64, u32, u32)> = (0..self.searchable)
+                .filter(|p| !shares(*p))
                 .take(k)
-                .map(|u| (distance(*u, 0.0), *u))
+                .map(|p| candidate(p, distance(p, 0.0)))
                 .collect();
             let bound = match candidates.last() {
-                Some((farthest, _)) if candidates.len() == k => *farthest,
+                Some((farthest, _, _)) if candidates.len() == k => *farthest,
                 _ => f64::INFINITY,
             };
             (candidates, bound)
         };
-        let mut candidates: Vec<(f64, u32)>;
+        let mut candidates: Vec<(f64, u32, u32)>;
         if self.norms.len() >= model.sorted_sums_from {
-            for (user, rough_norm, product) in holders {
-                scratch.user_sums.push(user, rough_norm, product);
+            for (place, rough_norm, product) in holders {
+                scratch.user_sums.push(place, rough_norm, product);
             }
             let summed = scratch.user_sums.sum();
-            for (user, _, _) in summed {
-                scratch.sharing.mark(*user);
+            for (place, _, _) in summed {
+                scratch.sharing.mark(*place);
             }
             let bound;
-            (candidates, bound) = sharing_none(&|user| scratch.sharing.contains(user));
+            (candidates, bound) = sharing_none(&|place| scratch.sharing.contains(place));
             scratch
                 .sharing
-                .clear(summed.iter().map(|(user, _, _)| *user));
+                .clear(summed.iter().map(|(place, _, _)| *place));
             // A customer whose rounded norm puts them clearly beyond the bound is not read
             // again; an f32 norm is within 1e-7 of the exact one, the margin is ten times that.
             let rough_bound = bound - query_norm;
@@ -282,34 +325,32 @@ impl Index {
                     let rough_norm = f64::from(*rough_norm);
                     rough_norm - 2.0 * dot <= rough_bound + 1e-6 * rough_norm
                 })
-                .map(|(user, _, dot)| (*user, *dot))
+                .map(|(place, _, dot)| (*place, *dot))
                 .collect();
-            // The exact norms of those left, each a cache miss among a million customers, are
-            // read in a loop of nothing but independent loads, so that many are in flight at
-            // once; read where each distance was compared with the bound, they were a tenth
-            // of scoring a million customers.
+            // The exact norms of those left, each a likely cache miss, are read in a loop of
+            // nothing but independent loads, so that many are in flight at once.
             let norms: Vec<f64> = near
                 .iter()
-                .map(|(user, _)| self.norms[*user as usize])
+                .map(|(place, _)| self.norms[*place as usize])
                 .collect();
             candidates.extend(
                 near.iter()
                     .zip(&norms)
-                    .map(|((user, dot), norm)| (distance_at(*norm, *dot), *user))
-                    .filter(|(d, _)| *d <= bound),
+                    .map(|((place, dot), norm)| candidate(*place, distance_at(*norm, *dot)))
+                    .filter(|(d, _, _)| *d <= bound),
             );
         } else {
             let dots = &mut scratch.users;
             dots.clear();
-            for (user, _, product) in holders {
-                dots.add(user, product);
+            for (place, _, product) in holders {
+                dots.add(place, product);
             }
             let bound;
-            (candidates, bound) = sharing_none(&|user| dots.contains(user));
+            (candidates, bound) = sharing_none(&|place| dots.contains(place));
             candidates.extend(
                 dots.iter()
-                    .map(|(u, d)| (distance(u, d), u))
-                    .filter(|(d, _)| *d <= bound),
+                    .map(|(p, d)| candidate(p, distance(p, d)))
+                    .filter(|(d, _, _)| *d <= bound),
             );
             dots.clear();
         }
@@ -317,15 +358,15 @@ impl Index {
         if k == 0 {
             return Vec::new();
         }
-        // Ties broken by customer and the neighbours sorted: the dot products came in the
-        // order the postings were scanned, and summing their vectors in a fixed order keeps
-        // every score (and so every list) the same run after run.
+        // Ties broken by customer number and the neighbours sorted: the dot products came in
+        // the order the postings were scanned, and summing their vectors in a fixed order
+        // keeps every score (and so every list) the same run after run.
         let nearest_first =
-            |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+            |a: &(f64, u32, u32), b: &(f64, u32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
         candidates.select_nth_unstable_by(k - 1, nearest_first);
         candidates.truncate(k);
         candidates.sort_unstable_by(nearest_first);
-        candidates.into_iter().map(|(_, u)| u).collect()
+        candidates.into_iter().map(|(_, _, place)| place).collect()
     }
 }
 
@@ -366,14 +407,15 @@ impl TifuKnn {
         scratch: &mut Scratch,
     ) -> QueryScores<'a> {
         scratch.items.clear();
-        let own = &index.vectors[user as usize];
+        let place = index.place_of[user as usize];
+        let own = index.vector_at(place);
         if own.is_empty() {
             return QueryScores { shared: None };
         }
         let neighbours = index.nearest(
             self,
             own,
-            index.norms[user as usize],
+            index.norms[place as usize],
             self.neighbours,
             scratch,
         );
@@ -390,12 +432,10 @@ impl TifuKnn {
             }
             return QueryScores { shared: None };
         };
-        let corrections = index
-            .prefixes
-            .corrections(prefix, &neighbours, &index.by_norm);
-        let customers: Vec<u32> = corrections.iter().map(|(user, _)| *user).collect();
+        let corrections = index.prefixes.corrections(prefix, &neighbours);
+        let places: Vec<u32> = corrections.iter().map(|(place, _)| *place).collect();
         for (vector, (_, sign)) in index
-            .neighbour_vectors(&customers)
+            .neighbour_vectors(&places)
             .into_iter()
             .zip(&corrections)
         {
@@ -494,8 +534,8 @@ mod tests {
         let index = Index::build(&model(0), &train);
         let mut scratch = Scratch::new(users as usize, items as usize);
         for case in &cases {
-            let own = &index.vectors[case.user as usize];
-            let norm = index.norms[case.user as usize];
+            let own = index.vector(case.user);
+            let norm = index.norms[index.place_of[case.user as usize] as usize];
             let nearest = |m: &TifuKnn, scratch: &mut Scratch| {
                 index.nearest(m, own, norm, m.neighbours, scratch)
             };
@@ -524,7 +564,7 @@ mod tests {
         };
         let index = Index::build(&model(0), &train);
         let mut scratch = Scratch::new(users as usize, items as usize);
-        let dot = |a: &SparseVector, b: &SparseVector| {
+        let dot = |a: &[(u32, f64)], b: &[(u32, f64)]| {
             let mut sum = 0.0;
             for (item, weight) in a {
                 if let Ok(i) = b.binary_search_by_key(item, |(i, _)| *i) {
@@ -533,23 +573,23 @@ mod tests {
             }
             sum
         };
-        for user in 0..users as usize {
-            let own = &index.vectors[user];
-            let norm = index.norms[user];
-            let mut all: Vec<(f64, u32)> = (0..users as usize)
-                .filter(|u| !index.vectors[*u].is_empty())
-                .map(|u| {
-                    (
-                        norm + index.norms[u] - 2.0 * dot(own, &index.vectors[u]),
-                        u as u32,
-                    )
-                })
+        let norm_of = |user: u32| index.norms[index.place_of[user as usize] as usize];
+        for user in 0..users as u32 {
+            let own = index.vector(user);
+            let norm = norm_of(user);
+            let mut all: Vec<(f64, u32)> = (0..users as u32)
+                .filter(|u| !index.vector(*u).is_empty())
+                .map(|u| (norm + norm_of(u) - 2.0 * dot(own, index.vector(u)), u))
                 .collect();
             all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             let expected: Vec<u32> = all.iter().take(25).map(|(_, u)| *u).collect();
             for sorted_sums_from in [0, usize::MAX] {
                 let m = model(sorted_sums_from);
-                let got = index.nearest(&m, own, norm, m.neighbours, &mut scratch);
+                let got: Vec<u32> = index
+                    .nearest(&m, own, norm, m.neighbours, &mut scratch)
+                    .iter()
+                    .map(|place| index.user_at[*place as usize])
+                    .collect();
                 assert_eq!(
                     got, expected,
                     "customer {user}, sorted from {sorted_sums_from}"
@@ -573,11 +613,11 @@ mod tests {
         let mut scratch = Scratch::new(users as usize, items as usize);
         let mut by_prefix = 0;
         for user in 0..users as u32 {
-            let own = &index.vectors[user as usize];
+            let own = index.vector(user);
             let neighbours = index.nearest(
                 &model,
                 own,
-                index.norms[user as usize],
+                index.norms[index.place_of[user as usize] as usize],
                 model.neighbours,
                 &mut scratch,
             );
@@ -589,7 +629,7 @@ mod tests {
                 expected[*item as usize] += model.alpha * weight;
             }
             for n in &neighbours {
-                for (item, weight) in &index.vectors[*n as usize] {
+                for (item, weight) in index.vector_at(*n) {
                     expected[*item as usize] += share * weight;
                 }
             }

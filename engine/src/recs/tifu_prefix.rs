@@ -11,9 +11,11 @@
 //! the prefix added, the prefix's customers who are not neighbours subtracted. Any neighbour
 //! set is summed correctly that way (the prefix is only chosen to make the corrections
 //! fewest); the sums differ from adding each neighbour in turn only by rounding.
+//!
+//! Customers are named by their place in the norm order ([`super::tifu::Index`]), so the
+//! first `c` customers by norm are places `0..c`.
 
 use super::accumulate::{Accumulator, best_first};
-use super::tifu::SparseVector;
 
 /// The shared sums, built with the index.
 #[derive(Debug, Clone)]
@@ -23,8 +25,6 @@ pub struct PrefixSums {
     sums: Vec<Vec<f64>>,
     /// `order[j]`: the items of `sums[j]` above zero, by descending sum (ties: item).
     order: Vec<Vec<u32>>,
-    /// Each customer's place in the norm order (`u32::MAX` for an empty vector).
-    position: Vec<u32>,
 }
 
 /// The part of one query's scores that a prefix sum holds: `share · sums[item]` for every
@@ -50,31 +50,28 @@ impl PrefixSums {
     /// prefixes (its queries then correct more), not 29 dense arrays of 8 MB.
     pub const MAX_CELLS: usize = 16 << 20;
 
-    /// The prefix sums of `vectors` in `by_norm` order, up to `neighbours` customers (rounded
-    /// up to a multiple of [`Self::STEP`]) and [`Self::MAX_CELLS`] sums.
-    pub fn build(
-        vectors: &[SparseVector],
-        by_norm: &[u32],
+    /// The prefix sums of the vectors at places `0..customers` (`vector_at(place)`), up to
+    /// `neighbours` customers (rounded up to a multiple of [`Self::STEP`]) and
+    /// [`Self::MAX_CELLS`] sums.
+    pub fn build<'v>(
+        vector_at: impl Fn(u32) -> &'v [(u32, f64)],
+        customers: usize,
         items: usize,
         neighbours: usize,
     ) -> Self {
-        let mut position = vec![u32::MAX; vectors.len()];
-        for (place, user) in by_norm.iter().enumerate() {
-            position[*user as usize] = u32::try_from(place).expect("customer index");
-        }
         let prefixes = neighbours
             .div_ceil(Self::STEP)
-            .min(by_norm.len() / Self::STEP)
+            .min(customers / Self::STEP)
             .min(Self::MAX_CELLS / items.max(1));
         let mut sums: Vec<Vec<f64>> = Vec::with_capacity(prefixes);
         let mut running = vec![0.0; items];
-        for block in by_norm.chunks_exact(Self::STEP).take(prefixes) {
-            for user in block {
-                for (item, weight) in &vectors[*user as usize] {
-                    running[*item as usize] += weight;
-                }
+        for place in 0..prefixes * Self::STEP {
+            for (item, weight) in vector_at(u32::try_from(place).expect("customer place")) {
+                running[*item as usize] += weight;
             }
-            sums.push(running.clone());
+            if (place + 1) % Self::STEP == 0 {
+                sums.push(running.clone());
+            }
         }
         let order = sums
             .iter()
@@ -92,14 +89,11 @@ impl PrefixSums {
                     .collect()
             })
             .collect();
-        Self {
-            sums,
-            order,
-            position,
-        }
+        Self { sums, order }
     }
 
-    /// The prefix (as an index into the sums) whose corrections for `neighbours` are fewest,
+    /// The prefix (as an index into the sums) whose corrections for `neighbours` (places) are
+    /// fewest,
     /// or `None` when summing the neighbours one by one is cheapest.
     ///
     /// For a prefix of `c` customers of whom `a` are neighbours, the corrections are the
@@ -109,8 +103,8 @@ impl PrefixSums {
             return None;
         }
         let mut within = vec![0usize; self.sums.len()];
-        for user in neighbours {
-            let bucket = self.position[*user as usize] as usize / Self::STEP;
+        for place in neighbours {
+            let bucket = *place as usize / Self::STEP;
             if let Some(count) = within.get_mut(bucket) {
                 *count += 1;
             }
@@ -127,24 +121,23 @@ impl PrefixSums {
         best.1
     }
 
-    /// The customers to add (`+1`) and subtract (`-1`) on top of prefix `j` to make the sum of
-    /// `neighbours`, in a fixed order (neighbours in their order, then the prefix's order).
-    pub fn corrections(&self, j: usize, neighbours: &[u32], by_norm: &[u32]) -> Vec<(u32, f64)> {
+    /// The places to add (`+1`) and subtract (`-1`) on top of prefix `j` to make the sum of
+    /// `neighbours` (places), in a fixed order (neighbours in their order, then the prefix's).
+    pub fn corrections(&self, j: usize, neighbours: &[u32]) -> Vec<(u32, f64)> {
         let len = (j + 1) * Self::STEP;
         let mut in_prefix = vec![false; len];
         let mut out = Vec::new();
-        for user in neighbours {
-            match in_prefix.get_mut(self.position[*user as usize] as usize) {
+        for place in neighbours {
+            match in_prefix.get_mut(*place as usize) {
                 Some(seen) => *seen = true,
-                None => out.push((*user, 1.0)),
+                None => out.push((*place, 1.0)),
             }
         }
         out.extend(
-            by_norm[..len]
-                .iter()
+            (0..len)
                 .zip(&in_prefix)
                 .filter(|(_, seen)| !**seen)
-                .map(|(user, _)| (*user, -1.0)),
+                .map(|(place, _)| (u32::try_from(place).expect("customer place"), -1.0)),
         );
         out
     }
@@ -230,6 +223,7 @@ impl QueryScores<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recs::tifu::SparseVector;
 
     #[test]
     fn any_neighbour_set_sums_to_its_vectors() {
@@ -242,36 +236,29 @@ mod tests {
                     .collect()
             })
             .collect();
-        // An arbitrary norm order; every customer's vector is non-empty.
+        // An arbitrary norm order (place → customer); every customer's vector is non-empty.
         let by_norm: Vec<u32> = (0..customers).map(|c| (c * 97) % customers).collect();
-        let prefixes = PrefixSums::build(&vectors, &by_norm, items as usize, 150);
+        let vector_at = |place: u32| vectors[by_norm[place as usize] as usize].as_slice();
+        let prefixes = PrefixSums::build(vector_at, by_norm.len(), items as usize, 150);
         assert_eq!(prefixes.sums.len(), 5);
         // A catalogue too large for five dense sums gets fewer.
-        let capped = PrefixSums::build(&vectors, &by_norm, PrefixSums::MAX_CELLS / 3, 150);
+        let capped = PrefixSums::build(vector_at, by_norm.len(), PrefixSums::MAX_CELLS / 3, 150);
         assert_eq!(capped.sums.len(), 3);
-        // Neighbour sets that are the prefix with holes (subtractions), with customers from
-        // beyond it (additions), and nothing like it (no prefix).
-        let with_holes: Vec<u32> = by_norm[..140]
-            .iter()
-            .copied()
-            .filter(|c| c % 9 != 0)
-            .collect();
-        let beyond: Vec<u32> = by_norm[..70]
-            .iter()
-            .chain(&by_norm[300..330])
-            .copied()
-            .collect();
-        let far: Vec<u32> = by_norm[200..260].to_vec();
+        // Neighbour sets (places) that are the prefix with holes (subtractions), with
+        // customers from beyond it (additions), and nothing like it (no prefix).
+        let with_holes: Vec<u32> = (0..140).filter(|p| by_norm[*p as usize] % 9 != 0).collect();
+        let beyond: Vec<u32> = (0..70).chain(300..330).collect();
+        let far: Vec<u32> = (200..260).collect();
         for (neighbours, subtracts) in [(with_holes, true), (beyond, false), (far, false)] {
             let mut sparse = Accumulator::new(items as usize);
             let share = 0.25;
             let chosen = prefixes.choose(&neighbours);
             let scores = match chosen {
                 Some(j) => {
-                    let corrections = prefixes.corrections(j, &neighbours, &by_norm);
+                    let corrections = prefixes.corrections(j, &neighbours);
                     assert_eq!(corrections.iter().any(|(_, sign)| *sign < 0.0), subtracts);
-                    for (customer, sign) in corrections {
-                        for (item, weight) in &vectors[customer as usize] {
+                    for (place, sign) in corrections {
+                        for (item, weight) in vector_at(place) {
                             sparse.add(*item, sign * share * weight);
                         }
                     }
@@ -282,18 +269,18 @@ mod tests {
                     }
                 }
                 None => {
-                    for customer in &neighbours {
-                        for (item, weight) in &vectors[*customer as usize] {
+                    for place in &neighbours {
+                        for (item, weight) in vector_at(*place) {
                             sparse.add(*item, share * weight);
                         }
                     }
                     QueryScores { shared: None }
                 }
             };
-            assert_eq!(chosen.is_none(), neighbours[0] == by_norm[200]);
+            assert_eq!(chosen.is_none(), neighbours[0] == 200);
             let mut expected = vec![0.0; items as usize];
-            for customer in &neighbours {
-                for (item, weight) in &vectors[*customer as usize] {
+            for place in &neighbours {
+                for (item, weight) in vector_at(*place) {
                     expected[*item as usize] += share * weight;
                 }
             }
