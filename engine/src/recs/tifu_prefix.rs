@@ -246,7 +246,9 @@ mod tests {
         assert_eq!(capped.sums.len(), 3);
         // Neighbour sets (places) that are the prefix with holes (subtractions), with
         // customers from beyond it (additions), and nothing like it (no prefix).
-        let with_holes: Vec<u32> = (0..140).filter(|p| by_norm[*p as usize] % 9 != 0).collect();
+        let with_holes: Vec<u32> = (0..140)
+            .filter(|p| !by_norm[*p as usize].is_multiple_of(9))
+            .collect();
         let beyond: Vec<u32> = (0..70).chain(300..330).collect();
         let far: Vec<u32> = (200..260).collect();
         for (neighbours, subtracts) in [(with_holes, true), (beyond, false), (far, false)] {
