@@ -150,7 +150,8 @@ pub struct Index {
     user_at: Vec<u32>,
     /// Customer → place.
     place_of: Vec<u32>,
-    /// The vectors one after the other by place: place `p`'s is `entries[starts[p]..starts[p + 1]]`.
+    /// The vectors one after the other by place: place `p`'s is
+    /// `entries[starts[p]..starts[p + 1]]`.
     starts: Vec<usize>,
     entries: Vec<(u32, f64)>,
     /// Squared norms by place.

@@ -93,8 +93,7 @@ impl PrefixSums {
     }
 
     /// The prefix (as an index into the sums) whose corrections for `neighbours` (places) are
-    /// fewest,
-    /// or `None` when summing the neighbours one by one is cheapest.
+    /// fewest, or `None` when summing the neighbours one by one is cheapest.
     ///
     /// For a prefix of `c` customers of whom `a` are neighbours, the corrections are the
     /// `|N| - a` neighbours beyond it and the `c - a` prefix customers who are not neighbours.
