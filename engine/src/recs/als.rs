@@ -140,16 +140,35 @@ impl Als {
         }
     }
 
-    /// Customer and item factors of the confidences `by_customer`.
+    /// Customer and item factors of the confidences `by_customer`, from random factors.
     pub fn fit(&self, by_customer: &SparseRows) -> Factors {
+        self.fit_from(by_customer, None)
+    }
+
+    /// [`Self::fit`], starting from `start` when it factors the same customers and items with
+    /// as many factors (a fit of nearly the same data: it is close already, and a few
+    /// iterations take it where many from random factors would; Takács et al. warm-start
+    /// every conjugate-gradient solve the same way).
+    pub fn fit_from(&self, by_customer: &SparseRows, start: Option<&Factors>) -> Factors {
         let started = Instant::now();
         let by_item = by_customer.transpose();
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let mut init = |rows: usize| {
-            Array2::from_shape_simple_fn((rows, self.factors), || rng.random::<f32>() * 0.01)
+        let (rows, columns) = (by_customer.rows(), by_customer.columns);
+        let start = start.filter(|start| {
+            start.users.dim() == (rows, self.factors)
+                && start.items.dim() == (columns, self.factors)
+        });
+        let (mut users, mut items) = match start {
+            Some(start) => (start.users.clone(), start.items.clone()),
+            None => {
+                let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+                let mut init = |rows: usize| {
+                    Array2::from_shape_simple_fn((rows, self.factors), || {
+                        rng.random::<f32>() * 0.01
+                    })
+                };
+                (init(rows), init(columns))
+            }
         };
-        let mut users = init(by_customer.rows());
-        let mut items = init(by_customer.columns);
         for _ in 0..self.iterations {
             self.solve(by_customer, &mut users, &items);
             self.solve(&by_item, &mut items, &users);
@@ -160,6 +179,7 @@ impl Als {
             nonzeros = by_customer.values.len(),
             factors = self.factors,
             iterations = self.iterations,
+            warm = start.is_some(),
             ms = started.elapsed().as_millis() as u64,
             "als fitted"
         );
@@ -534,6 +554,47 @@ mod tests {
         assert_eq!(m.indices, vec![0, 2, 1]);
         assert!((m.values[1] - (1.0 + 2.0 * 3f32.ln())).abs() < 1e-6);
         assert_eq!(m.transpose().transpose(), m);
+    }
+
+    #[test]
+    fn a_warm_start_begins_at_the_factors_given_when_they_fit_the_matrix() {
+        let als = Als {
+            factors: 4,
+            ..Als::default()
+        };
+        let m = als.confidences(&history(
+            vec![
+                vec![vec![0, 1], vec![1]],
+                vec![vec![2, 3]],
+                vec![vec![0, 3], vec![4]],
+            ],
+            5,
+        ));
+        let cold = als.fit(&m);
+        // No iterations: the start comes back as it was given.
+        let start_only = Als {
+            iterations: 0,
+            ..als
+        }
+        .fit_from(&m, Some(&cold));
+        assert_eq!(
+            (start_only.users, start_only.items),
+            (cold.users.clone(), cold.items.clone())
+        );
+        // One more iteration moves on from the start, not from random factors.
+        let on = Als {
+            iterations: 1,
+            ..als
+        };
+        let warm = on.fit_from(&m, Some(&cold));
+        assert_ne!(warm.users, on.fit(&m).users);
+        // Factors of other customers (or another number of factors) are no start.
+        let other = Factors {
+            users: Array2::zeros((2, 4)),
+            items: cold.items.clone(),
+        };
+        let ignored = als.fit_from(&m, Some(&other));
+        assert_eq!((ignored.users, ignored.items), (cold.users, cold.items));
     }
 
     #[test]

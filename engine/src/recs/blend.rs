@@ -114,7 +114,10 @@ pub struct Candidate {
 pub const BLEND_NEIGHBOURS: usize = 300;
 
 impl Generators {
-    pub fn build(train: &BasketHistory, per_generator: usize) -> Self {
+    /// The generators of `train`; their ALS fit starts from `warm_als` when given (the nested
+    /// fit of the blend's training split, [`TrainingSet::factors`]) and then needs only
+    /// [`WARM_ALS_ITERATIONS`].
+    pub fn build(train: &BasketHistory, per_generator: usize, warm_als: Option<&Factors>) -> Self {
         let tifu = TifuKnn {
             neighbours: BLEND_NEIGHBOURS,
             ..TifuKnn::default()
@@ -148,8 +151,14 @@ impl Generators {
         let times = ItemTimes::build(train);
         let sequences_ms = started.elapsed().as_millis() as u64;
         let started = Instant::now();
-        let als_model = Als::default();
-        let als = als_model.fit(&als_model.confidences(train));
+        let als_model = match warm_als {
+            Some(_) => Als {
+                iterations: WARM_ALS_ITERATIONS,
+                ..Als::default()
+            },
+            None => Als::default(),
+        };
+        let als = als_model.fit_from(&als_model.confidences(train), warm_als);
         let als_head_rows = als.item_rows(&als_head);
         debug!(
             customers = train.users.len(),
@@ -402,6 +411,11 @@ impl Generators {
 /// for each of a million customers would cost more than the rest of the run.
 const ALS_HEAD: usize = 4_096;
 
+/// Iterations of the ALS fit of the whole history when it starts from the training split's
+/// factors (15 from random factors): that split is the same customers and items less each
+/// customer's last order.
+pub const WARM_ALS_ITERATIONS: usize = 5;
+
 /// Customers whose ALS preferences are computed in one matrix product: 64 × 4,096 scores
 /// (1 MB) per block and worker.
 const ALS_BLOCK: usize = 64;
@@ -431,6 +445,15 @@ pub struct TrainingSet {
     candidates: Vec<Vec<Candidate>>,
     /// The sampling generator as the customers' shuffle left it.
     rng: ChaCha8Rng,
+    /// The ALS factors of the training split (its generators' fit).
+    als: Factors,
+}
+
+impl TrainingSet {
+    /// The training split's ALS factors: where the fit of the whole history starts.
+    pub fn factors(&self) -> &Factors {
+        &self.als
+    }
 }
 
 /// A fitted blend: the regression's weights on standardised features, folded into one weight
@@ -526,10 +549,11 @@ impl Blend {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         cases.shuffle(&mut rng);
         cases.truncate(self.training_customers);
-        let generators = Generators::build(&inner.train, self.per_generator);
+        let generators = Generators::build(&inner.train, self.per_generator, None);
         let started = Instant::now();
         let queries: Vec<(u32, i64)> = cases.iter().map(|c| (c.user, c.now_ms)).collect();
         let candidates = generators.candidates(&inner.train, &queries);
+        let Generators { als, .. } = generators;
         debug!(
             customers = cases.len(),
             candidates = candidates.iter().map(Vec::len).sum::<usize>(),
@@ -540,6 +564,7 @@ impl Blend {
             cases,
             candidates,
             rng,
+            als,
         }
     }
 
@@ -626,8 +651,9 @@ impl NextBasketModel for Blend {
     }
 
     fn recommend(&self, train: &BasketHistory, cases: &[TestCase], k: usize) -> Vec<Vec<u32>> {
-        let weights = self.fit(train);
-        let generators = Generators::build(train, self.per_generator);
+        let training = self.training_set(train);
+        let weights = self.fit_on(&training);
+        let generators = Generators::build(train, self.per_generator, Some(training.factors()));
         let queries: Vec<(u32, i64)> = cases.iter().map(|c| (c.user, c.now_ms)).collect();
         generators.candidates_of_all(train, &queries, |_, context| {
             let scores = context
@@ -678,7 +704,7 @@ mod tests {
             baskets,
         };
         let inner = split(&train, Holdout::LastOrder);
-        let generators = Generators::build(&inner.train, 50);
+        let generators = Generators::build(&inner.train, 50, None);
         let queries: Vec<(u32, i64)> = inner.cases.iter().map(|c| (c.user, c.now_ms)).collect();
         for candidates in generators.candidates(&inner.train, &queries) {
             assert!(

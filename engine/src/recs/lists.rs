@@ -91,7 +91,7 @@ pub fn merchant_recs(
             debug!(ms = started.elapsed().as_millis() as u64, "blend fitted");
             fitted
         },
-        || Generators::build(&history, blend.per_generator),
+        || Generators::build(&history, blend.per_generator, Some(training.factors())),
     );
     drop(training);
     let Some(weights) = weights else {
