@@ -556,20 +556,25 @@ mod tests {
         assert_eq!(m.transpose().transpose(), m);
     }
 
-    #[test]
-    fn a_warm_start_begins_at_the_factors_given_when_they_fit_the_matrix() {
-        let als = Als {
-            factors: 4,
-            ..Als::default()
-        };
-        let m = als.confidences(&history(
+    /// The confidences of three customers' orders over five items.
+    fn three_customers(als: &Als) -> SparseRows {
+        als.confidences(&history(
             vec![
                 vec![vec![0, 1], vec![1]],
                 vec![vec![2, 3]],
                 vec![vec![0, 3], vec![4]],
             ],
             5,
-        ));
+        ))
+    }
+
+    #[test]
+    fn a_warm_start_begins_at_the_factors_given_when_they_fit_the_matrix() {
+        let als = Als {
+            factors: 4,
+            ..Als::default()
+        };
+        let m = three_customers(&als);
         let cold = als.fit(&m);
         // No iterations: the start comes back as it was given.
         let start_only = Als {
@@ -607,14 +612,7 @@ mod tests {
             iterations: 1,
             ..Als::default()
         };
-        let m = als.confidences(&history(
-            vec![
-                vec![vec![0, 1], vec![1]],
-                vec![vec![2, 3]],
-                vec![vec![0, 3], vec![4]],
-            ],
-            5,
-        ));
+        let m = three_customers(&als);
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let y = Array2::from_shape_simple_fn((5, 4), || rng.random::<f32>() - 0.5);
         let mut x = Array2::<f32>::zeros((3, 4));
