@@ -116,7 +116,7 @@ pub const BLEND_NEIGHBOURS: usize = 300;
 /// Holders of each searched item the blend's neighbour search reads, heaviest first: as many
 /// as it wants neighbours (TIFU-KNN's default, 1,000, is sized for the baseline's 900). On
 /// every data set we hold the lists lost nothing (TaFeng's and Taobao's blend the same to
-/// ±0.0003 NDCG@10, the generated sets within ±0.2 points), and the search — reading and
+/// ±0.0003 NDCG@10, the generated sets within ±0.25 points), and the search — reading and
 /// summing up to 24 × 1,000 dot products per customer — was a fifth of scoring a million
 /// customers (docs/benchmarks.md).
 pub const BLEND_SEARCH_HOLDERS: usize = 300;
