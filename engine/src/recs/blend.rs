@@ -417,9 +417,9 @@ impl Generators {
 
 /// The most bought items, from which ALS proposes candidates (its score is a feature of
 /// every candidate, whoever proposed it): scoring the whole long tail of a 50k-item catalogue
-/// for each of a million customers would cost more than the rest of the run. Half of the
-/// 4,096 it was lost nothing measurable (Taobao's blend NDCG@10 0.3720 → 0.3713, every other
-/// set the same): what ALS proposes from past the 2,048th best seller rarely makes a top 10.
+/// for each of a million customers would cost more than the rest of the run. Halving it from
+/// 4,096 lost nothing measurable (Taobao's blend NDCG@10 0.3720 → 0.3713, every other set the
+/// same): what ALS proposes from past the 2,048th best seller rarely makes a top 10.
 const ALS_HEAD: usize = 2_048;
 
 /// Iterations of the ALS fit of the whole history when it starts from the training split's
@@ -518,7 +518,7 @@ pub struct Blend {
     /// Candidates taken from each ranked generator: 30 by default. Every candidate's
     /// features are computed from all generators, so this sets most of scoring's cost per
     /// customer; 50 before, which ranked no better (Taobao's blend NDCG@10 0.3720 → 0.3773 at
-    /// 30, TaFeng's the same, the generated long tail within 0.6 points either way).
+    /// 30, TaFeng's the same, the generated long tail within 0.9 points either way).
     pub per_generator: usize,
     /// Customers whose last training order trains the regression (a sample, fixed by `seed`).
     pub training_customers: usize,
