@@ -12,6 +12,13 @@ use std::ffi::OsString;
 
 use clap::{CommandFactory, FromArgMatches};
 
+/// mimalloc, not glibc's malloc: the jobs allocate from every rayon thread at once (Polars'
+/// group-bys and strings, the generators' lists) and the server a few small buffers per
+/// request; glibc serves both worse (arena locks, `malloc_consolidate` walks). Measured in
+/// docs/benchmarks.md ("The allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     let config = match config::Config::locate(&args)

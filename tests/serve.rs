@@ -498,3 +498,43 @@ fn keys_are_shown_once_and_required_and_an_open_server_stays_on_loopback() {
         "the revoked key still works"
     );
 }
+
+/// The list body is written by hand (`api/src/list_body.rs`), copying a merchant's ids and
+/// sentences unescaped when all of them are plain: ids and categories with quotes,
+/// backslashes and unicode must still come out as JSON that names them exactly.
+#[test]
+fn lists_of_items_with_quotes_and_backslashes_are_valid_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let cheese = r#"say "cheese" \ 1"#;
+    let cake = "gâteau";
+    let category = r#"les "pâtisseries" \ 2"#;
+    let purchase = |id: &str, user: &str, ts: &str, name: &str, order: &str| {
+        json!({
+            "event_id": id, "merchant_id": "m2", "user_id": user, "type": "purchase", "ts": ts,
+            "item_id": name, "category": category, "price": 9, "order_id": order,
+        })
+        .to_string()
+    };
+    let lines = vec![
+        purchase("1", "alice", "2026-05-01T09:00:00+08:00", cheese, "o1"),
+        purchase("2", "alice", "2026-05-20T09:00:00+08:00", cheese, "o2"),
+        purchase("3", "bob", "2026-05-21T09:00:00+08:00", cake, "o3"),
+        purchase("4", "carol", "2026-05-22T09:00:00+08:00", cake, "o4"),
+    ];
+    let file = write_lines(dir.path(), "events.ndjson", &lines);
+    run_ok(&["ingest", "--data-dir", path_str(&data), path_str(&file)]);
+    run_ok(&["run", "--data-dir", path_str(&data), "--k", "5"]);
+    let server = Server::start(&data, &[]);
+    let (status, list) = server.get("/v1/merchants/m2/users/alice/recommendations");
+    assert_eq!(status, 200, "{list}");
+    let items = list["items"].as_array().expect("items");
+    let ids: Vec<&str> = items.iter().filter_map(|i| i["item_id"].as_str()).collect();
+    assert!(ids.contains(&cheese) && ids.contains(&cake), "{list}");
+    let cake_detail = items
+        .iter()
+        .find(|i| i["item_id"] == json!(cake))
+        .and_then(|i| i["detail"].as_str())
+        .expect("a sentence for the cake");
+    assert!(cake_detail.contains(category), "{cake_detail}");
+}

@@ -72,7 +72,7 @@ fn caller(
 pub(crate) async fn merchant_key(
     State(state): State<AppState>,
     path: Result<RawPathParams, RawPathParamsRejection>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
     // A path that does not decode, or names ids the store could never hold, is refused
@@ -103,7 +103,8 @@ pub(crate) async fn merchant_key(
     if merchant_id != Some(key.merchant_id.as_str()) {
         return forbidden("this key is not for this merchant").into_response();
     }
-    request.extensions_mut().insert(Caller(key));
+    // No handler behind this guard asks who called (the path names the merchant, checked
+    // above), so the key is not put into the request: one allocation less per request.
     next.run(request).await
 }
 

@@ -8,6 +8,7 @@ mod assets;
 mod auth;
 mod campaigns;
 mod error;
+mod list_body;
 mod metrics;
 mod openapi;
 mod routes;

@@ -7,7 +7,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use recur_engine::event::{Channel, EventValidator};
-use recur_engine::snapshot::{ItemView, ListFilter, ServingSnapshot};
+use recur_engine::snapshot::{ListFilter, ServingSnapshot};
 use recur_engine::store::EventStore;
 use recur_ingest::kafka::EventPublisher;
 use serde::Deserialize;
@@ -198,36 +198,10 @@ pub(crate) async fn recommendations(
                 format!("no data for merchant {merchant_id:?}"),
             )
         })?;
-    let body = ListBody {
-        merchant_id: list.merchant_id,
-        user_id: list.user_id,
-        customer_id: list.customer_id,
-        personalized: list.personalized,
-        cold_start: list.cold_start,
-        items: &list.items,
-        snapshot: &snapshot.manifest.name,
-    };
-    // The hottest endpoint: the list is borrowed from the snapshot and serialized once, into a
-    // buffer sized for a typical list, with no intermediate JSON value or string per item.
-    let mut bytes = Vec::with_capacity(LIST_BODY_CAPACITY);
-    serde_json::to_writer(&mut bytes, &body).map_err(|e| ApiError::internal(&e))?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
-}
-
-/// Bytes reserved for a list response: ten items with their sentences fit.
-const LIST_BODY_CAPACITY: usize = 2048;
-
-/// A list and the snapshot it came from: the response of the recommendations endpoint.
-#[derive(serde::Serialize)]
-struct ListBody<'a> {
-    merchant_id: &'a str,
-    user_id: &'a str,
-    customer_id: &'a str,
-    personalized: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cold_start: Option<&'static str>,
-    items: &'a [ItemView<'a>],
-    snapshot: &'a str,
+    // The hottest endpoint: the list is borrowed from the snapshot and written straight into
+    // its body (see `list_body`).
+    let body = crate::list_body::render(&list, &snapshot.manifest.name);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -6,6 +6,12 @@
 use polars::prelude::*;
 use serde_json::{Map, Number, Value};
 
+/// Whether `s` goes into a JSON string as it is: no quote, backslash or control character
+/// (what JSON escapes; everything else, unicode included, is written as is).
+pub fn is_plain_json_text(s: &str) -> bool {
+    s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\')
+}
+
 fn to_json(value: AnyValue<'_>) -> Value {
     match value {
         AnyValue::Null => Value::Null,

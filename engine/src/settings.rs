@@ -245,6 +245,14 @@ impl ListRules {
         self == &Self::default()
     }
 
+    /// Whether no item is kept out of lists (none excluded by id or category, none out of
+    /// stock): then [`Self::allows`] is true of every item and need not be asked.
+    pub fn admits_every_item(&self) -> bool {
+        self.excluded_items.is_empty()
+            && self.out_of_stock.is_empty()
+            && self.excluded_categories.is_empty()
+    }
+
     /// Whether an item may be listed at all (not excluded by id or category, in stock).
     pub fn allows(&self, item_id: &str, category: Option<&str>) -> bool {
         let named = |list: &[String]| list.iter().any(|i| i == item_id);

@@ -13,6 +13,10 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+/// Recur's allocator, so the ceiling is measured on the same stack as `recur serve`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let listen = args

@@ -92,6 +92,9 @@ pub struct ListView<'a> {
     pub personalized: bool,
     pub cold_start: Option<&'static str>,
     pub items: Vec<ItemView<'a>>,
+    /// Every item id and sentence of `items` is plain JSON text
+    /// ([`crate::frame_json::is_plain_json_text`]): a writer may copy them without escaping.
+    pub plain_text: bool,
 }
 
 impl ListView<'_> {
@@ -211,6 +214,9 @@ struct MerchantIndex {
     recent_rows: HashMap<Box<str>, (u32, u32)>,
     /// The first [`AUDIENCE_PREVIEW`] members of each audience, by user id.
     audience_previews: HashMap<String, Vec<String>>,
+    /// No item id or category of this merchant needs escaping in JSON (so no sentence does:
+    /// their fixed words need none), known once the snapshot is loaded.
+    plain_text: bool,
 }
 
 /// Members of an audience held in memory for a preview (the dashboard's list, the API's
@@ -298,6 +304,14 @@ pub struct ListFilter {
 
 impl ListFilter {
     /// Whether `item` of `index` passes the category and price filters.
+    /// Whether this filter keeps every item (it narrows by nothing an item has).
+    fn admits_every_item(&self) -> bool {
+        self.category.is_none()
+            && self.min_price.is_none()
+            && self.max_price.is_none()
+            && self.first_seen_since_ms.is_none()
+    }
+
     fn admits(&self, index: &MerchantIndex, item: u32) -> bool {
         let i = item as usize;
         let category_ok = self
@@ -424,6 +438,17 @@ impl ServingSnapshot {
             load_similar(data_dir, name, scope, &mut merchants)?;
             load_context_popular(data_dir, name, scope, &mut merchants)?;
             load_audience_previews(data_dir, name, scope, &mut merchants)?;
+        }
+        for index in merchants.values_mut() {
+            index.plain_text = index
+                .items
+                .iter()
+                .all(|i| frame_json::is_plain_json_text(i))
+                && index
+                    .item_categories
+                    .iter()
+                    .flatten()
+                    .all(|c| frame_json::is_plain_json_text(c));
         }
         info!(snapshot = %name, merchants = merchants.len(), "snapshot loaded for serving");
         Ok(Self {
@@ -563,10 +588,14 @@ impl ServingSnapshot {
                 None => Box::new(main.iter().filter(|e| e.times_bought == ABSENT)),
             },
         };
+        // Most requests narrow nothing: their entries are then listed without a look at the
+        // items' categories, prices or ids (memory a lookup would otherwise pull in per entry).
+        let narrowed = !filter.admits_every_item() || !rules.admits_every_item();
         let listable = |item: u32| {
             let i = item as usize;
-            filter.admits(index, item)
-                && rules.allows(&index.items[i], index.item_categories[i].as_deref())
+            !narrowed
+                || (filter.admits(index, item)
+                    && rules.allows(&index.items[i], index.item_categories[i].as_deref()))
         };
         // Pinned items the snapshot does not know (never in any event) cannot be described
         // or filtered by price: they are left out.
@@ -605,6 +634,7 @@ impl ServingSnapshot {
             personalized,
             cold_start: cold_start.map(|(name, _)| name),
             items: index.render(listed, k),
+            plain_text: index.plain_text,
         })
     }
 
