@@ -55,7 +55,7 @@ fn write_item(out: &mut Vec<u8>, item: &ItemView<'_>, plain_text: bool) {
     }
     out.extend_from_slice(b",\"score\":");
     number(out, item.score);
-    // Reason codes are snake_case words (a test holds every one to it).
+    // Reason codes are plain JSON text (a test holds every one to it).
     out.extend_from_slice(b",\"reason\":");
     quoted(out, item.reason);
     out.extend_from_slice(b",\"detail\":\"");
