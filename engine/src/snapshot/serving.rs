@@ -303,7 +303,6 @@ pub struct ListFilter {
 }
 
 impl ListFilter {
-    /// Whether `item` of `index` passes the category and price filters.
     /// Whether this filter keeps every item (it narrows by nothing an item has).
     fn admits_every_item(&self) -> bool {
         self.category.is_none()
@@ -312,6 +311,7 @@ impl ListFilter {
             && self.first_seen_since_ms.is_none()
     }
 
+    /// Whether `item` of `index` passes the category and price filters.
     fn admits(&self, index: &MerchantIndex, item: u32) -> bool {
         let i = item as usize;
         let category_ok = self
