@@ -104,22 +104,23 @@ pub struct Candidate {
     pub features: [f64; FEATURES],
 }
 
-/// The neighbours of the blend's TIFU-KNN generator: 300, the k TIFU-KNN is run with on TaFeng
-/// in "A Next Basket Recommendation Reality Check" (Li et al., TOIS 2023); `recur eval`'s
-/// `tifu_knn` baseline keeps the paper's Instacart 900. Inside the blend the fewer neighbours
-/// lost nothing on any data set we hold (TaFeng's blend NDCG@10 0.1436 → 0.1437, Taobao's
-/// recall@10 50.6% → 54.2%, the generated sets within ±0.5 points), and scoring a million
-/// customers took a third less: every part of a query's cost is per neighbour, each one's
-/// vector a cache miss (docs/benchmarks.md).
-pub const BLEND_NEIGHBOURS: usize = 300;
+/// The neighbours of the blend's TIFU-KNN generator: 100, the smallest k of the TIFU-KNN
+/// paper's grid; `recur eval`'s `tifu_knn` baseline keeps the paper's Instacart 900. Inside the
+/// blend fewer neighbours make a more personal feature, which the blend weighs against ALS's
+/// collaborative one: from 300 to 100, Taobao's blend recall@10 rose 54.2% → 58.1% (NDCG@10
+/// 0.3773 → 0.4351), TaFeng's and the generated sets stayed within ±0.5 points, and scoring a
+/// million customers took less time, every part of a query's cost being per neighbour
+/// (docs/benchmarks.md).
+pub const BLEND_NEIGHBOURS: usize = 100;
 
 /// Holders of each searched item the blend's neighbour search reads, heaviest first: as many
-/// as it wants neighbours (TIFU-KNN's default, 1,000, is sized for the baseline's 900). On
-/// every data set we hold the lists lost nothing (TaFeng's and Taobao's blend the same to
-/// ±0.0003 NDCG@10, the generated sets within ±0.25 points), and the search — reading and
-/// summing up to 24 × 1,000 dot products per customer — was a fifth of scoring a million
-/// customers (docs/benchmarks.md).
-pub const BLEND_SEARCH_HOLDERS: usize = 300;
+/// as it wants neighbours (TIFU-KNN's default, 1,000, is sized for the baseline's 900).
+pub const BLEND_SEARCH_HOLDERS: usize = 100;
+
+/// A query's heaviest items the blend's neighbour search looks up (TIFU-KNN's default 24):
+/// the lists were the same to ±0.2 points on every data set we hold with 12, and the search
+/// reads half the postings.
+pub const BLEND_SEARCH_ITEMS: usize = 12;
 
 impl Generators {
     /// The generators of `train`; their ALS fit starts from `warm_als` when given (the nested
@@ -129,6 +130,7 @@ impl Generators {
         let tifu = TifuKnn {
             neighbours: BLEND_NEIGHBOURS,
             search_holders: BLEND_SEARCH_HOLDERS,
+            search_items: BLEND_SEARCH_ITEMS,
             ..TifuKnn::default()
         };
         let stats = ItemStats::from_history(train);

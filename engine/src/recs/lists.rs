@@ -104,10 +104,12 @@ pub fn merchant_recs(
     let explore_weights = explore_weights.unwrap_or_else(|| weights.clone());
     let started = Instant::now();
     let (users, items) = (index_of(&history.users), index_of(&history.items));
-    let suppressed: HashSet<(u32, u32)> = suppressed_pairs
-        .iter()
-        .filter_map(|(u, i)| Some((*users.get(u.as_str())?, *items.get(i.as_str())?)))
-        .collect();
+    let suppressed = PairTable::new(
+        suppressed_pairs
+            .iter()
+            .filter_map(|(u, i)| Some(((*users.get(u.as_str())?, *items.get(i.as_str())?), ())))
+            .collect(),
+    );
     let ignored = ignored_counts(ignored, &users, &items)?;
     let queries: Vec<(u32, i64)> = (0..history.users.len())
         .map(|user| {
@@ -119,16 +121,17 @@ pub fn merchant_recs(
         .collect();
     let listed: Vec<Listed> =
         generators.candidates_of_all(&history, &queries, |user, mut context| {
+            let (suppressed, ignored) = (suppressed.of(user), ignored.of(user));
             let candidates: Vec<Candidate> = std::mem::take(&mut context.candidates)
                 .into_iter()
-                .filter(|c| !suppressed.contains(&(user, c.item)))
+                .filter(|c| PairTable::find(suppressed, c.item).is_none())
                 .collect();
             let best = |weights: &BlendWeights, admits: &dyn Fn(&Candidate) -> bool| {
                 let scored: Vec<(f64, &Candidate)> = candidates
                     .iter()
                     .filter(|c| admits(c))
                     .map(|c| {
-                        let pushes = ignored.get(&(user, c.item)).copied().unwrap_or(0);
+                        let pushes = PairTable::find(ignored, c.item).unwrap_or(0);
                         let penalty = PENALTY_PER_IGNORED * f64::from(pushes);
                         (weights.score(&c.features) - penalty, c)
                     })
@@ -342,14 +345,45 @@ fn suppressed_pairs(events: LazyFrame, lines: LazyFrame) -> Result<HashSet<(Stri
         .collect())
 }
 
+/// A value per (customer, item) index pair, sorted by the pair: each customer's pairs are one
+/// run, found once per customer, and a candidate is looked up in that run alone. A hash set
+/// of the pairs hashed every candidate of every customer (2–3% of scoring a million).
+struct PairTable<T> {
+    pairs: Vec<((u32, u32), T)>,
+}
+
+impl<T: Copy> PairTable<T> {
+    /// The table of `pairs`; of a pair given twice, one value is kept.
+    fn new(mut pairs: Vec<((u32, u32), T)>) -> Self {
+        pairs.sort_unstable_by_key(|(pair, _)| *pair);
+        pairs.dedup_by_key(|(pair, _)| *pair);
+        Self { pairs }
+    }
+
+    /// Customer `user`'s pairs, sorted by item.
+    fn of(&self, user: u32) -> &[((u32, u32), T)] {
+        let from = self.pairs.partition_point(|((u, _), _)| *u < user);
+        let to = from + self.pairs[from..].partition_point(|((u, _), _)| *u == user);
+        &self.pairs[from..to]
+    }
+
+    /// The value of `item` in one customer's pairs ([`Self::of`]).
+    fn find(pairs: &[((u32, u32), T)], item: u32) -> Option<T> {
+        pairs
+            .binary_search_by_key(&item, |((_, i), _)| *i)
+            .ok()
+            .map(|at| pairs[at].1)
+    }
+}
+
 /// Ignored pushes per (customer, item) index pair.
 fn ignored_counts(
     ignored: &DataFrame,
     users: &HashMap<&str, u32>,
     items: &HashMap<&str, u32>,
-) -> Result<HashMap<(u32, u32), u32>> {
+) -> Result<PairTable<u32>> {
     if ignored.height() == 0 {
-        return Ok(HashMap::new());
+        return Ok(PairTable::new(Vec::new()));
     }
     let (u, i, n) = (|| -> PolarsResult<_> {
         Ok((
@@ -359,11 +393,13 @@ fn ignored_counts(
         ))
     })()
     .map_err(Error::polars("reading ignored pushes"))?;
-    Ok(u.iter()
-        .zip(i.iter())
-        .zip(n.iter())
-        .filter_map(|((u, i), n)| Some(((*users.get(u?)?, *items.get(i?)?), n?)))
-        .collect())
+    Ok(PairTable::new(
+        u.iter()
+            .zip(i.iter())
+            .zip(n.iter())
+            .filter_map(|((u, i), n)| Some(((*users.get(u?)?, *items.get(i?)?), n?)))
+            .collect(),
+    ))
 }
 
 /// Name → index, for a list of names.

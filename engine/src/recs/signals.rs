@@ -84,8 +84,8 @@ pub struct BrowseSummary {
 pub struct CustomerSignals {
     /// Browsed items, sorted by item.
     pub browsed: Vec<(u32, BrowseSummary)>,
-    /// Share of the customer's bought items per category index.
-    pub category_share: HashMap<u32, f64>,
+    /// Share of the customer's bought items per category index, sorted by category.
+    pub category_share: Vec<(u32, f64)>,
     /// Median latest price of the items they bought.
     pub median_price: Option<f64>,
 }
@@ -266,11 +266,7 @@ impl Signals {
 
     /// The customer's [`FAVOURITE_CATEGORIES`] categories, by their share of what they bought.
     pub fn favourite_categories(customer: &CustomerSignals) -> Vec<u32> {
-        let mut favourites: Vec<(u32, f64)> = customer
-            .category_share
-            .iter()
-            .map(|(c, s)| (*c, *s))
-            .collect();
+        let mut favourites = customer.category_share.clone();
         favourites.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         favourites
             .into_iter()
@@ -298,9 +294,15 @@ impl Signals {
         let mut out = CustomerSignals::default();
         if let Some(events) = self.browsing.get(user as usize) {
             let before = events.partition_point(|b| b.at_ms < now_ms - SESSION_LAG_MS);
-            let mut browsed: HashMap<u32, BrowseSummary> = HashMap::new();
-            for b in &events[..before] {
-                let s = browsed.entry(b.item).or_default();
+            // Summed by sorting, not in a hash map: a customer browses a few items, and
+            // hashing each event was a visible share of scoring a million customers.
+            let mut seen: Vec<&Browse> = events[..before].iter().collect();
+            seen.sort_unstable_by_key(|b| b.item);
+            for b in seen {
+                if out.browsed.last().is_none_or(|(item, _)| *item != b.item) {
+                    out.browsed.push((b.item, BrowseSummary::default()));
+                }
+                let s = &mut out.browsed.last_mut().expect("just pushed").1;
                 match b.kind {
                     BrowseKind::View => s.views += 1,
                     BrowseKind::Cart => s.carts += 1,
@@ -308,8 +310,6 @@ impl Signals {
                 }
                 s.last_ms = s.last_ms.max(b.at_ms);
             }
-            out.browsed = browsed.into_iter().collect();
-            out.browsed.sort_unstable_by_key(|(item, _)| *item);
         }
         let mut per_category: HashMap<u32, f64> = HashMap::new();
         let mut prices = Vec::new();
@@ -329,7 +329,9 @@ impl Signals {
                 *share /= total;
             }
         }
-        out.category_share = per_category;
+        out.category_share = per_category.into_iter().collect();
+        out.category_share
+            .sort_unstable_by_key(|(category, _)| *category);
         if !prices.is_empty() {
             prices.sort_unstable_by(f64::total_cmp);
             out.median_price = Some(prices[prices.len() / 2]);
@@ -380,11 +382,10 @@ impl Signals {
             f[3] = (-((now_ms - s.last_ms) as f64 / DAY_MS).max(0.0) / 7.0).exp();
         }
         if let Some(category) = self.category.get(i).filter(|c| **c != NO_CATEGORY) {
-            f[4] = customer
-                .category_share
-                .get(category)
-                .copied()
-                .unwrap_or(0.0);
+            let shares = &customer.category_share;
+            f[4] = shares
+                .binary_search_by_key(category, |(c, _)| *c)
+                .map_or(0.0, |at| shares[at].1);
         }
         if let (Some(median), Some(price)) = (customer.median_price, self.price.get(i))
             && price.is_finite()
@@ -458,7 +459,8 @@ mod tests {
         // view on day 102 is in the future.
         assert_eq!(customer.browsed.len(), 1, "{:?}", customer.browsed);
         assert_eq!(customer.browsed[0].1.views, 2);
-        assert!((customer.category_share[&0] - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(customer.category_share[0].0, 0);
+        assert!((customer.category_share[0].1 - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(customer.median_price, Some(10.0));
 
         let candidates = signals.candidates(&customer, now);
