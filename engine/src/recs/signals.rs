@@ -302,7 +302,7 @@ impl Signals {
                 if out.browsed.last().is_none_or(|(item, _)| *item != b.item) {
                     out.browsed.push((b.item, BrowseSummary::default()));
                 }
-                let s = &mut out.browsed.last_mut().expect("just pushed").1;
+                let s = &mut out.browsed.last_mut().expect("a summary of this item").1;
                 match b.kind {
                     BrowseKind::View => s.views += 1,
                     BrowseKind::Cart => s.carts += 1,
