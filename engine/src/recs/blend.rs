@@ -106,10 +106,10 @@ pub struct Candidate {
 
 /// The neighbours of the blend's TIFU-KNN generator: 100; `recur eval`'s `tifu_knn` baseline
 /// keeps the paper's Instacart 900. Inside the blend fewer neighbours make a more personal
-/// feature, which the blend weighs against ALS's collaborative one: from 300 to 100, Taobao's blend recall@10 rose 54.2% → 58.1% (NDCG@10
-/// 0.3773 → 0.4350), TaFeng's and the generated sets stayed within ±0.5 points, and scoring a
-/// million customers took less time, every part of a query's cost being per neighbour
-/// (docs/benchmarks.md).
+/// feature, which the blend weighs against ALS's collaborative one: from 300 to 100, Taobao's
+/// blend recall@10 rose 54.2% → 58.1% (NDCG@10 0.3773 → 0.4350), TaFeng's and the generated
+/// sets stayed within ±0.5 points, and scoring a million customers took a quarter less (with
+/// the same commit's smaller savings), a query's cost being per neighbour (docs/benchmarks.md).
 pub const BLEND_NEIGHBOURS: usize = 100;
 
 /// Holders of each searched item the blend's neighbour search reads, heaviest first: as many
