@@ -335,6 +335,27 @@ mod tests {
         (lines.lazy(), categories.lazy())
     }
 
+    /// The tiers' lists (k = 3, 30 days after `T0`, no blend) of `events`, with `ignored`
+    /// pushes.
+    fn tier_lists(events: LazyFrame, ignored: Option<&DataFrame>) -> DataFrame {
+        let as_of_ms = T0 + 30 * DAY;
+        let (lines, categories) = base_tables(&events);
+        let popular = popular_items(lines.clone(), categories, as_of_ms)
+            .collect()
+            .expect("popular");
+        recommendations(
+            "m1",
+            events,
+            lines,
+            popular.lazy(),
+            None,
+            ignored,
+            RecommendParams { k: 3, as_of_ms },
+        )
+        .and_then(LazyFrame::collect)
+        .expect("recommendations")
+    }
+
     fn lists(frame: &DataFrame) -> Vec<(String, String, String, f64)> {
         let users = frame
             .column("user_id")
@@ -392,7 +413,7 @@ mod tests {
             UnionArgs::default(),
         )
         .expect("concat");
-        let (lines, categories) = base_tables(&events);
+        let (lines, _) = base_tables(&events);
         let mut pairs: Vec<(String, String)> = {
             let frame = recommend::suppressed_pairs(events.clone(), lines.clone())
                 .and_then(LazyFrame::collect)
@@ -422,21 +443,7 @@ mod tests {
             vec![pair("u1", "B"), pair("u3", "D"), pair("u4", "A")]
         );
 
-        let as_of_ms = T0 + 30 * DAY;
-        let popular = popular_items(lines.clone(), categories, as_of_ms)
-            .collect()
-            .expect("popular");
-        let recs = recommendations(
-            "m1",
-            events,
-            lines,
-            popular.lazy(),
-            None,
-            None,
-            RecommendParams { k: 3, as_of_ms },
-        )
-        .and_then(LazyFrame::collect)
-        .expect("recommendations");
+        let recs = tier_lists(events, None);
         let listed: Vec<(String, String)> = lists(&recs)
             .into_iter()
             .map(|(u, i, _, _)| (u, i))
@@ -449,24 +456,7 @@ mod tests {
 
     #[test]
     fn recommender_orders_repeat_then_category_then_popular_and_never_repeats_refunds() {
-        let events = known_events();
-        let as_of_ms = T0 + 30 * DAY;
-        let (lines, categories) = base_tables(&events);
-        let popular = popular_items(lines.clone(), categories, as_of_ms)
-            .collect()
-            .expect("popular");
-        let recs = recommendations(
-            "m1",
-            events,
-            lines,
-            popular.lazy(),
-            None,
-            None,
-            RecommendParams { k: 3, as_of_ms },
-        )
-        .expect("plan")
-        .collect()
-        .expect("recommendations");
+        let recs = tier_lists(known_events(), None);
         let explore_mask = recs
             .column("explore")
             .expect("explore")
@@ -552,6 +542,39 @@ mod tests {
         };
         assert_eq!(of_u4(&explore), of_u4(&recs));
         assert_eq!(of_u4(&recs).len(), 3);
+    }
+
+    #[test]
+    fn an_item_pushed_and_ignored_sinks_within_its_tier() {
+        // u4's list without feedback: C (in category), A (popular 0.999), D (popular 0.4995).
+        // A pushed twice and left unopened: its fraction of the tier quarters, below D. The
+        // pair naming an item no tier lists changes nothing.
+        let ignored = df!(
+            "user_id" => ["u4", "u4"],
+            "item_id" => ["A", "nowhere"],
+            crate::recs::feedback::IGNORED => [2u32, 5],
+        )
+        .expect("ignored");
+        let recs = tier_lists(known_events(), Some(&ignored));
+        let of_u4: Vec<(String, String, f64)> = lists(&recs)
+            .into_iter()
+            .filter(|(u, ..)| u == "u4")
+            .map(|(_, i, r, s)| (i, r, s))
+            .take(3)
+            .collect();
+        let items: Vec<(&str, &str)> = of_u4
+            .iter()
+            .map(|(i, r, _)| (i.as_str(), r.as_str()))
+            .collect();
+        assert_eq!(
+            items,
+            [
+                ("C", "popular_in_category"),
+                ("D", "popular"),
+                ("A", "popular")
+            ]
+        );
+        assert!((of_u4[2].2 - 0.999 * 0.25).abs() < 1e-9, "{of_u4:?}");
     }
 
     #[test]
