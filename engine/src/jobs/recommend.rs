@@ -38,9 +38,6 @@ const TOP_CATEGORIES: usize = 3;
 /// Working columns of the tiers: a customer's number (place in id order), and their id.
 const USER_NUMBER: &str = "user_number";
 const ID_TEXT: &str = "user_id_text";
-/// Working columns of the tiers: an item's number (place in id order), and its id.
-const ITEM_NUMBER: &str = "item_number";
-const ITEM_TEXT: &str = "item_id_text";
 
 /// Tuning of the recommender.
 #[derive(Debug, Clone, Copy)]
@@ -341,8 +338,16 @@ pub fn recommendations(
             .map(DataFrame::lazy)
     };
     let (events, lines) = (by_number(events)?, by_number(lines)?);
+    let ignored = match ignored {
+        Some(ignored) if ignored.height() > 0 => Some(by_number(ignored.clone().lazy())?),
+        _ => None,
+    };
+    // Refunded and dismissed items: never shown back to this user.
+    // Both collected: the main and the explore ranking read them again.
+    let suppressed = suppressed_pairs(events.clone(), lines.clone())?
+        .collect()?
+        .lazy();
     let per_item = lines
-        .clone()
         .group_by([col(USER_ID), col(ITEM_ID)])
         .agg([
             col(ORDER_ID)
@@ -354,57 +359,8 @@ pub fn recommendations(
                 .max()
                 .alias("last_kept_ms"),
         ])
-        .collect()?;
-    // The items are numbers too, in id order: the tiers' rows carry the number and no text
-    // through their sort and deduplication, and get their id, category and reason back once
-    // ranked (at a million customers, ordering the tiers' 20M rows by item id strings and
-    // copying their text columns through every step were most of what this step spent after
-    // the customers were numbered). Every item a tier can list is popular or bought.
-    let items = concat(
-        [
-            popular.clone().select([col(ITEM_ID)]),
-            per_item.clone().lazy().select([col(ITEM_ID)]),
-        ],
-        UnionArgs::default(),
-    )?
-    .unique(None, UniqueKeepStrategy::Any)
-    .sort([ITEM_ID], SortMultipleOptions::default())
-    .with_row_index(ITEM_NUMBER, None)
-    .join(
-        popular.clone().select([col(ITEM_ID), col(CATEGORY)]),
-        [col(ITEM_ID)],
-        [col(ITEM_ID)],
-        JoinArgs::new(JoinType::Left),
-    )
-    .collect()?;
-    // Pairs naming an item no tier lists match no row, so the inner join loses nothing.
-    let by_item_number = |frame: LazyFrame| {
-        frame
-            .join(
-                items
-                    .clone()
-                    .lazy()
-                    .select([col(ITEM_ID), col(ITEM_NUMBER)]),
-                [col(ITEM_ID)],
-                [col(ITEM_ID)],
-                JoinArgs::new(JoinType::Inner),
-            )
-            .with_column(col(ITEM_NUMBER).alias(ITEM_ID))
-            .drop(by_name([ITEM_NUMBER], true, false))
-            .collect()
-            .map(DataFrame::lazy)
-    };
-    let ignored = match ignored {
-        Some(ignored) if ignored.height() > 0 => {
-            Some(by_item_number(by_number(ignored.clone().lazy())?)?)
-        }
-        _ => None,
-    };
-    // Refunded and dismissed items: never shown back to this user.
-    // Both collected: the main and the explore ranking read them again.
-    let suppressed = by_item_number(suppressed_pairs(events.clone(), lines.clone())?)?;
-    let per_item = by_item_number(per_item.lazy())?;
-    let popular = by_item_number(popular)?;
+        .collect()?
+        .lazy();
     let raw_days =
         (lit(params.as_of_ms) - col("last_kept_ms")).cast(DataType::Float64) / lit(DAY_MS);
     // Events after an explicit --as-of count as today.
@@ -416,14 +372,22 @@ pub fn recommendations(
     let bought_before = per_item
         .clone()
         .filter(col("kept_orders").gt(lit(0)))
+        .join(
+            popular.clone().select([col(ITEM_ID), col(CATEGORY)]),
+            [col(ITEM_ID)],
+            [col(ITEM_ID)],
+            JoinArgs::new(JoinType::Left),
+        )
         .select([
             col(USER_ID),
             col(ITEM_ID),
             (lit(2.0) + strength.clone() / (lit(1.0) + strength)).alias(SCORE),
+            lit(Reason::BoughtBefore.as_str()).alias(REASON),
             col("kept_orders")
                 .cast(DataType::UInt32)
                 .alias(TIMES_BOUGHT),
             days_since.cast(DataType::UInt32).alias(DAYS_SINCE),
+            col(CATEGORY),
         ]);
 
     let weight = when(col(EVENT_TYPE).eq(lit(EventType::Purchase.as_str())))
@@ -472,26 +436,50 @@ pub fn recommendations(
             col(USER_ID),
             col(ITEM_ID),
             (lit(1.0) + col("share") * col(SCORE) * lit(0.999)).alias(SCORE),
+            lit(Reason::PopularInCategory.as_str()).alias(REASON),
             lit(NULL).cast(DataType::UInt32).alias(TIMES_BOUGHT),
             lit(NULL).cast(DataType::UInt32).alias(DAYS_SINCE),
+            col(CATEGORY),
         ]);
 
     let users = events
         .select([col(USER_ID)])
         .unique(None, UniqueKeepStrategy::Any);
-    let most_popular = popular.filter(col(RANK).lt_eq(lit(k as u64))).select([
-        col(ITEM_ID),
-        (col(SCORE) * lit(0.999)).alias(SCORE),
-        lit(NULL).cast(DataType::UInt32).alias(TIMES_BOUGHT),
-        lit(NULL).cast(DataType::UInt32).alias(DAYS_SINCE),
-    ]);
+    let most_popular = popular
+        .clone()
+        .filter(col(RANK).lt_eq(lit(k as u64)))
+        .select([
+            col(ITEM_ID),
+            (col(SCORE) * lit(0.999)).alias(SCORE),
+            lit(Reason::Popular.as_str()).alias(REASON),
+            lit(NULL).cast(DataType::UInt32).alias(TIMES_BOUGHT),
+            lit(NULL).cast(DataType::UInt32).alias(DAYS_SINCE),
+            col(CATEGORY),
+        ]);
     let fill = users.cross_join(most_popular, None);
 
     let tiers = concat(
-        [bought_before, in_category, fill.select(tier_columns())],
+        [
+            bought_before,
+            in_category,
+            fill.select([
+                col(USER_ID),
+                col(ITEM_ID),
+                col(SCORE),
+                col(REASON),
+                col(TIMES_BOUGHT),
+                col(DAYS_SINCE),
+                col(CATEGORY),
+            ]),
+        ],
         UnionArgs::default(),
     )?
-    .with_column(lit(false).alias(EXPLORE));
+    .with_columns([
+        lit(NULL).cast(DataType::UInt32).alias(CYCLE_DAYS),
+        lit(NULL).cast(DataType::String).alias(WITH_ITEM),
+        lit(NULL).cast(DataType::UInt32).alias(WITH_SHARE),
+        lit(false).alias(EXPLORE),
+    ]);
     // The tiers' explore list: their entries for items the customer never bought and kept.
     // A customer who kept nothing has the same explore list as main list: it is copied once
     // ranked rather than ranked twice (the blend leaves customers without kept orders to the
@@ -549,29 +537,19 @@ pub fn recommendations(
             _ => tiers,
         };
         let tiers = tiers
-            .select(
-                tier_columns()
-                    .into_iter()
-                    .chain([col(EXPLORE)])
-                    .collect::<Vec<_>>(),
-            )
+            .select(list_columns())
             .join(
                 suppressed.clone(),
                 [col(USER_ID), col(ITEM_ID)],
                 [col(USER_ID), col(ITEM_ID)],
                 JoinArgs::new(JoinType::Anti),
             )
-            // An item found by several tiers keeps its best entry: the highest score, and the
-            // repeat facts that only the (highest) bought-before tier has. Grouped rather than
-            // sorted and then deduplicated in order: keeping the first of each of 20M rows'
-            // groups sorted the groups on one core, most of this step at a million customers.
-            .group_by([col(USER_ID), col(EXPLORE), col(ITEM_ID)])
-            .agg([
-                col(SCORE).max(),
-                col(TIMES_BOUGHT).max(),
-                col(DAYS_SINCE).max(),
-            ])
-            .sort([USER_ID, EXPLORE, SCORE, ITEM_ID], best_first_within());
+            .sort([USER_ID, EXPLORE, SCORE, ITEM_ID], best_first_within())
+            // An item found by several tiers keeps its best (first) entry.
+            .unique_stable(
+                Some(cols([USER_ID, EXPLORE, ITEM_ID])),
+                UniqueKeepStrategy::First,
+            );
         head_ranked(tiers, [USER_ID, EXPLORE], k)
     };
     let main = rank(tiers)?.collect()?.lazy();
@@ -583,47 +561,21 @@ pub fn recommendations(
         ],
         UnionArgs::default(),
     )?;
-    // The customers' and items' ids back in place of their numbers, the rows in the same
-    // order; the reason is the tier, the score's integer part.
+    // The customers' ids back in place of their numbers, the rows in the same order.
     let ids = numbered
         .lazy()
         .select([col(USER_NUMBER).alias(USER_ID), col(USER_ID).alias(ID_TEXT)]);
-    let item_ids = items.lazy().select([
-        col(ITEM_NUMBER).alias(ITEM_ID),
-        col(ITEM_ID).alias(ITEM_TEXT),
-        col(CATEGORY),
-    ]);
-    let in_order = |how: JoinType| JoinArgs {
-        maintain_order: MaintainOrderJoin::Left,
-        ..JoinArgs::new(how)
-    };
-    let tier = col(SCORE).floor();
-    let reason = when(tier.clone().gt_eq(lit(2.0)))
-        .then(lit(Reason::BoughtBefore.as_str()))
-        .when(tier.gt_eq(lit(1.0)))
-        .then(lit(Reason::PopularInCategory.as_str()))
-        .otherwise(lit(Reason::Popular.as_str()));
     let tiers = tiers
         .join(
             ids,
             [col(USER_ID)],
             [col(USER_ID)],
-            in_order(JoinType::Left),
+            JoinArgs {
+                maintain_order: MaintainOrderJoin::Left,
+                ..JoinArgs::new(JoinType::Left)
+            },
         )
-        .join(
-            item_ids,
-            [col(ITEM_ID)],
-            [col(ITEM_ID)],
-            in_order(JoinType::Left),
-        )
-        .with_columns([
-            col(ID_TEXT).alias(USER_ID),
-            col(ITEM_TEXT).alias(ITEM_ID),
-            reason.alias(REASON),
-            lit(NULL).cast(DataType::UInt32).alias(CYCLE_DAYS),
-            lit(NULL).cast(DataType::String).alias(WITH_ITEM),
-            lit(NULL).cast(DataType::UInt32).alias(WITH_SHARE),
-        ])
+        .with_column(col(ID_TEXT).alias(USER_ID))
         .select(stored_columns(merchant_id));
     // The tiers hold only customers the blend did not list (see the top). The blended lists
     // come ranked, categorised and without suppressed items: passed through, not re-sorted
@@ -636,18 +588,6 @@ pub fn recommendations(
         ),
         None => Ok(tiers),
     }
-}
-
-/// The columns of a tier's rows while they are ranked: customer and item by number, the
-/// score, and the repeat facts of the bought-before tier (null in the others).
-fn tier_columns() -> [Expr; 5] {
-    [
-        col(USER_ID),
-        col(ITEM_ID),
-        col(SCORE),
-        col(TIMES_BOUGHT),
-        col(DAYS_SINCE),
-    ]
 }
 
 /// The columns of the stored recommendations table, in order: a list entry's, with the
