@@ -556,6 +556,7 @@ mod tests {
         )
         .expect("ignored");
         let recs = tier_lists(known_events(), Some(&ignored));
+        // The main list comes first; u4 kept nothing, so their explore list repeats it.
         let of_u4: Vec<(String, String, f64)> = lists(&recs)
             .into_iter()
             .filter(|(u, ..)| u == "u4")
