@@ -161,15 +161,12 @@ impl Generators {
         let times = ItemTimes::build(train);
         let sequences_ms = started.elapsed().as_millis() as u64;
         let started = Instant::now();
-        let als_model = match warm_als {
-            Some(_) => Als {
-                iterations: WARM_ALS_ITERATIONS,
-                ..Als::default()
+        let als_model = Als {
+            iterations: match warm_als {
+                Some(_) => WARM_ALS_ITERATIONS,
+                None => FRESH_ALS_ITERATIONS,
             },
-            None => Als {
-                iterations: FRESH_ALS_ITERATIONS,
-                ..Als::default()
-            },
+            ..Als::default()
         };
         let als = als_model.fit_from(&als_model.confidences(train), warm_als);
         let als_head_rows = als.item_rows(&als_head);
