@@ -291,7 +291,7 @@ pub(crate) struct IngestArgs {
     /// Topic for invalid messages, with headers saying why (with --kafka); without it they go to DIR/rejected/.
     #[arg(long, value_name = "TOPIC", requires = "kafka")]
     pub dlq_topic: Option<String>,
-    /// Exit 0 after this many seconds without a message (with --kafka), for batch jobs and tests.
+    /// Exit 0 after this many seconds without a message once the group has read the whole topic (with --kafka), for batch jobs and tests.
     #[arg(long, value_name = "SECS", requires = "kafka")]
     pub until_idle: Option<f64>,
     /// Longest a consumed message waits before its batch is written, in milliseconds.

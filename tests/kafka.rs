@@ -396,6 +396,65 @@ fn dead_letters_survive_kills_and_a_broker_restart_without_piling_up() {
     );
 }
 
+/// A member that died or hung still holds its partitions until the group takes them back;
+/// `--until-idle` must not stop while they are unread. (The likely story of a CI failure: after
+/// a broker restart, a consumer exited 0 with 33,660 of 59,445 events stored.)
+#[test]
+fn until_idle_waits_for_the_partitions_a_hung_member_holds() {
+    let _broker = exclusive_broker();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let counts = generate(dir.path(), "600", &[]);
+    let unique = counts["unique_events"].as_u64().expect("n");
+    let topic = unique_topic("held");
+    let group = unique_topic("recur-held");
+    create_topic(&topic, 4);
+    produce(dir.path(), &topic);
+    let hung = HungMember::join(&group, &topic);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while hung.assigned() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(hung.assigned(), 4, "the hung member holds the whole topic");
+
+    let args = ingest_args(&data, &topic, &group, &["--until-idle", "2"]);
+    let (mut child, log) = spawn_logged_ingest(&args);
+    wait_for_line(
+        &log,
+        "partitions assigned partitions=2",
+        Duration::from_secs(60),
+    );
+    // It reads its own two partitions in seconds, then idles far longer than 2 s: it must
+    // keep running and say which partitions keep it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut waiting_said = false;
+    while !waiting_said && Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("poll") {
+            panic!(
+                "the consumer stopped ({status}) while the hung member's partitions were unread"
+            );
+        }
+        waiting_said = log
+            .recv_timeout(Duration::from_millis(100))
+            .is_ok_and(|line| line.contains("are unread"));
+    }
+    assert!(waiting_said, "the idle consumer says what it waits for");
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(child.try_wait().expect("poll").is_none(), "still waiting");
+    let stored = stored_total(&data);
+    assert!(
+        stored < unique,
+        "half of the topic is still held: {stored} of {unique}"
+    );
+
+    drop(hung);
+    let output = wait_with_deadline(child, Duration::from_secs(120))
+        .expect("the consumer finishes once the group hands it the held partitions");
+    assert!(output.status.success());
+    assert_eq!(stored_total(&data), unique, "every event is stored once");
+    assert_all_committed(&group, &topic, 4);
+}
+
 /// Waits for the child; kills it and returns `None` if it is still running at the deadline.
 fn wait_with_deadline(mut child: Child, limit: Duration) -> Option<std::process::Output> {
     let deadline = Instant::now() + limit;

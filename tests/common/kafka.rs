@@ -192,3 +192,59 @@ pub fn assert_all_committed(group: &str, topic: &str, partitions: i32) {
         "the group's committed offsets are the ends of the partitions"
     );
 }
+
+/// A member of a consumer group that takes its share of the partitions, reads them and never
+/// commits: a consumer that hung. It leaves the group when dropped.
+pub struct HungMember {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    assigned: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HungMember {
+    pub fn join(group: &str, topic: &str) -> Self {
+        use std::sync::atomic::Ordering;
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", group)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1000")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&[topic]).expect("subscribe");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let assigned = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let thread = std::thread::spawn({
+            let (stop, assigned) = (stop.clone(), assigned.clone());
+            // Polling keeps it in the group and answers rebalances; closing it leaves.
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = consumer.poll(Duration::from_millis(100));
+                    let count = consumer.assignment().map_or(0, |a| a.count());
+                    assigned.store(count, Ordering::Relaxed);
+                }
+            }
+        });
+        Self {
+            stop,
+            assigned,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many partitions the group gave it at its last poll.
+    pub fn assigned(&self) -> usize {
+        self.assigned.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for HungMember {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

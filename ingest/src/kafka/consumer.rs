@@ -37,6 +37,7 @@ use tracing::{debug, info, warn};
 
 use super::KafkaSettings;
 use super::dead_letters::{DeadLetter, DeadLetterSink, Delivered};
+use super::lag::partition_lags;
 use super::writer::{self, Written};
 use crate::error::{Error, Result};
 
@@ -50,7 +51,7 @@ pub struct ConsumeOptions {
     /// The `transactional.id` of the dead-letter producer; see
     /// [`super::dead_letters::InstanceSlot`]. Needed with `dlq_topic`.
     pub transactional_id: Option<String>,
-    /// Exit after this long without a message (once partitions were assigned).
+    /// Exit after this long without a message, once the group has read the whole topic.
     pub until_idle: Option<Duration>,
     /// A batch is written when it holds this many messages...
     pub max_batch_messages: usize,
@@ -77,6 +78,9 @@ impl Default for ConsumeOptions {
 
 /// How long the poll loop waits for a busy writer before it pauses the partitions.
 const HOLD_AFTER: Duration = Duration::from_millis(500);
+
+/// How often an idle consumer repeats which partitions of the topic are still unread.
+const UNREAD_REPORT_EVERY: Duration = Duration::from_secs(30);
 
 /// Rebalance hooks: commit what is durable before partitions leave, start a new generation of
 /// each revoked partition, pause newly assigned partitions while consumption is on hold.
@@ -246,6 +250,7 @@ pub fn consume(
             total: AppendOutcome::default(),
             stop,
             on_progress,
+            unread_reported: None,
         };
         run.run()
         // Dropping `run` closes the batch channel, so the writer thread ends.
@@ -263,6 +268,8 @@ struct Consumption<'a> {
     total: AppendOutcome,
     stop: &'a AtomicBool,
     on_progress: &'a mut dyn FnMut(AppendOutcome),
+    /// When `--until-idle` last said which partitions keep it from stopping.
+    unread_reported: Option<Instant>,
 }
 
 impl Consumption<'_> {
@@ -571,7 +578,7 @@ impl Consumption<'_> {
         }
     }
 
-    fn is_idle(&self, idle: Duration, started: Instant, last_message: Option<Instant>) -> bool {
+    fn is_idle(&mut self, idle: Duration, started: Instant, last_message: Option<Instant>) -> bool {
         let context = self.consumer.context();
         if self.pending.messages > 0
             || self.in_flight.is_some()
@@ -595,40 +602,51 @@ impl Consumption<'_> {
             quiet_since.map_or_else(|| started.elapsed().saturating_sub(settle), |t| t.elapsed());
         let owns_nothing = self.consumer.assignment().map_or(true, |a| a.count() == 0);
         let needed = if owns_nothing { idle.max(settle) } else { idle };
-        idle_for >= needed && caught_up(self.consumer)
+        idle_for >= needed && self.drained()
     }
-}
 
-/// Whether every assigned partition has been read up to its high watermark, so an idle
-/// consumer is truly done and not merely waiting for a slow fetch.
-fn caught_up(consumer: &BaseConsumer<GroupContext>) -> bool {
-    let (Ok(assignment), Ok(positions)) = (consumer.assignment(), consumer.position()) else {
-        return false;
-    };
-    // A partition nothing was fetched from since the assignment has no position yet: where
-    // the group committed is where it stands (a restart at the end of the topic).
-    let committed = consumer
-        .committed_offsets(assignment.clone(), Duration::from_secs(5))
-        .ok();
-    let offset_of = |list: &TopicPartitionList, topic: &str, partition: i32| {
-        list.find_partition(topic, partition)
-            .and_then(|p| match p.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            })
-    };
-    assignment.elements().iter().all(|partition| {
-        let Ok((low, high)) = consumer.fetch_watermarks(
-            partition.topic(),
-            partition.partition(),
-            Duration::from_secs(5),
-        ) else {
+    /// Whether the group has read the whole topic: this member's partitions up to their high
+    /// watermark from its read positions (a partition nothing was fetched from yet stands
+    /// where the group committed), and every other partition by the group's committed offset.
+    /// A member that died still holds its partitions until its session times out, and one
+    /// that hangs holds them longer; the topic is not idle while they are unread, so the
+    /// group's rebalance hands them here instead of `--until-idle` stopping short.
+    fn drained(&mut self) -> bool {
+        let Ok(positions) = self.consumer.position() else {
             return false;
         };
-        let (topic, number) = (partition.topic(), partition.partition());
-        let position = offset_of(&positions, topic, number)
-            .or_else(|| committed.as_ref().and_then(|c| offset_of(c, topic, number)));
-        // Nothing fetched and nothing committed: done only if there is nothing to fetch.
-        position.map_or(low >= high, |p| p >= high)
-    })
+        let lags = match partition_lags(
+            self.consumer,
+            &self.options.topic,
+            &self.options.group,
+            Some(&positions),
+            Duration::from_secs(5),
+        ) {
+            Ok(lags) => lags,
+            Err(e) => {
+                debug!(error = %e, "cannot tell whether the topic is drained");
+                return false;
+            }
+        };
+        let unread: Vec<_> = lags.iter().filter(|p| p.lag > 0).collect();
+        if unread.is_empty() {
+            return true;
+        }
+        if self
+            .unread_reported
+            .is_none_or(|at| at.elapsed() >= UNREAD_REPORT_EVERY)
+        {
+            self.unread_reported = Some(Instant::now());
+            let partitions: Vec<String> = unread
+                .iter()
+                .map(|p| format!("{}:{}", p.partition, p.lag))
+                .collect();
+            info!(
+                unread = %partitions.join(","),
+                "no message for the idle time, but partitions (partition:messages) are unread; \
+                 waiting for the group to hand them over or their holder to commit them"
+            );
+        }
+        false
+    }
 }

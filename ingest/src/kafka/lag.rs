@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::KafkaSettings;
@@ -56,61 +56,68 @@ impl LagProbe {
 
     /// Every partition of the topic with its lag, in partition order.
     pub fn measure(&self, timeout: Duration) -> Result<Vec<PartitionLag>> {
-        let metadata = self
-            .consumer
-            .fetch_metadata(Some(&self.topic), timeout)
-            .map_err(|e| Error::Kafka(format!("cannot read {}'s partitions: {e}", self.topic)))?;
-        let mut partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == self.topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        partitions.sort_unstable();
-        if partitions.is_empty() {
-            return Err(Error::Kafka(format!(
-                "topic {} has no partitions (does it exist?)",
-                self.topic
-            )));
-        }
-        let mut wanted = TopicPartitionList::new();
-        for &partition in &partitions {
-            wanted.add_partition(&self.topic, partition);
-        }
-        let committed = self
-            .consumer
-            .committed_offsets(wanted, timeout)
-            .map_err(|e| {
-                Error::Kafka(format!(
-                    "cannot read group {}'s committed offsets: {e}",
-                    self.group
-                ))
-            })?;
-        partitions
-            .into_iter()
-            .map(|partition| {
-                let (low, high) = self
-                    .consumer
-                    .fetch_watermarks(&self.topic, partition, timeout)
-                    .map_err(|e| {
-                        Error::Kafka(format!(
-                            "cannot read {}/{partition}'s watermarks: {e}",
-                            self.topic
-                        ))
-                    })?;
-                let from = match committed
-                    .find_partition(&self.topic, partition)
-                    .map(|p| p.offset())
-                {
-                    // Retention may have removed messages below a committed offset.
-                    Some(Offset::Offset(offset)) => offset.max(low),
-                    _ => low,
-                };
-                Ok(PartitionLag {
-                    partition,
-                    lag: (high - from).max(0),
-                })
-            })
-            .collect()
+        partition_lags(&self.consumer, &self.topic, &self.group, None, timeout)
     }
+}
+
+/// Every partition of `topic` with its lag in partition order: behind the read position in
+/// `positions` where it gives one (a member's own partitions), else behind `group`'s committed
+/// offset, else the whole retained partition.
+pub(crate) fn partition_lags<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    group: &str,
+    positions: Option<&TopicPartitionList>,
+    timeout: Duration,
+) -> Result<Vec<PartitionLag>> {
+    let offset_of = |list: &TopicPartitionList, partition: i32| match list
+        .find_partition(topic, partition)
+        .map(|p| p.offset())
+    {
+        Some(Offset::Offset(offset)) => Some(offset),
+        _ => None,
+    };
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| Error::Kafka(format!("cannot read {topic}'s partitions: {e}")))?;
+    let mut partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    partitions.sort_unstable();
+    if partitions.is_empty() {
+        return Err(Error::Kafka(format!(
+            "topic {topic} has no partitions (does it exist?)"
+        )));
+    }
+    let mut wanted = TopicPartitionList::new();
+    for &partition in &partitions {
+        wanted.add_partition(topic, partition);
+    }
+    let committed = consumer.committed_offsets(wanted, timeout).map_err(|e| {
+        Error::Kafka(format!(
+            "cannot read group {group}'s committed offsets: {e}"
+        ))
+    })?;
+    partitions
+        .into_iter()
+        .map(|partition| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition, timeout)
+                .map_err(|e| {
+                    Error::Kafka(format!("cannot read {topic}/{partition}'s watermarks: {e}"))
+                })?;
+            let from = positions
+                .and_then(|p| offset_of(p, partition))
+                .or_else(|| offset_of(&committed, partition))
+                // Retention may have removed messages below a committed offset.
+                .map_or(low, |offset| offset.max(low));
+            Ok(PartitionLag {
+                partition,
+                lag: (high - from).max(0),
+            })
+        })
+        .collect()
 }
