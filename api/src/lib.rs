@@ -145,7 +145,7 @@ fn merchant_routes(state: AppState) -> Router<AppState> {
             get(campaigns::report),
         )
         .layer(DefaultBodyLimit::max(state.limits.max_admin_body_bytes))
-        .route_layer(middleware::from_fn_with_state(state, auth::merchant_key))
+        .route_layer(auth::MerchantKeyLayer(state))
 }
 
 fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {

@@ -7,7 +7,6 @@
 //! columnar frames indexed by customer. Every id a customer is known by (stitched by unionid)
 //! finds that customer's list and profile.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -29,6 +28,11 @@ use crate::recommendation::{
 };
 use crate::settings::ListRules;
 use crate::store::{CATEGORY, ITEM_ID, MERCHANT_ID, PRICE, USER_ID};
+
+/// Every request looks a customer up in maps of up to millions of ids: hashed with foldhash,
+/// not the standard library's SipHash (which resists flooding by inserted keys; these maps
+/// are built from the store once per snapshot, and a request only reads them).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// One recommended item, as the API and exports show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -606,7 +610,7 @@ impl ServingSnapshot {
             .filter(|item| listable(*item))
             .map(Entry::pinned)
             .collect();
-        let mut per_category: HashMap<&str, u32> = HashMap::new();
+        let mut per_category: HashMap<&str, u32> = HashMap::default();
         let within_cap = |e: &Entry| match (
             rules.max_per_category,
             index.item_categories[e.item as usize].as_deref(),
@@ -922,7 +926,7 @@ fn load_context_popular(
     })()
     .map_err(Error::polars("reading popular items per scene and channel"))?;
     let (m, c, v, i, s) = typed;
-    let mut lists: HashMap<(String, String), Vec<Entry>> = HashMap::new();
+    let mut lists: HashMap<(String, String), Vec<Entry>> = HashMap::default();
     for ((((merchant, context), value), item), score) in m
         .iter()
         .zip(c.iter())
@@ -1018,7 +1022,7 @@ fn load_similar(
     })()
     .map_err(Error::polars("reading similar items"))?;
     let (m, i, o, s) = typed;
-    let mut lists: HashMap<(String, u32), Vec<(u32, f32)>> = HashMap::new();
+    let mut lists: HashMap<(String, u32), Vec<(u32, f32)>> = HashMap::default();
     for (((merchant, item), other), score) in m.iter().zip(i.iter()).zip(o.iter()).zip(s.iter()) {
         let (Some(merchant), Some(item), Some(other)) = (merchant, item, other) else {
             continue;
@@ -1201,7 +1205,7 @@ fn load_profiles(
             .column(USER_ID)
             .and_then(|c| c.str().cloned())
             .map_err(Error::polars("reading recent orders"))?;
-        let mut rows: HashMap<Box<str>, (u32, u32)> = HashMap::new();
+        let mut rows: HashMap<Box<str>, (u32, u32)> = HashMap::default();
         for (row, user) in users.iter().enumerate() {
             let (Some(user), Ok(row)) = (user, u32::try_from(row)) else {
                 continue;
