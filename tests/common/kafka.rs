@@ -2,7 +2,8 @@
 //! made with the Kafka admin API, and reading a topic back.
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -196,14 +197,13 @@ pub fn assert_all_committed(group: &str, topic: &str, partitions: i32) {
 /// A member of a consumer group that takes its share of the partitions, reads them and never
 /// commits: a consumer that hung. It leaves the group when dropped.
 pub struct HungMember {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    assigned: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    assigned: Arc<AtomicUsize>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl HungMember {
     pub fn join(group: &str, topic: &str) -> Self {
-        use std::sync::atomic::Ordering;
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers())
             .set("group.id", group)
@@ -214,8 +214,8 @@ impl HungMember {
             .create()
             .expect("consumer");
         consumer.subscribe(&[topic]).expect("subscribe");
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let assigned = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let assigned = Arc::new(AtomicUsize::new(0));
         let thread = std::thread::spawn({
             let (stop, assigned) = (stop.clone(), assigned.clone());
             // Polling keeps it in the group and answers rebalances; closing it leaves.
@@ -236,13 +236,13 @@ impl HungMember {
 
     /// How many partitions the group gave it at its last poll.
     pub fn assigned(&self) -> usize {
-        self.assigned.load(std::sync::atomic::Ordering::Relaxed)
+        self.assigned.load(Ordering::Relaxed)
     }
 }
 
 impl Drop for HungMember {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
