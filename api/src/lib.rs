@@ -8,6 +8,7 @@ mod assets;
 mod auth;
 mod campaigns;
 mod error;
+mod guard;
 mod list_body;
 mod metrics;
 mod openapi;
@@ -16,61 +17,28 @@ mod schema;
 mod state;
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::{get, post};
-use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
 
 pub use error::ApiError;
 pub use metrics::KafkaLagWatch;
 pub use state::{ApiLimits, AppState};
 
 /// The whole application.
-///
-/// The guards every route shares (metrics, limits, the panic catcher) are one stack applied
-/// with one `layer` call: axum boxes each route once per `layer` and clones the boxes on every
-/// request, so every separate call would add a level of boxing and cloning to each request.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits;
     guarded(routes(state), limits)
 }
 
-/// `app` behind the shared guards.
+/// `app` behind the shared guards: metrics, the concurrency limit, the timeout and the panic
+/// catcher ([`guard`]), applied once to every route.
 fn guarded(app: Router, limits: ApiLimits) -> Router {
     metrics::handle();
-    app.layer(
-        ServiceBuilder::new()
-            .layer(middleware::from_fn(metrics::track))
-            .layer(HandleErrorLayer::new(limit_error))
-            .load_shed()
-            .concurrency_limit(limits.max_concurrent_requests.max(1))
-            .timeout(limits.request_timeout)
-            // A bug that panics in one handler answers that request with a 500 and our JSON
-            // error; the server, its store and its other requests carry on.
-            .layer(CatchPanicLayer::custom(panic_response)),
-    )
-}
-
-/// A request the limits stopped: too many at once, or too slow.
-async fn limit_error(error: tower::BoxError) -> ApiError {
-    if error.is::<tower::timeout::error::Elapsed>() {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            "the request took too long and was stopped; retry, or ask for less (a smaller k or limit)",
-        )
-    } else if error.is::<tower::load_shed::error::Overloaded>() {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "the server is at its limit of requests in progress; retry shortly",
-        )
-    } else {
-        ApiError::internal(&error)
-    }
+    app.layer(guard::GuardLayer::new(
+        limits.max_concurrent_requests,
+        limits.request_timeout,
+    ))
 }
 
 /// Every endpoint, without the guards.
@@ -146,17 +114,6 @@ fn merchant_routes(state: AppState) -> Router<AppState> {
         )
         .layer(DefaultBodyLimit::max(state.limits.max_admin_body_bytes))
         .route_layer(auth::MerchantKeyLayer(state))
-}
-
-fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
-    let what = payload
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| payload.downcast_ref::<&str>().copied())
-        .unwrap_or("a panic without a message");
-    axum::response::IntoResponse::into_response(ApiError::internal(&format!(
-        "handler panicked: {what}"
-    )))
 }
 
 /// Serves the app on `listener` until `shutdown` completes, then finishes in-flight requests.

@@ -5,10 +5,8 @@
 //! and categories all are plain JSON text (the usual case, known at snapshot load) has its
 //! ids and sentences copied without a look at their bytes.
 
-use std::fmt::{self, Write as _};
-use std::io::Write as _;
-
 use recur_engine::frame_json::is_plain_json_text as plain;
+use recur_engine::recommendation::SentenceSink;
 use recur_engine::snapshot::{ItemView, ListView};
 
 /// Bytes reserved for a list response: ten items with their sentences fit.
@@ -59,13 +57,9 @@ fn write_item(out: &mut Vec<u8>, item: &ItemView<'_>, plain_text: bool) {
     out.extend_from_slice(b",\"reason\":");
     quoted(out, item.reason);
     out.extend_from_slice(b",\"detail\":\"");
-    // The sentence is formatted straight into the body, each piece escaped as it comes
-    // unless the merchant's texts are all plain.
-    if plain_text {
-        write!(out, "{}", item.detail).expect("writing to a Vec cannot fail");
-    } else {
-        write!(Escaping(out), "{}", item.detail).expect("writing to a Vec cannot fail");
-    }
+    // The sentence is written straight into the body, each piece escaped as it comes unless
+    // the merchant's texts are all plain.
+    item.detail.write_to(&mut SentenceText { out, plain_text });
     out.extend_from_slice(b"\"}");
 }
 
@@ -95,18 +89,25 @@ fn number(out: &mut Vec<u8>, x: f64) {
     }
 }
 
-/// Writes formatted text into a JSON string's contents, escaping what needs it.
-struct Escaping<'a>(&'a mut Vec<u8>);
+/// A sentence written as a JSON string's contents; `plain_text`: its pieces need no escaping.
+struct SentenceText<'a> {
+    out: &'a mut Vec<u8>,
+    plain_text: bool,
+}
 
-impl fmt::Write for Escaping<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        if plain(s) {
-            self.0.extend_from_slice(s.as_bytes());
+impl SentenceSink for SentenceText<'_> {
+    fn text(&mut self, piece: &str) {
+        if self.plain_text || plain(piece) {
+            self.out.extend_from_slice(piece.as_bytes());
         } else {
-            let quoted = serde_json::to_vec(s).map_err(|_| fmt::Error)?;
-            self.0.extend_from_slice(&quoted[1..quoted.len() - 1]);
+            let quoted = serde_json::to_vec(piece).expect("writing a str to a Vec cannot fail");
+            self.out.extend_from_slice(&quoted[1..quoted.len() - 1]);
         }
-        Ok(())
+    }
+
+    fn number(&mut self, n: u32) {
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     }
 }
 

@@ -5,19 +5,21 @@
 //! never ids, so no merchant's or customer's id reaches a metric.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{OnceLock, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{Method, header};
-use axum::middleware::Next;
+use axum::extract::State;
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use recur_ingest::kafka::LagProbe;
 
 use crate::state::AppState;
+
+/// The per-thread maps of the request path: their keys are a bounded set of our own labels.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 pub(crate) const REQUESTS: &str = "recur_http_requests_total";
 pub(crate) const LATENCY: &str = "recur_http_request_duration_seconds";
@@ -47,22 +49,19 @@ pub(crate) fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Counts and times every request by its route template.
-pub(crate) async fn track(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| interned(p.as_str()));
-    let method = method_label(request.method());
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    let elapsed = started.elapsed().as_secs_f64();
+/// Counts and times one answered request by its route template, method and status.
+pub(crate) fn record_request(
+    route: &'static str,
+    method: &'static str,
+    status: StatusCode,
+    elapsed: Duration,
+) {
+    let status = status.as_u16();
     // The hot path: per worker thread, the handles of each (route, method, status) seen, so a
     // request costs two atomic updates, not a registry lookup with freshly built labels.
     thread_local! {
         static HANDLES: RefCell<HashMap<RequestLabels, (Counter, Histogram)>> =
-            RefCell::new(HashMap::new());
+            RefCell::new(HashMap::default());
     }
     HANDLES.with(|handles| {
         let mut handles = handles.borrow_mut();
@@ -78,9 +77,24 @@ pub(crate) async fn track(request: Request, next: Next) -> Response {
             )
         });
         requests.increment(1);
-        latency.record(elapsed);
+        latency.record(elapsed.as_secs_f64());
     });
-    response
+}
+
+/// A route template as a label, kept for the life of the process. Each worker thread keeps
+/// the templates it has seen, so a request takes no lock to find its label.
+pub(crate) fn route_label(template: &str) -> &'static str {
+    thread_local! {
+        static SEEN: RefCell<HashMap<Box<str>, &'static str>> = RefCell::new(HashMap::default());
+    }
+    SEEN.with(|seen| {
+        if let Some(known) = seen.borrow().get(template) {
+            return *known;
+        }
+        let label = interned(template);
+        seen.borrow_mut().insert(template.into(), label);
+        label
+    })
 }
 
 /// Route template, method and status of a request.
@@ -88,7 +102,7 @@ type RequestLabels = (&'static str, &'static str, u16);
 
 /// The method as a label: the standard ones by name, any other as `other` (a client choosing
 /// methods must not grow the label set without bound).
-fn method_label(method: &Method) -> &'static str {
+pub(crate) fn method_label(method: &Method) -> &'static str {
     match method.as_str() {
         "GET" => "GET",
         "POST" => "POST",

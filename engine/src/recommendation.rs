@@ -119,8 +119,17 @@ pub struct Description<'a> {
     facts: ReasonFacts<'a>,
 }
 
-impl fmt::Display for Description<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// What a sentence is written into, piece by piece: text and whole numbers, in order.
+/// `Display` is one sink; the API's JSON body is another, which writes the numbers without
+/// `core::fmt` (the sentence of every item of every list served goes through here).
+pub trait SentenceSink {
+    fn text(&mut self, piece: &str);
+    fn number(&mut self, n: u32);
+}
+
+impl Description<'_> {
+    /// The sentence, into `out`.
+    pub fn write_to(&self, out: &mut impl SentenceSink) {
         let ReasonFacts {
             times_bought,
             days_since,
@@ -129,70 +138,122 @@ impl fmt::Display for Description<'_> {
             with_item,
             with_share,
         } = self.facts;
-        let ago = |f: &mut fmt::Formatter<'_>, d: u32| match d {
-            0 => f.write_str("today"),
-            1 => f.write_str("yesterday"),
-            d => write!(f, "{d} days ago"),
-        };
+        fn ago(out: &mut impl SentenceSink, d: u32) {
+            match d {
+                0 => out.text("today"),
+                1 => out.text("yesterday"),
+                d => {
+                    out.number(d);
+                    out.text(" days ago");
+                }
+            }
+        }
         match self.reason {
             Reason::Due => match (cycle_days, days_since) {
                 (Some(cycle), Some(d)) => {
-                    write!(f, "due: bought about every {cycle} days, last ")?;
-                    ago(f, d)
+                    out.text("due: bought about every ");
+                    out.number(cycle);
+                    out.text(" days, last ");
+                    ago(out, d);
                 }
-                _ => f.write_str("due to be bought again"),
+                _ => out.text("due to be bought again"),
             },
             Reason::BoughtTogether => match (with_item, with_share) {
                 (Some(item), Some(share)) => {
-                    write!(f, "bought with {item} in {share}% of its orders")
+                    out.text("bought with ");
+                    out.text(item);
+                    out.text(" in ");
+                    out.number(share);
+                    out.text("% of its orders");
                 }
-                _ => f.write_str("bought together with what you buy"),
+                _ => out.text("bought together with what you buy"),
             },
-            Reason::SimilarCustomers => f.write_str("customers who shop like you buy it"),
+            Reason::SimilarCustomers => out.text("customers who shop like you buy it"),
             Reason::BoughtBefore => match (times_bought, days_since) {
                 (Some(1), Some(d)) => {
-                    f.write_str("bought once, ")?;
-                    ago(f, d)
+                    out.text("bought once, ");
+                    ago(out, d);
                 }
                 (Some(n), Some(d)) => {
-                    write!(f, "bought {n} times, last ")?;
-                    ago(f, d)
+                    out.text("bought ");
+                    out.number(n);
+                    out.text(" times, last ");
+                    ago(out, d);
                 }
-                _ => f.write_str("bought before"),
+                _ => out.text("bought before"),
             },
             Reason::PopularInCategory => match category {
-                Some(c) => write!(f, "popular in {c}, a category you like"),
-                None => f.write_str("popular in a category you like"),
+                Some(c) => {
+                    out.text("popular in ");
+                    out.text(c);
+                    out.text(", a category you like");
+                }
+                None => out.text("popular in a category you like"),
             },
-            Reason::Popular => f.write_str("popular at this shop"),
-            Reason::Pinned => f.write_str("picked by the shop"),
-            Reason::Browsed => f.write_str("you looked at it lately"),
+            Reason::Popular => out.text("popular at this shop"),
+            Reason::Pinned => out.text("picked by the shop"),
+            Reason::Browsed => out.text("you looked at it lately"),
             Reason::NewItem => match category {
-                Some(c) => write!(f, "new in {c}, a category you buy"),
-                None => f.write_str("new in the shop"),
+                Some(c) => {
+                    out.text("new in ");
+                    out.text(c);
+                    out.text(", a category you buy");
+                }
+                None => out.text("new in the shop"),
             },
             Reason::BoughtAfter => match (with_item, with_share) {
-                (Some(item), Some(share)) => write!(
-                    f,
-                    "{share}% of the customers who bought {item} bought this within {} days",
-                    crate::recs::sequence::FOLLOW_DAYS
-                ),
-                _ => f.write_str("often bought after what you bought lately"),
+                (Some(item), Some(share)) => {
+                    out.number(share);
+                    out.text("% of the customers who bought ");
+                    out.text(item);
+                    out.text(" bought this within ");
+                    out.number(crate::recs::sequence::FOLLOW_DAYS as u32);
+                    out.text(" days");
+                }
+                _ => out.text("often bought after what you bought lately"),
             },
             Reason::ViewedThenBought => match (with_item, with_share) {
                 (Some(item), Some(share)) => {
-                    write!(
-                        f,
-                        "{share}% of the customers who looked at {item} bought this"
-                    )
+                    out.number(share);
+                    out.text("% of the customers who looked at ");
+                    out.text(item);
+                    out.text(" bought this");
                 }
-                _ => f.write_str("bought by customers who looked at what you looked at"),
+                _ => out.text("bought by customers who looked at what you looked at"),
             },
             Reason::Trending => match category {
-                Some(c) => write!(f, "selling more than usual in {c}"),
-                None => f.write_str("selling more than usual"),
+                Some(c) => {
+                    out.text("selling more than usual in ");
+                    out.text(c);
+                }
+                None => out.text("selling more than usual"),
             },
         }
+    }
+}
+
+impl fmt::Display for Description<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// A formatter as a sink: its first error is kept, and nothing more is written.
+        struct Formatted<'f, 'b> {
+            f: &'f mut fmt::Formatter<'b>,
+            result: fmt::Result,
+        }
+        impl SentenceSink for Formatted<'_, '_> {
+            fn text(&mut self, piece: &str) {
+                if self.result.is_ok() {
+                    self.result = self.f.write_str(piece);
+                }
+            }
+            fn number(&mut self, n: u32) {
+                if self.result.is_ok() {
+                    self.result = write!(self.f, "{n}");
+                }
+            }
+        }
+        let mut sink = Formatted { f, result: Ok(()) };
+        self.write_to(&mut sink);
+        sink.result
     }
 }
 
