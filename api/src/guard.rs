@@ -87,10 +87,9 @@ where
             .map_or("unmatched", |p| metrics::route_label(p.as_str()));
         let method = metrics::method_label(request.method());
         let permit = Arc::clone(&self.permits).try_acquire_owned().ok();
-        // The routes this wraps (axum's) are always ready, so the clone taken for the next
-        // request needs no `poll_ready` of its own; the ready one serves this request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // The routes this wraps (axum's) are always ready, so a clone serves this request
+        // without a `poll_ready` of its own.
+        let mut inner = self.inner.clone();
         let deadline = started + self.timeout;
         Box::pin(async move {
             let response = match permit {

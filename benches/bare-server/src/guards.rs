@@ -198,8 +198,7 @@ where
             None => "unmatched",
         };
         let permit = Arc::clone(&self.permits).try_acquire_owned().ok();
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = self.inner.clone();
         Box::pin(async move {
             let response = match permit {
                 None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
