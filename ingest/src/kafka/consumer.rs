@@ -82,6 +82,11 @@ const HOLD_AFTER: Duration = Duration::from_millis(500);
 /// How often an idle consumer repeats which partitions of the topic are still unread.
 const UNREAD_REPORT_EVERY: Duration = Duration::from_secs(30);
 
+/// How often a quiet `--until-idle` consumer asks the broker whether the topic is drained:
+/// each answer takes every partition's watermarks and the group's committed offsets, too
+/// many round trips for every 100 ms poll pass while a departed member's partitions wait.
+const DRAIN_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// Rebalance hooks: commit what is durable before partitions leave, start a new generation of
 /// each revoked partition, pause newly assigned partitions while consumption is on hold.
 struct GroupContext {
@@ -251,6 +256,7 @@ pub fn consume(
             stop,
             on_progress,
             unread_reported: None,
+            drain_checked: None,
         };
         run.run()
         // Dropping `run` closes the batch channel, so the writer thread ends.
@@ -270,6 +276,8 @@ struct Consumption<'a> {
     on_progress: &'a mut dyn FnMut(AppendOutcome),
     /// When `--until-idle` last said which partitions keep it from stopping.
     unread_reported: Option<Instant>,
+    /// When `--until-idle` last asked the broker whether the topic is drained.
+    drain_checked: Option<Instant>,
 }
 
 impl Consumption<'_> {
@@ -602,7 +610,15 @@ impl Consumption<'_> {
             quiet_since.map_or_else(|| started.elapsed().saturating_sub(settle), |t| t.elapsed());
         let owns_nothing = self.consumer.assignment().map_or(true, |a| a.count() == 0);
         let needed = if owns_nothing { idle.max(settle) } else { idle };
-        idle_for >= needed && self.drained()
+        if idle_for < needed
+            || self
+                .drain_checked
+                .is_some_and(|at| at.elapsed() < DRAIN_CHECK_EVERY)
+        {
+            return false;
+        }
+        self.drain_checked = Some(Instant::now());
+        self.drained()
     }
 
     /// Whether the group has read the whole topic: this member's partitions up to their high
