@@ -404,11 +404,7 @@ impl Factors {
     /// feature computed from them does not depend on the kernel the block product ran on.
     pub fn best_of(&self, user: u32, items: &[u32], scores: &[f32], k: usize) -> Vec<(u32, f64)> {
         let best = best_first(
-            items
-                .iter()
-                .zip(scores)
-                .map(|(i, s)| (*i, f64::from(*s)))
-                .collect(),
+            items.iter().zip(scores).map(|(i, s)| (*i, f64::from(*s))),
             k,
         );
         best.into_iter()

@@ -295,7 +295,7 @@ impl Generators {
         let profile = self.index.vector(user).to_vec();
         self.companions
             .accumulate(&profile, &mut scratch.companions);
-        let co_best = best_first(scratch.companions.iter().collect(), self.per_generator);
+        let co_best = best_first(scratch.companions.iter(), self.per_generator);
         let co_max = co_best.first().map_or(1.0, |s| s.1.max(1e-12));
         let recent_purchases = Sequences::recent_purchases(baskets, now_ms);
         let (after_best, after_max) = propose(

@@ -222,7 +222,7 @@ pub fn propose(
     n: usize,
 ) -> (Vec<(u32, f64)>, f64) {
     table.accumulate(profile, scores);
-    let best = super::accumulate::best_first(scores.iter().collect(), n);
+    let best = super::accumulate::best_first(scores.iter(), n);
     let max = best.first().map_or(1.0, |s| s.1.max(1e-12));
     (best, max)
 }

@@ -192,7 +192,7 @@ impl QueryScores<'_> {
 
     /// The `k` best-scored items, best first (ties: lower item first).
     pub fn best(&self, sparse: &Accumulator, k: usize) -> Vec<(u32, f64)> {
-        best_first(self.whole(sparse, k).collect(), k)
+        best_first(self.whole(sparse, k), k)
     }
 
     /// Every item's score, in no particular order.
