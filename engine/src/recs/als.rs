@@ -11,6 +11,15 @@
 //! `(YᵀY + Yᵀ(C_u − I)Y + λI) x_u = Yᵀ C_u p(u)`, where only the items `u` bought enter the
 //! second term and the right side: `YᵀY` is computed once per half-iteration.
 //!
+//! Light rows — a customer with a handful of items, an item with a handful of buyers, most rows
+//! of shop data — are solved exactly rather than by CG: with `A₀ = YᵀY + λI` shared by every
+//! row, the Woodbury identity (Woodbury 1950; Hager, "Updating the Inverse of a Matrix", SIAM
+//! Review 1989) turns the row's `f × f` system into one of `n × n` for its `n` items:
+//! `x_u = Σ_i w_i z_i` with `z_i = A₀⁻¹ y_i` and `(D⁻¹ + G) w = D⁻¹ c`, where
+//! `D = diag(c_i − 1)` and `G_ij = y_i·z_j`. `Z = Y A₀⁻¹` is one matrix product per
+//! half-iteration; a row then costs `n²` dot products and a tiny Cholesky solve where CG's steps
+//! cost four `f × f` products and `4n` sparse passes. Heavier rows keep CG.
+//!
 //! Speed: rows are solved in blocks; the dense `YᵀY·p` products of a block's CG steps are one
 //! matrix product each (matrixmultiply's SIMD kernels), the sparse terms are dot products and
 //! axpys over the row's items; blocks run in parallel on rayon. Deterministic: the same data
@@ -18,6 +27,9 @@
 
 use std::time::Instant;
 
+use std::ops::Range;
+
+use linfa_linalg::cholesky::{InverseC, SolveCInplace};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -169,9 +181,11 @@ impl Als {
                 (init(rows), init(columns))
             }
         };
+        // The direct solves' `Y A₀⁻¹`, one buffer per side reused by every iteration.
+        let (mut z_items, mut z_users) = (items.clone(), users.clone());
         for _ in 0..self.iterations {
-            self.solve(by_customer, &mut users, &items);
-            self.solve(&by_item, &mut items, &users);
+            self.solve(by_customer, &mut users, &items, &mut z_items);
+            self.solve(&by_item, &mut items, &users, &mut z_users);
         }
         debug!(
             customers = by_customer.rows(),
@@ -186,10 +200,25 @@ impl Als {
         Factors { users, items }
     }
 
-    /// One half-iteration: every row of `x` re-solved against the fixed `y`.
-    fn solve(&self, confidences: &SparseRows, x: &mut Array2<f32>, y: &Array2<f32>) {
+    /// One half-iteration: every row of `x` re-solved against the fixed `y`; `z` (shaped as
+    /// `y`) receives `Y A₀⁻¹` for the direct solves.
+    fn solve(
+        &self,
+        confidences: &SparseRows,
+        x: &mut Array2<f32>,
+        y: &Array2<f32>,
+        z: &mut Array2<f32>,
+    ) {
         let f = self.factors;
         let gram = gram(y, self.regularization);
+        // Without an inverse (λ = 0 and degenerate factors), every row goes to CG.
+        let zs = match gram.mapv(f64::from).invc() {
+            Ok(inverse) => {
+                ndarray::linalg::general_mat_mul(1.0, y, &inverse.mapv(|v| v as f32), 0.0, z);
+                Some(z.as_slice().expect("factors are contiguous"))
+            }
+            Err(_) => None,
+        };
         let ys = y.as_slice().expect("factors are contiguous");
         // Disjoint row ranges of `x`, one per block, solved in parallel.
         let mut rest = x.as_slice_mut().expect("factors are contiguous");
@@ -202,38 +231,89 @@ impl Als {
         blocks.into_par_iter().for_each(|(first, rows)| {
             let n = rows.len() / f;
             let mut xb = ArrayViewMut2::from_shape((n, f), rows).expect("block shape");
-            self.solve_block(confidences, first, &mut xb, ys, &gram.view());
+            self.solve_block(confidences, first, &mut xb, ys, zs, &gram.view());
         });
     }
 
-    /// Conjugate gradient for the rows `first..first + xb.nrows()`, all steps in lockstep so
-    /// that each step's dense products are one matrix product. The factors of the block's
-    /// non-zeros are gathered once into a contiguous buffer: read four times (residual and
-    /// three steps) straight from `ys`, scattered rows of a large matrix, they missed the
-    /// cache on every read and were most of a fit's time.
+    /// The rows `first..first + xb.nrows()`: light ones directly ([`Direct`]), the others by
+    /// conjugate gradient together.
     fn solve_block(
         &self,
         confidences: &SparseRows,
         first: usize,
         xb: &mut ArrayViewMut2<'_, f32>,
         ys: &[f32],
+        zs: Option<&[f32]>,
         gram: &ArrayView2<'_, f32>,
     ) {
         let f = self.factors;
-        let base = confidences.starts[first];
-        let end = confidences.starts[first + xb.nrows()];
-        let mut gathered = Vec::with_capacity((end - base) * f);
-        for column in &confidences.indices[base..end] {
-            let i = *column as usize;
-            gathered.extend_from_slice(&ys[i * f..(i + 1) * f]);
+        let span =
+            |row: usize| confidences.starts[first + row]..confidences.starts[first + row + 1];
+        let mut direct = Direct::default();
+        let mut heavy: Vec<usize> = Vec::new();
+        for row in 0..xb.nrows() {
+            let span = span(row);
+            let solved = match zs {
+                Some(zs) if span.len() <= DIRECT_MAX_NONZEROS => direct.solve(
+                    &confidences.indices[span.clone()],
+                    &confidences.values[span],
+                    (ys, zs, f),
+                    xb.row_mut(row).as_slice_mut().expect("contiguous row"),
+                ),
+                _ => false,
+            };
+            if !solved {
+                heavy.push(row);
+            }
+        }
+        if heavy.is_empty() {
+            return;
+        }
+        let mut xh = Array2::<f32>::zeros((heavy.len(), f));
+        for (h, row) in heavy.iter().enumerate() {
+            xh.row_mut(h).assign(&xb.row(*row));
+        }
+        let spans: Vec<Range<usize>> = heavy.iter().map(|row| span(*row)).collect();
+        self.conjugate_gradient(confidences, &spans, &mut xh.view_mut(), ys, gram);
+        for (h, row) in heavy.iter().enumerate() {
+            xb.row_mut(*row).assign(&xh.row(h));
+        }
+    }
+
+    /// Conjugate gradient for the rows of `xb`, whose non-zeros are `spans` of `confidences`,
+    /// all steps in lockstep so that each step's dense products are one matrix product. The
+    /// factors of the rows' non-zeros are gathered once into a contiguous buffer: read four
+    /// times (residual and three steps) straight from `ys`, scattered rows of a large matrix,
+    /// they missed the cache on every read and were most of a fit's time.
+    fn conjugate_gradient(
+        &self,
+        confidences: &SparseRows,
+        spans: &[Range<usize>],
+        xb: &mut ArrayViewMut2<'_, f32>,
+        ys: &[f32],
+        gram: &ArrayView2<'_, f32>,
+    ) {
+        let f = self.factors;
+        let mut gathered = Vec::with_capacity(spans.iter().map(Range::len).sum::<usize>() * f);
+        let mut local_starts = Vec::with_capacity(spans.len() + 1);
+        local_starts.push(0);
+        for span in spans {
+            for column in &confidences.indices[span.clone()] {
+                let i = *column as usize;
+                gathered.extend_from_slice(&ys[i * f..(i + 1) * f]);
+            }
+            local_starts.push(gathered.len() / f);
         }
         // Row `row`'s non-zeros: (factors of the column, confidence).
         let entries = |row: usize| {
-            let range = confidences.starts[first + row]..confidences.starts[first + row + 1];
-            range.map(|at| {
-                let local = (at - base) * f;
-                (&gathered[local..local + f], confidences.values[at])
-            })
+            (local_starts[row]..local_starts[row + 1])
+                .zip(spans[row].clone())
+                .map(|(local, at)| {
+                    (
+                        &gathered[local * f..(local + 1) * f],
+                        confidences.values[at],
+                    )
+                })
         };
         // r = b − A·x = −(YᵀY + λI)x + Σ_i (c_i − (c_i − 1) y_i·x) y_i
         let mut r = -xb.dot(gram);
@@ -318,6 +398,10 @@ const BLOCK_ROWS: usize = 256;
 /// Non-zeros a block gathers the factors of (4,096 × 64 factors × 4 bytes = 1 MiB).
 const BLOCK_NONZEROS: usize = 4_096;
 
+/// Rows with at most this many non-zeros are solved directly ([`Direct`]): there its `n²`
+/// dot products cost less than CG's four dense products and `4n` sparse passes.
+const DIRECT_MAX_NONZEROS: usize = 16;
+
 /// Squared residual below which a row's system counts as solved.
 const TOLERANCE: f32 = 1e-20;
 
@@ -335,6 +419,71 @@ fn gram(y: &Array2<f32>, regularization: f32) -> Array2<f32> {
         sum += &block;
     }
     sum
+}
+
+/// The exact solution of a light row's system by the Woodbury identity (the module's top):
+/// buffers reused from row to row.
+#[derive(Default)]
+struct Direct {
+    y: Vec<f32>,
+    z: Vec<f32>,
+    system: Vec<f64>,
+    weights: Vec<f64>,
+}
+
+impl Direct {
+    /// Solves the row with non-zeros `columns` and confidences `values` into `x`, given the
+    /// factors `ys` and `zs = Y A₀⁻¹` of `f` columns each. `false` (and `x` untouched) when the
+    /// small system cannot be solved this way: a confidence of 1 (no `D⁻¹`) or a Cholesky
+    /// failure; the row then goes to CG.
+    fn solve(
+        &mut self,
+        columns: &[u32],
+        values: &[f32],
+        (ys, zs, f): (&[f32], &[f32], usize),
+        x: &mut [f32],
+    ) -> bool {
+        let n = columns.len();
+        if values.iter().any(|c| *c - 1.0 <= f32::EPSILON) {
+            return false;
+        }
+        self.y.clear();
+        self.z.clear();
+        for column in columns {
+            let i = *column as usize;
+            self.y.extend_from_slice(&ys[i * f..(i + 1) * f]);
+            self.z.extend_from_slice(&zs[i * f..(i + 1) * f]);
+        }
+        // (D⁻¹ + G) w = D⁻¹ c, G symmetric.
+        self.system.clear();
+        self.system.resize(n * n, 0.0);
+        self.weights.clear();
+        for i in 0..n {
+            let y_i = &self.y[i * f..(i + 1) * f];
+            for j in i..n {
+                let g = f64::from(dot(y_i, &self.z[j * f..(j + 1) * f]));
+                self.system[i * n + j] = g;
+                self.system[j * n + i] = g;
+            }
+            let inverse_extra = 1.0 / (f64::from(values[i]) - 1.0);
+            self.system[i * n + i] += inverse_extra;
+            self.weights.push(f64::from(values[i]) * inverse_extra);
+        }
+        let Ok(mut system) = ArrayViewMut2::from_shape((n, n), &mut self.system[..]) else {
+            return false;
+        };
+        let Ok(mut weights) = ArrayViewMut2::from_shape((n, 1), &mut self.weights[..]) else {
+            return false;
+        };
+        if system.solvec_inplace(&mut weights).is_err() {
+            return false;
+        }
+        x.fill(0.0);
+        for (i, w) in self.weights.iter().enumerate() {
+            axpy(*w as f32, &self.z[i * f..(i + 1) * f], x);
+        }
+        true
+    }
 }
 
 /// `a·b`, in eight lanes (the compiler vectorises independent accumulators; one running sum
@@ -598,35 +747,24 @@ mod tests {
         assert_eq!((ignored.users, ignored.items), (cold.users, cold.items));
     }
 
-    #[test]
-    fn conjugate_gradient_solves_the_papers_normal_equations() {
-        // With many CG steps each row's solution must equal the exact one of
-        // (YᵀC_uY + λI) x = YᵀC_u p, computed here by dense Gaussian elimination.
-        let als = Als {
-            factors: 4,
-            cg_steps: 50,
-            iterations: 1,
-            ..Als::default()
-        };
-        let m = three_customers(&als);
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let y = Array2::from_shape_simple_fn((5, 4), || rng.random::<f32>() - 0.5);
-        let mut x = Array2::<f32>::zeros((3, 4));
-        als.solve(&m, &mut x, &y);
-        for u in 0..3 {
-            let mut a = y.t().dot(&y) + Array2::<f32>::eye(4) * als.regularization;
-            let mut b = ndarray::Array1::<f32>::zeros(4);
+    /// Asserts that every row of `x`, solved against `y`, is the exact solution of the
+    /// paper's `(YᵀC_uY + λI) x = YᵀC_u p`, computed here by dense Gaussian elimination.
+    fn assert_exact(als: &Als, m: &SparseRows, y: &Array2<f32>, x: &Array2<f32>) {
+        let f = y.ncols();
+        for u in 0..m.rows() {
+            let mut a = y.t().dot(y) + Array2::<f32>::eye(f) * als.regularization;
+            let mut b = ndarray::Array1::<f32>::zeros(f);
             for (i, c) in m.row(u) {
                 let yi = y.row(i);
-                for r in 0..4 {
-                    for k in 0..4 {
+                for r in 0..f {
+                    for k in 0..f {
                         a[[r, k]] += (c - 1.0) * yi[r] * yi[k];
                     }
                     b[r] += c * yi[r];
                 }
             }
             let exact = solve_dense(a, b);
-            for k in 0..4 {
+            for k in 0..f {
                 assert!(
                     (x[[u, k]] - exact[k]).abs() < 1e-3,
                     "row {u}: {:?} vs {exact:?}",
@@ -634,6 +772,49 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn random_factors(rows: usize, f: usize) -> Array2<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        Array2::from_shape_simple_fn((rows, f), || rng.random::<f32>() - 0.5)
+    }
+
+    #[test]
+    fn light_rows_are_solved_exactly_without_any_cg_step() {
+        // Every row has at most three items: the Woodbury solve alone must be exact.
+        let als = Als {
+            factors: 4,
+            cg_steps: 0,
+            iterations: 1,
+            ..Als::default()
+        };
+        let m = three_customers(&als);
+        let y = random_factors(5, 4);
+        let mut x = Array2::<f32>::zeros((3, 4));
+        als.solve(&m, &mut x, &y, &mut y.clone());
+        assert_exact(&als, &m, &y, &x);
+    }
+
+    #[test]
+    fn conjugate_gradient_solves_the_papers_normal_equations() {
+        // One customer with more items than a direct solve takes, one light: with many CG
+        // steps the heavy row must be exact too, and both land in their own rows.
+        let als = Als {
+            factors: 4,
+            cg_steps: 50,
+            iterations: 1,
+            ..Als::default()
+        };
+        let items = DIRECT_MAX_NONZEROS as u32 + 4;
+        let m = als.confidences(&history(
+            vec![vec![(0..items).collect(), vec![1, 2]], vec![vec![3]]],
+            items as usize,
+        ));
+        assert!(m.starts[1] > DIRECT_MAX_NONZEROS, "a heavy row");
+        let y = random_factors(items as usize, 4);
+        let mut x = Array2::<f32>::zeros((2, 4));
+        als.solve(&m, &mut x, &y, &mut y.clone());
+        assert_exact(&als, &m, &y, &x);
     }
 
     fn solve_dense(mut a: Array2<f32>, mut b: ndarray::Array1<f32>) -> Vec<f32> {
