@@ -29,7 +29,6 @@ use std::time::Instant;
 
 use std::ops::Range;
 
-use linfa_linalg::cholesky::{InverseC, SolveCInplace};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -211,13 +210,22 @@ impl Als {
     ) {
         let f = self.factors;
         let gram = gram(y, self.regularization);
-        // Without an inverse (λ = 0 and degenerate factors), every row goes to CG.
-        let zs = match gram.mapv(f64::from).invc() {
-            Ok(inverse) => {
-                ndarray::linalg::general_mat_mul(1.0, y, &inverse.mapv(|v| v as f32), 0.0, z);
+        // `Z` costs `f²` per row of `y`; a direct solve saves a light row CG's four `f²` dense
+        // products. The customers' side (750k light rows, 50k items) gains; the items' side
+        // (most non-zeros on popular items, `Z` over 750k customers) would lose.
+        let light = (0..confidences.rows())
+            .filter(|r| confidences.starts[*r + 1] - confidences.starts[*r] <= DIRECT_MAX_NONZEROS)
+            .count();
+        let inverse = (4 * light >= y.nrows())
+            .then(|| spd_inverse(&gram))
+            .flatten();
+        let zs = match inverse {
+            Some(inverse) => {
+                ndarray::linalg::general_mat_mul(1.0, y, &inverse, 0.0, z);
                 Some(z.as_slice().expect("factors are contiguous"))
             }
-            Err(_) => None,
+            // Not worth it, or no inverse (λ = 0 and degenerate factors): every row by CG.
+            None => None,
         };
         let ys = y.as_slice().expect("factors are contiguous");
         // Disjoint row ranges of `x`, one per block, solved in parallel.
@@ -251,14 +259,15 @@ impl Als {
             |row: usize| confidences.starts[first + row]..confidences.starts[first + row + 1];
         let mut direct = Direct::default();
         let mut heavy: Vec<usize> = Vec::new();
-        for row in 0..xb.nrows() {
+        let xs = xb.as_slice_mut().expect("block rows are contiguous");
+        for (row, x) in xs.chunks_exact_mut(f).enumerate() {
             let span = span(row);
             let solved = match zs {
                 Some(zs) if span.len() <= DIRECT_MAX_NONZEROS => direct.solve(
                     &confidences.indices[span.clone()],
                     &confidences.values[span],
                     (ys, zs, f),
-                    xb.row_mut(row).as_slice_mut().expect("contiguous row"),
+                    x,
                 ),
                 _ => false,
             };
@@ -270,13 +279,15 @@ impl Als {
             return;
         }
         let mut xh = Array2::<f32>::zeros((heavy.len(), f));
+        let hs = xh.as_slice_mut().expect("contiguous");
         for (h, row) in heavy.iter().enumerate() {
-            xh.row_mut(h).assign(&xb.row(*row));
+            hs[h * f..(h + 1) * f].copy_from_slice(&xs[row * f..(row + 1) * f]);
         }
         let spans: Vec<Range<usize>> = heavy.iter().map(|row| span(*row)).collect();
         self.conjugate_gradient(confidences, &spans, &mut xh.view_mut(), ys, gram);
+        let hs = xh.as_slice().expect("contiguous");
         for (h, row) in heavy.iter().enumerate() {
-            xb.row_mut(*row).assign(&xh.row(h));
+            xs[row * f..(row + 1) * f].copy_from_slice(&hs[h * f..(h + 1) * f]);
         }
     }
 
@@ -422,11 +433,10 @@ fn gram(y: &Array2<f32>, regularization: f32) -> Array2<f32> {
 }
 
 /// The exact solution of a light row's system by the Woodbury identity (the module's top):
-/// buffers reused from row to row.
+/// buffers reused from row to row. The factors are read where they are: each is read `n`
+/// times at most, and copying them out first (as CG's blocks do) doubled the fit's copying.
 #[derive(Default)]
 struct Direct {
-    y: Vec<f32>,
-    z: Vec<f32>,
     system: Vec<f64>,
     weights: Vec<f64>,
 }
@@ -434,8 +444,8 @@ struct Direct {
 impl Direct {
     /// Solves the row with non-zeros `columns` and confidences `values` into `x`, given the
     /// factors `ys` and `zs = Y A₀⁻¹` of `f` columns each. `false` (and `x` untouched) when the
-    /// small system cannot be solved this way: a confidence of 1 (no `D⁻¹`) or a Cholesky
-    /// failure; the row then goes to CG.
+    /// small system cannot be solved this way: a confidence of 1 (no `D⁻¹`) or one not
+    /// positive definite in floating point; the row then goes to CG.
     fn solve(
         &mut self,
         columns: &[u32],
@@ -443,47 +453,92 @@ impl Direct {
         (ys, zs, f): (&[f32], &[f32], usize),
         x: &mut [f32],
     ) -> bool {
-        let n = columns.len();
         if values.iter().any(|c| *c - 1.0 <= f32::EPSILON) {
             return false;
         }
-        self.y.clear();
-        self.z.clear();
-        for column in columns {
-            let i = *column as usize;
-            self.y.extend_from_slice(&ys[i * f..(i + 1) * f]);
-            self.z.extend_from_slice(&zs[i * f..(i + 1) * f]);
+        fn row(m: &[f32], column: u32, f: usize) -> &[f32] {
+            let at = column as usize * f;
+            &m[at..at + f]
         }
         // (D⁻¹ + G) w = D⁻¹ c, G symmetric.
+        let n = columns.len();
         self.system.clear();
         self.system.resize(n * n, 0.0);
         self.weights.clear();
-        for i in 0..n {
-            let y_i = &self.y[i * f..(i + 1) * f];
-            for j in i..n {
-                let g = f64::from(dot(y_i, &self.z[j * f..(j + 1) * f]));
+        for (i, (column, c)) in columns.iter().zip(values).enumerate() {
+            let y_i = row(ys, *column, f);
+            for (j, other) in columns.iter().enumerate().skip(i) {
+                let g = f64::from(dot(y_i, row(zs, *other, f)));
                 self.system[i * n + j] = g;
                 self.system[j * n + i] = g;
             }
-            let inverse_extra = 1.0 / (f64::from(values[i]) - 1.0);
+            let inverse_extra = 1.0 / (f64::from(*c) - 1.0);
             self.system[i * n + i] += inverse_extra;
-            self.weights.push(f64::from(values[i]) * inverse_extra);
+            self.weights.push(f64::from(*c) * inverse_extra);
         }
-        let Ok(mut system) = ArrayViewMut2::from_shape((n, n), &mut self.system[..]) else {
-            return false;
-        };
-        let Ok(mut weights) = ArrayViewMut2::from_shape((n, 1), &mut self.weights[..]) else {
-            return false;
-        };
-        if system.solvec_inplace(&mut weights).is_err() {
+        if !cholesky(&mut self.system, n) {
             return false;
         }
+        cholesky_solve(&self.system, &mut self.weights);
         x.fill(0.0);
-        for (i, w) in self.weights.iter().enumerate() {
-            axpy(*w as f32, &self.z[i * f..(i + 1) * f], x);
+        for (column, w) in columns.iter().zip(&self.weights) {
+            axpy(*w as f32, row(zs, *column, f), x);
         }
         true
     }
+}
+
+/// `a` (n × n, row-major, symmetric positive definite) overwritten in its lower triangle by
+/// its Cholesky factor `L` (`a = L·Lᵀ`); `false` if it is not positive definite. Written here
+/// rather than taken from linfa-linalg: its solver slices an ndarray view per row, which cost
+/// more than the arithmetic on the 3 × 3 systems most customers have.
+fn cholesky(a: &mut [f64], n: usize) -> bool {
+    for j in 0..n {
+        for k in 0..j {
+            let s: f64 = (0..k).map(|i| a[k * n + i] * a[j * n + i]).sum();
+            a[j * n + k] = (a[j * n + k] - s) / a[k * n + k];
+        }
+        let d = a[j * n + j] - (0..j).map(|i| a[j * n + i] * a[j * n + i]).sum::<f64>();
+        if d.is_nan() || d <= 0.0 {
+            return false;
+        }
+        a[j * n + j] = d.sqrt();
+    }
+    true
+}
+
+/// Solves `L·Lᵀ x = b` in place of `b`, with `l` from [`cholesky`].
+fn cholesky_solve(l: &[f64], b: &mut [f64]) {
+    let n = b.len();
+    for i in 0..n {
+        let s: f64 = (0..i).map(|k| l[i * n + k] * b[k]).sum();
+        b[i] = (b[i] - s) / l[i * n + i];
+    }
+    for i in (0..n).rev() {
+        let s: f64 = (i + 1..n).map(|k| l[k * n + i] * b[k]).sum();
+        b[i] = (b[i] - s) / l[i * n + i];
+    }
+}
+
+/// The inverse of the symmetric positive definite `a` (f × f), through [`cholesky`] in f64;
+/// `None` if it is not positive definite.
+fn spd_inverse(a: &Array2<f32>) -> Option<Array2<f32>> {
+    let n = a.nrows();
+    let mut l: Vec<f64> = a.iter().map(|v| f64::from(*v)).collect();
+    if !cholesky(&mut l, n) {
+        return None;
+    }
+    let mut inverse = Array2::<f32>::zeros((n, n));
+    let mut column = vec![0f64; n];
+    for j in 0..n {
+        column.fill(0.0);
+        column[j] = 1.0;
+        cholesky_solve(&l, &mut column);
+        for (i, v) in column.iter().enumerate() {
+            inverse[[i, j]] = *v as f32;
+        }
+    }
+    Some(inverse)
 }
 
 /// `a·b`, in eight lanes (the compiler vectorises independent accumulators; one running sum
@@ -797,22 +852,22 @@ mod tests {
 
     #[test]
     fn conjugate_gradient_solves_the_papers_normal_equations() {
-        // One customer with more items than a direct solve takes, one light: with many CG
-        // steps the heavy row must be exact too, and both land in their own rows.
+        // One customer with more items than a direct solve takes, the others light: with many
+        // CG steps the heavy row must be exact too, and every row lands in its own place.
         let als = Als {
             factors: 4,
             cg_steps: 50,
             iterations: 1,
             ..Als::default()
         };
+        // Five light customers: enough for the direct solves to be worth `Z` (see `solve`).
         let items = DIRECT_MAX_NONZEROS as u32 + 4;
-        let m = als.confidences(&history(
-            vec![vec![(0..items).collect(), vec![1, 2]], vec![vec![3]]],
-            items as usize,
-        ));
+        let mut customers = vec![vec![(0..items).collect(), vec![1, 2]]];
+        customers.extend((0..5).map(|u| vec![vec![u, u + 7], vec![u + 1]]));
+        let m = als.confidences(&history(customers, items as usize));
         assert!(m.starts[1] > DIRECT_MAX_NONZEROS, "a heavy row");
         let y = random_factors(items as usize, 4);
-        let mut x = Array2::<f32>::zeros((2, 4));
+        let mut x = Array2::<f32>::zeros((6, 4));
         als.solve(&m, &mut x, &y, &mut y.clone());
         assert_exact(&als, &m, &y, &x);
     }
