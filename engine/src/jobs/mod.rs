@@ -352,7 +352,12 @@ mod tests {
             ignored,
             RecommendParams { k: 3, as_of_ms },
         )
-        .and_then(LazyFrame::collect)
+        // In the order the snapshot stores them (`SnapshotTable::sort_key`).
+        .and_then(|frame| {
+            frame
+                .sort(["user_id", "explore", "rank"], Default::default())
+                .collect()
+        })
         .expect("recommendations")
     }
 
