@@ -170,9 +170,8 @@ fn best_first_within() -> SortMultipleOptions {
     SortMultipleOptions::default().with_order_descending_multi([false, false, true, false])
 }
 
-/// The first `k` rows of each group of a frame whose rows come best first within each group
-/// (sorted by [`best_first_within`], or by score alone: see the tiers' ranking), numbered
-/// from 1 in `rank`. Each group's rows come out as one run.
+/// The first `k` rows of each group of a frame sorted by [`best_first_within`], numbered from
+/// 1 in `rank`.
 fn head_ranked(frame: LazyFrame, groups: [&str; 2], k: usize) -> PolarsResult<LazyFrame> {
     Ok(frame
         .group_by_stable(groups.map(col))
@@ -556,16 +555,7 @@ pub fn recommendations(
                 [col(USER_ID), col(ITEM_ID)],
                 JoinArgs::new(JoinType::Anti),
             )
-            // Best first by score alone, not by customer first: within a customer's list the
-            // order is the same, and the stable group-by below keeps it. Sorted by customer
-            // first, nearly every comparison tied on the customer (~80 rows each) and went on
-            // to compare the score and item through Polars' per-column comparators, most of
-            // the step at a million customers; by score, ties are rare but for the shop's
-            // popular items, whose rows (one per customer) tie on item too.
-            .sort(
-                [SCORE, ITEM_ID],
-                SortMultipleOptions::default().with_order_descending_multi([true, false]),
-            )
+            .sort([USER_ID, EXPLORE, SCORE, ITEM_ID], best_first_within())
             // An item found by several tiers keeps its best (first) entry.
             .unique_stable(
                 Some(cols([USER_ID, EXPLORE, ITEM_ID])),
