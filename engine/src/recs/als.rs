@@ -11,8 +11,8 @@
 //! `(YᵀY + Yᵀ(C_u − I)Y + λI) x_u = Yᵀ C_u p(u)`, where only the items `u` bought enter the
 //! second term and the right side: `YᵀY` is computed once per half-iteration.
 //!
-//! Light rows — a customer with a handful of items, an item with a handful of buyers, most rows
-//! of shop data — are solved exactly rather than by CG: with `A₀ = YᵀY + λI` shared by every
+//! Light rows — a customer with a handful of items, most customers of shop data — are solved
+//! exactly rather than by CG: with `A₀ = YᵀY + λI` shared by every
 //! row, the Woodbury identity (Woodbury 1950; Hager, "Updating the Inverse of a Matrix", SIAM
 //! Review 1989) turns the row's `f × f` system into one of `n × n` for its `n` items:
 //! `x_u = Σ_i w_i z_i` with `z_i = A₀⁻¹ y_i` and `(D⁻¹ + G) w = D⁻¹ c`, where
@@ -25,9 +25,8 @@
 //! axpys over the row's items; blocks run in parallel on rayon. Deterministic: the same data
 //! and seed give the same factors (no shared accumulation across threads).
 
-use std::time::Instant;
-
 use std::ops::Range;
+use std::time::Instant;
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rand::{Rng, SeedableRng};
@@ -180,8 +179,9 @@ impl Als {
                 (init(rows), init(columns))
             }
         };
-        // The direct solves' `Y A₀⁻¹`, one buffer per side reused by every iteration.
-        let (mut z_items, mut z_users) = (items.clone(), users.clone());
+        // The direct solves' `Y A₀⁻¹`, one buffer per side, made the first time a side needs it
+        // and reused by every iteration.
+        let (mut z_items, mut z_users) = (None, None);
         for _ in 0..self.iterations {
             self.solve(by_customer, &mut users, &items, &mut z_items);
             self.solve(&by_item, &mut items, &users, &mut z_users);
@@ -199,14 +199,14 @@ impl Als {
         Factors { users, items }
     }
 
-    /// One half-iteration: every row of `x` re-solved against the fixed `y`; `z` (shaped as
-    /// `y`) receives `Y A₀⁻¹` for the direct solves.
+    /// One half-iteration: every row of `x` re-solved against the fixed `y`; `z` holds (or is
+    /// given) the buffer, shaped as `y`, that receives `Y A₀⁻¹` for the direct solves.
     fn solve(
         &self,
         confidences: &SparseRows,
         x: &mut Array2<f32>,
         y: &Array2<f32>,
-        z: &mut Array2<f32>,
+        z: &mut Option<Array2<f32>>,
     ) {
         let f = self.factors;
         let gram = gram(y, self.regularization);
@@ -221,6 +221,7 @@ impl Als {
             .flatten();
         let zs = match inverse {
             Some(inverse) => {
+                let z = z.get_or_insert_with(|| Array2::zeros(y.raw_dim()));
                 ndarray::linalg::general_mat_mul(1.0, y, &inverse, 0.0, z);
                 Some(z.as_slice().expect("factors are contiguous"))
             }
@@ -846,7 +847,7 @@ mod tests {
         let m = three_customers(&als);
         let y = random_factors(5, 4);
         let mut x = Array2::<f32>::zeros((3, 4));
-        als.solve(&m, &mut x, &y, &mut y.clone());
+        als.solve(&m, &mut x, &y, &mut None);
         assert_exact(&als, &m, &y, &x);
     }
 
@@ -868,7 +869,7 @@ mod tests {
         assert!(m.starts[1] > DIRECT_MAX_NONZEROS, "a heavy row");
         let y = random_factors(items as usize, 4);
         let mut x = Array2::<f32>::zeros((6, 4));
-        als.solve(&m, &mut x, &y, &mut y.clone());
+        als.solve(&m, &mut x, &y, &mut None);
         assert_exact(&als, &m, &y, &x);
     }
 
