@@ -352,12 +352,7 @@ mod tests {
             ignored,
             RecommendParams { k: 3, as_of_ms },
         )
-        // In the order the snapshot stores them (`SnapshotTable::sort_key`).
-        .and_then(|frame| {
-            frame
-                .sort(["user_id", "explore", "rank"], Default::default())
-                .collect()
-        })
+        .and_then(LazyFrame::collect)
         .expect("recommendations")
     }
 
