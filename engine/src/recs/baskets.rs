@@ -4,10 +4,9 @@
 //! Promise of a split: a model sees only the training baskets, and a customer's "now" is
 //! before every basket held out for them, so nothing after the cut reaches any input.
 
-use std::collections::HashMap;
-
 use polars::prelude::*;
 
+use super::FastMap;
 use crate::error::{Error, Result};
 use crate::jobs::purchases::{NET_QUANTITY, ORDERED_AT};
 use crate::store::{ITEM_ID, ORDER_ID, USER_ID};
@@ -84,7 +83,7 @@ impl BasketHistory {
             .and_then(|c| c.list().cloned())
             .map_err(Error::polars("reading basket items"))?;
         let mut history = Self::default();
-        let mut item_index: HashMap<String, u32> = HashMap::new();
+        let mut item_index: FastMap<String, u32> = FastMap::default();
         for ((user, at), basket) in users.iter().zip(at.iter()).zip(items.amortized_iter()) {
             let (Some(user), Some(at), Some(basket)) = (user, at, basket) else {
                 continue;

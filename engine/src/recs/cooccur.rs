@@ -8,10 +8,9 @@
 //! rare huge order cannot make the count quadratic; each item keeps its
 //! [`CoPurchase::neighbours`] best companions.
 
-use std::collections::HashMap;
-
 use rayon::prelude::*;
 
+use super::FastMap;
 use super::accumulate::Accumulator;
 use super::baskets::{BasketHistory, TestCase};
 use super::models::{NextBasketModel, top_k};
@@ -46,7 +45,7 @@ impl CoPurchase {
     pub fn build(&self, train: &BasketHistory) -> ItemNeighbours {
         let items = train.items.len();
         let mut baskets_with = vec![0u32; items];
-        let mut pairs: Vec<HashMap<u32, u32>> = vec![HashMap::new(); items];
+        let mut pairs: Vec<FastMap<u32, u32>> = vec![FastMap::default(); items];
         for basket in train.baskets.iter().flatten() {
             let members = &basket.items[..basket.items.len().min(self.max_basket_items)];
             for (position, a) in members.iter().enumerate() {

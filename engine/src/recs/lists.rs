@@ -6,13 +6,14 @@
 //! customer bought and fully refunded, or dismissed (`not_interested`) since they last bought it, is
 //! never listed; the same data gives the same rows.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Instant;
 
 use polars::prelude::*;
 use rayon::prelude::*;
 use tracing::debug;
 
+use super::FastMap;
 use super::accumulate::first_by;
 use super::baskets::BasketHistory;
 use super::blend::{
@@ -376,8 +377,8 @@ impl<T: Copy> PairTable<T> {
 /// Ignored pushes per (customer, item) index pair.
 fn ignored_counts(
     ignored: &DataFrame,
-    users: &HashMap<&str, u32>,
-    items: &HashMap<&str, u32>,
+    users: &FastMap<&str, u32>,
+    items: &FastMap<&str, u32>,
 ) -> Result<PairTable<u32>> {
     if ignored.height() == 0 {
         return Ok(PairTable::new(Vec::new()));
@@ -400,7 +401,7 @@ fn ignored_counts(
 }
 
 /// Name → index, for a list of names.
-fn index_of(names: &[String]) -> HashMap<&str, u32> {
+fn index_of(names: &[String]) -> FastMap<&str, u32> {
     names
         .iter()
         .enumerate()

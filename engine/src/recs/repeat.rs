@@ -17,10 +17,9 @@
 //! A milk bought every 7 days is due on day 7 and not on day 1; a term course bought today,
 //! which nobody buys twice, is not due at all.
 
-use std::collections::HashMap;
-
 use rayon::prelude::*;
 
+use super::FastMap;
 use super::baskets::{Basket, BasketHistory, TestCase};
 use super::models::{NextBasketModel, top_k};
 
@@ -242,8 +241,8 @@ impl NextBasketModel for RepeatTiming {
 }
 
 /// Each item's purchase times (one per basket), oldest first.
-fn purchase_times(baskets: &[Basket]) -> HashMap<u32, Vec<i64>> {
-    let mut times: HashMap<u32, Vec<i64>> = HashMap::new();
+fn purchase_times(baskets: &[Basket]) -> FastMap<u32, Vec<i64>> {
+    let mut times: FastMap<u32, Vec<i64>> = FastMap::default();
     for basket in baskets {
         for item in &basket.items {
             times.entry(*item).or_default().push(basket.at_ms);

@@ -310,7 +310,7 @@ impl NextBasketModel for ViewedThenBought {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recs::signals::{Browse, Signals};
+    use crate::recs::signals::{Browse, Browsing, Signals};
 
     fn basket(day: i64, items: &[u32]) -> Basket {
         Basket {
@@ -350,7 +350,12 @@ mod tests {
             users: (0..10).map(|u| format!("u{u}")).collect(),
             baskets,
             signals: std::sync::Arc::new(Signals {
-                browsing,
+                browsing: Browsing::from_rows(browsing.len(), || {
+                    browsing
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(customer, own)| own.iter().map(move |b| (customer as u32, *b)))
+                }),
                 ..Signals::default()
             }),
         };
