@@ -153,17 +153,6 @@ impl Generators {
         });
         let als_head: Vec<u32> = popular.iter().take(ALS_HEAD).copied().collect();
         popular.truncate(per_generator);
-        let started = Instant::now();
-        let index = Index::build(&tifu, train);
-        let index_ms = started.elapsed().as_millis() as u64;
-        let started = Instant::now();
-        let companions = CoPurchase::default().build(train);
-        let co_purchase_ms = started.elapsed().as_millis() as u64;
-        let started = Instant::now();
-        let sequences = Sequences::build(train);
-        let times = ItemTimes::build(train);
-        let sequences_ms = started.elapsed().as_millis() as u64;
-        let started = Instant::now();
         let als_model = Als {
             iterations: match warm_als {
                 Some(_) => WARM_ALS_ITERATIONS,
@@ -171,7 +160,21 @@ impl Generators {
             },
             ..Als::default()
         };
-        let als = als_model.fit_from(&als_model.confidences(train), warm_als);
+        // ALS beside the tables: building co-purchase and parts of the others is serial, and
+        // ALS's rayon tasks fill the core they leave idle.
+        let (
+            ((index, index_ms), (companions, co_purchase_ms), ((sequences, times), sequences_ms)),
+            (als, als_ms),
+        ) = rayon::join(
+            || {
+                (
+                    timed(|| Index::build(&tifu, train)),
+                    timed(|| CoPurchase::default().build(train)),
+                    timed(|| (Sequences::build(train), ItemTimes::build(train))),
+                )
+            },
+            || timed(|| als_model.fit_from(&als_model.confidences(train), warm_als)),
+        );
         let als_head_rows = als.item_rows(&als_head);
         debug!(
             customers = train.users.len(),
@@ -179,7 +182,7 @@ impl Generators {
             tifu_index_ms = index_ms,
             co_purchase_ms,
             sequences_ms,
-            als_ms = started.elapsed().as_millis() as u64,
+            als_ms,
             "generators built"
         );
         Self {
@@ -417,6 +420,13 @@ impl Generators {
             recent_views,
         }
     }
+}
+
+/// `f`'s result and how long it took, in milliseconds.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let started = Instant::now();
+    let value = f();
+    (value, started.elapsed().as_millis() as u64)
 }
 
 /// The most bought items, from which ALS proposes candidates (its score is a feature of
