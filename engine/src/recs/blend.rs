@@ -107,16 +107,19 @@ pub struct Candidate {
 /// L-BFGS iterations of the blend's logistic regressions (see [`Blend::fit_on`]).
 const REGRESSION_ITERATIONS: u64 = 50;
 
-/// The neighbours of the blend's TIFU-KNN generator: 100; `recur eval`'s `tifu_knn` baseline
+/// The neighbours of the blend's TIFU-KNN generator: 50; `recur eval`'s `tifu_knn` baseline
 /// keeps the paper's Instacart 900. Inside the blend fewer neighbours make a more personal
 /// feature, which the blend weighs against ALS's collaborative one: from 300 to 100, Taobao's
-/// blend recall@10 rose 54.2% → 58.1% (NDCG@10 0.3773 → 0.4350), TaFeng's and the generated
-/// sets stayed within ±0.5 points, and scoring a million customers took a quarter less (with
-/// the same commit's smaller savings), a query's cost being per neighbour (docs/benchmarks.md).
-pub const BLEND_NEIGHBOURS: usize = 100;
+/// blend recall@10 rose 54.2% → 58.1% (NDCG@10 0.3773 → 0.4350); from 100 to 50, to 59.8%
+/// (0.4565), the long tail's laundry +0.5 points, every other list within ±0.2 points and
+/// ±0.002 NDCG@10 (30 gained Taobao more but cost the long tail's kids_edu 0.003 NDCG@10 and
+/// TaFeng's explore list 0.3 points on new items). A query's cost is per neighbour, so each
+/// step also made scoring a million customers cheaper (docs/benchmarks.md).
+pub const BLEND_NEIGHBOURS: usize = 50;
 
-/// Holders of each searched item the blend's neighbour search reads, heaviest first: as many
-/// as it wants neighbours (TIFU-KNN's default, 1,000, is sized for the baseline's 900).
+/// Holders of each searched item the blend's neighbour search reads, heaviest first: twice
+/// the neighbours it keeps, as measured (TIFU-KNN's default, 1,000, is sized for the
+/// baseline's 900).
 pub const BLEND_SEARCH_HOLDERS: usize = 100;
 
 /// A query's heaviest items the blend's neighbour search looks up (TIFU-KNN's default 24):
