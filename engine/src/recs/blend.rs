@@ -448,8 +448,10 @@ pub const FRESH_ALS_ITERATIONS: usize = 10;
 
 /// Iterations of the ALS fit of the whole history when it starts from the training split's
 /// factors ([`FRESH_ALS_ITERATIONS`] from random ones): that split is the same customers and
-/// items less each customer's last order.
-pub const WARM_ALS_ITERATIONS: usize = 5;
+/// items less each customer's last order. Three rather than five moved no `recur eval` figure
+/// by more than 0.2 points of recall@10 or 0.0006 of NDCG@10, and saved ~2 s at a million
+/// customers.
+pub const WARM_ALS_ITERATIONS: usize = 3;
 
 /// Customers whose ALS preferences are computed in one matrix product: 64 × 2,048 scores
 /// (512 KB) per block and worker.
