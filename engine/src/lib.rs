@@ -19,3 +19,8 @@ pub mod store;
 pub mod synth;
 
 pub use error::{Error, Result};
+
+/// Hash maps keyed by ids and indices the engine builds itself (from the store, never keyed by
+/// what a request inserts): foldhash, several times cheaper than std's SipHash on such short
+/// keys. None is read in iteration order without a sort after it.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

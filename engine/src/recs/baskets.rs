@@ -6,7 +6,7 @@
 
 use polars::prelude::*;
 
-use super::FastMap;
+use crate::FastMap;
 use crate::error::{Error, Result};
 use crate::jobs::purchases::{NET_QUANTITY, ORDERED_AT};
 use crate::store::{ITEM_ID, ORDER_ID, USER_ID};

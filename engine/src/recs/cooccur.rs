@@ -10,11 +10,11 @@
 
 use rayon::prelude::*;
 
-use super::FastMap;
 use super::accumulate::Accumulator;
 use super::baskets::{BasketHistory, TestCase};
 use super::models::{NextBasketModel, top_k};
 use super::tifu::{SparseVector, TifuKnn};
+use crate::FastMap;
 
 /// Parameters of the co-purchase generator.
 #[derive(Debug, Clone, Copy)]

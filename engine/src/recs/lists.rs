@@ -13,7 +13,6 @@ use polars::prelude::*;
 use rayon::prelude::*;
 use tracing::debug;
 
-use super::FastMap;
 use super::accumulate::first_by;
 use super::baskets::BasketHistory;
 use super::blend::{
@@ -23,6 +22,7 @@ use super::blend::{
 use super::cooccur::ItemNeighbours;
 use super::feedback::{IGNORED, PENALTY_PER_IGNORED};
 use super::signals::Signals;
+use crate::FastMap;
 use crate::error::{Error, Result};
 use crate::recommendation::{
     CYCLE_DAYS, DAYS_SINCE, EXPLORE, RANK, REASON, REASONS, Reason, SCORE, SIMILAR_ITEM_ID,

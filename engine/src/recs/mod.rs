@@ -21,8 +21,3 @@ pub mod signals;
 pub mod tifu;
 pub mod tifu_prefix;
 pub mod trend;
-
-/// The hash maps of the recommenders' loops, keyed by item and customer indices or the
-/// merchant's ids: foldhash, several times cheaper than std's SipHash on such short keys (none
-/// is keyed by a request, and none is read in iteration order without a sort after it).
-pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

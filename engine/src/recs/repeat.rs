@@ -19,9 +19,9 @@
 
 use rayon::prelude::*;
 
-use super::FastMap;
 use super::baskets::{Basket, BasketHistory, TestCase};
 use super::models::{NextBasketModel, top_k};
+use crate::FastMap;
 
 const DAY_MS: f64 = 86_400_000.0;
 /// Gaps shorter than this (two orders the same hour) count as this long.

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use polars::prelude::*;
 use rayon::prelude::*;
 
-use super::FastMap;
 use super::baskets::{BasketHistory, index_column, index_table};
+use crate::FastMap;
 use crate::error::{Error, Result};
 use crate::event::EventType;
 use crate::jobs::recommend::FIRST_SEEN_MS;

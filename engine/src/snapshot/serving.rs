@@ -29,10 +29,10 @@ use crate::recommendation::{
 use crate::settings::ListRules;
 use crate::store::{CATEGORY, ITEM_ID, MERCHANT_ID, PRICE, USER_ID};
 
-/// Every request looks a customer up in maps of up to millions of ids: hashed with foldhash,
-/// not the standard library's SipHash (which resists flooding by inserted keys; these maps
-/// are built from the store once per snapshot, and a request only reads them).
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+// Every request looks a customer up in maps of up to millions of ids: hashed with foldhash,
+// not the standard library's SipHash (which resists flooding by inserted keys; these maps
+// are built from the store once per snapshot, and a request only reads them).
+use crate::FastMap as HashMap;
 
 /// One recommended item, as the API and exports show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
