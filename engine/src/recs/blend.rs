@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use tracing::debug;
 
-use super::accumulate::{Scratch, best_first};
+use super::accumulate::{Scratch, ScratchPool, best_first};
 use super::als::{Als, Factors};
 use super::baskets::{BasketHistory, Holdout, TestCase, split};
 use super::cooccur::{CoPurchase, ItemNeighbours};
@@ -234,25 +234,34 @@ impl Generators {
     }
 
     /// What `each` makes of the candidates of each `(training customer, now_ms)` query, in
-    /// query order, flattened. Customers go in blocks of [`ALS_BLOCK`] spread over rayon's
-    /// workers, one [`Scratch`] per worker; each block's ALS preferences for the head items are
-    /// one matrix product ([`Factors::block_scores`]). The output is one vector: a vector per
-    /// customer (750k small allocations at a million customers) stayed in the allocator's
-    /// heap after it was freed, and took the run past the machine's memory.
+    /// query order, one vector per block of queries. Customers go in blocks of [`ALS_BLOCK`]
+    /// spread over rayon's workers, a [`Scratch`] per job lent by a pool; each block's ALS preferences
+    /// for the head items are one matrix product ([`Factors::block_scores`]).
+    ///
+    /// A vector per block, neither one per customer (750k small allocations at a million
+    /// customers stayed in the allocator's heap after they were freed, and took the run past
+    /// the machine's memory) nor one for all: rayon joins unindexed pieces into one vector on
+    /// a single thread, and copying (and faulting in) the 2 GB of a million customers' lists
+    /// held the run at one core for ~5 s.
     pub fn candidates_of_all<I>(
         &self,
         train: &BasketHistory,
         queries: &[(u32, i64)],
         each: impl Fn(u32, UserCandidates) -> I + Sync + Send,
-    ) -> Vec<I::Item>
+    ) -> Vec<Vec<I::Item>>
     where
         I: IntoIterator,
         I::Item: Send,
     {
+        let pool = ScratchPool::new(train.users.len(), train.items.len());
         queries
             .par_chunks(ALS_BLOCK)
+            // Rayon splits a range further only when a worker steals from it, so its last
+            // piece could hold thousands of customers scored on one core while the other
+            // idled (~2 s at a million customers).
+            .with_max_len(BLOCKS_PER_JOB)
             .map_init(
-                || Self::scratch(train),
+                || pool.lend(),
                 |scratch, block| {
                     let users: Vec<u32> = block.iter().map(|(user, _)| *user).collect();
                     let als = self.als.block_scores(&users, &self.als_head_rows);
@@ -268,18 +277,15 @@ impl Generators {
                         .collect::<Vec<_>>()
                 },
             )
-            .flatten_iter()
             .collect()
     }
 
     /// The candidates of each query ([`Self::candidates_of_all`]).
     pub fn candidates(&self, train: &BasketHistory, queries: &[(u32, i64)]) -> Vec<Vec<Candidate>> {
         self.candidates_of_all(train, queries, |_, context| [context.candidates])
-    }
-
-    /// A scratch space sized for `train`, one per worker thread.
-    fn scratch(train: &BasketHistory) -> Scratch {
-        Scratch::new(train.users.len(), train.items.len())
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The candidates of training customer `user` for an order after `now_ms`, with what they
@@ -452,6 +458,10 @@ pub const FRESH_ALS_ITERATIONS: usize = 10;
 /// by more than 0.2 points of recall@10 or 0.0006 of NDCG@10, and saved ~2 s at a million
 /// customers.
 pub const WARM_ALS_ITERATIONS: usize = 3;
+
+/// Blocks of [`ALS_BLOCK`] customers scored per rayon job at most (~80 ms of work each at a
+/// million customers).
+const BLOCKS_PER_JOB: usize = 8;
 
 /// Customers whose ALS preferences are computed in one matrix product: 64 × 2,048 scores
 /// (512 KB) per block and worker.
@@ -699,21 +709,26 @@ impl NextBasketModel for Blend {
         let weights = self.fit_on(&training);
         let generators = Generators::build(train, self.per_generator, Some(training.factors()));
         let queries: Vec<(u32, i64)> = cases.iter().map(|c| (c.user, c.now_ms)).collect();
-        generators.candidates_of_all(train, &queries, |_, context| {
-            let scores = context
-                .candidates
-                .into_iter()
-                .filter(|c| self.admits(c))
-                .map(|c| {
-                    let score = weights
-                        .as_ref()
-                        .map_or_else(|| c.features[0] + c.features[5], |w| w.score(&c.features));
-                    // top_k keeps positive scores only: shift the log-odds.
-                    (c.item, score.exp())
-                })
-                .collect();
-            [top_k(scores, k)]
-        })
+        generators
+            .candidates_of_all(train, &queries, |_, context| {
+                let scores = context
+                    .candidates
+                    .into_iter()
+                    .filter(|c| self.admits(c))
+                    .map(|c| {
+                        let score = weights.as_ref().map_or_else(
+                            || c.features[0] + c.features[5],
+                            |w| w.score(&c.features),
+                        );
+                        // top_k keeps positive scores only: shift the log-odds.
+                        (c.item, score.exp())
+                    })
+                    .collect();
+                [top_k(scores, k)]
+            })
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }
 

@@ -120,7 +120,7 @@ pub fn merchant_recs(
             )
         })
         .collect();
-    let listed: Vec<Listed> =
+    let listed: Vec<Vec<Listed>> =
         generators.candidates_of_all(&history, &queries, |user, mut context| {
             let (suppressed, ignored) = (suppressed.of(user), ignored.of(user));
             let candidates: Vec<Candidate> = std::mem::take(&mut context.candidates)
@@ -213,8 +213,8 @@ pub fn merchant_recs(
         "lists scored"
     );
     let started = Instant::now();
-    let frame =
-        listed_frame(&history, &listed).map_err(Error::polars("assembling the blended lists"))?;
+    let frame = listed_frame(&history, &Blocks::new(&listed))
+        .map_err(Error::polars("assembling the blended lists"))?;
     drop(listed);
     let similar = similar_items(&history, generators.companions(), k)?;
     debug!(
@@ -233,7 +233,7 @@ pub fn merchant_recs(
 /// building them row by row copied each name (30M rows at a million customers took 19 s).
 /// The columns are built in parallel: each is gigabytes of fresh memory at that size, and one
 /// thread writing (and faulting in) all of them held the run at one core for 14 s.
-fn listed_frame(history: &BasketHistory, listed: &[Listed]) -> PolarsResult<DataFrame> {
+fn listed_frame(history: &BasketHistory, listed: &Blocks<'_>) -> PolarsResult<DataFrame> {
     let names = |name: &str, values: &mut dyn Iterator<Item = Option<&str>>| {
         StringChunked::from_iter_options(name.into(), values).into_series()
     };
@@ -248,50 +248,79 @@ fn listed_frame(history: &BasketHistory, listed: &[Listed]) -> PolarsResult<Data
         }),
     );
     let reasons = names(REASON, &mut REASONS.iter().map(|r| Some(r.as_str())));
-    let gather = |from: &Series, index: &mut dyn Iterator<Item = Option<u32>>| {
-        let index: IdxCa = index.collect();
-        from.take(&index).map(Column::from)
+    let gather = |from: &Series, index: Vec<u32>| {
+        from.take(&IdxCa::from_vec(PlSmallStr::EMPTY, index))
+            .map(Column::from)
     };
-    let item_index = || listed.iter().map(|l| Some(l.item));
+    let gather_some = |from: &Series, index: Vec<Option<u32>>| {
+        from.take(&IdxCa::from_iter_options(
+            PlSmallStr::EMPTY,
+            index.into_iter(),
+        ))
+        .map(Column::from)
+    };
     let reason_index = |reason: Reason| {
         REASONS
             .iter()
             .position(|r| *r == reason)
             .and_then(|i| u32::try_from(i).ok())
     };
-    let reason_indices = || listed.iter().map(|l| reason_index(l.reason));
     type Build<'a> = Box<dyn Fn() -> PolarsResult<Column> + Send + Sync + 'a>;
-    let columns: Vec<Build> =
-        vec![
-            Box::new(|| gather(&users, &mut listed.iter().map(|l| Some(l.user)))),
-            Box::new(|| Ok(values_of(RANK, listed, |l| l.rank))),
-            Box::new(|| gather(&items, &mut item_index())),
-            Box::new(|| gather(&categories, &mut item_index())),
-            Box::new(|| Ok(values_of(SCORE, listed, |l| l.score))),
-            Box::new(|| gather(&reasons, &mut reason_indices())),
-            Box::new(|| Ok(values_of(TIMES_BOUGHT, listed, |l| l.times_bought))),
-            Box::new(|| Ok(values_of(DAYS_SINCE, listed, |l| l.days_since))),
-            Box::new(|| Ok(values_of(CYCLE_DAYS, listed, |l| l.cycle_days))),
-            Box::new(|| {
-                Ok(gather(&items, &mut listed.iter().map(|l| l.with_item))?
-                    .with_name(WITH_ITEM.into()))
-            }),
-            Box::new(|| Ok(values_of(WITH_SHARE, listed, |l| l.with_share))),
-            Box::new(|| Ok(values_of(EXPLORE, listed, |l| l.explore))),
-        ];
+    let columns: Vec<Build> = vec![
+        Box::new(|| gather(&users, listed.values(|l| l.user))),
+        Box::new(|| Ok(listed.column(RANK, |l| l.rank))),
+        Box::new(|| gather(&items, listed.values(|l| l.item))),
+        Box::new(|| gather(&categories, listed.values(|l| l.item))),
+        Box::new(|| Ok(listed.column(SCORE, |l| l.score))),
+        Box::new(|| gather_some(&reasons, listed.values(|l| reason_index(l.reason)))),
+        Box::new(|| Ok(listed.column(TIMES_BOUGHT, |l| l.times_bought))),
+        Box::new(|| Ok(listed.column(DAYS_SINCE, |l| l.days_since))),
+        Box::new(|| Ok(listed.column(CYCLE_DAYS, |l| l.cycle_days))),
+        Box::new(|| {
+            Ok(gather_some(&items, listed.values(|l| l.with_item))?.with_name(WITH_ITEM.into()))
+        }),
+        Box::new(|| Ok(listed.column(WITH_SHARE, |l| l.with_share))),
+        Box::new(|| Ok(listed.column(EXPLORE, |l| l.explore))),
+    ];
     let columns = columns
         .par_iter()
         .map(|build| build())
         .collect::<PolarsResult<Vec<Column>>>()?;
-    DataFrame::new(listed.len(), columns)
+    DataFrame::new(listed.len, columns)
 }
 
-/// The column `name` of one value per listed row.
-fn values_of<T>(name: &str, listed: &[Listed], value: impl Fn(&Listed) -> T) -> Column
-where
-    Series: NamedFrom<Vec<T>, [T]>,
-{
-    Series::new(name.into(), listed.iter().map(value).collect::<Vec<_>>()).into()
+/// The listed rows as [`Generators::candidates_of_all`] returns them, a vector per block of
+/// customers; each column is read out block by block into a vector allocated once, at its
+/// size.
+struct Blocks<'a> {
+    blocks: &'a [Vec<Listed>],
+    len: usize,
+}
+
+impl<'a> Blocks<'a> {
+    fn new(blocks: &'a [Vec<Listed>]) -> Self {
+        Self {
+            blocks,
+            len: blocks.iter().map(Vec::len).sum(),
+        }
+    }
+
+    /// One value per listed row, in order.
+    fn values<T>(&self, value: impl Fn(&Listed) -> T) -> Vec<T> {
+        let mut values = Vec::with_capacity(self.len);
+        for block in self.blocks {
+            values.extend(block.iter().map(&value));
+        }
+        values
+    }
+
+    /// The column `name` of one value per listed row.
+    fn column<T>(&self, name: &str, value: impl Fn(&Listed) -> T) -> Column
+    where
+        Series: NamedFrom<Vec<T>, [T]>,
+    {
+        Series::new(name.into(), self.values(value)).into()
+    }
 }
 
 /// Each item's `k` most frequent companions in orders: `item_id, rank, similar_item_id,
