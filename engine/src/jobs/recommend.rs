@@ -222,31 +222,51 @@ pub fn item_catalogue(events: LazyFrame, lines: LazyFrame) -> LazyFrame {
         .sort([ITEM_ID], SortMultipleOptions::default())
 }
 
+/// When a group's lines last had something kept (`last_kept_ms`, null if never).
+fn last_kept_ms() -> Expr {
+    col(ORDERED_AT)
+        .filter(col(NET_QUANTITY).gt(lit(0i64)))
+        .max()
+        .alias("last_kept_ms")
+}
+
 /// `(user_id, item_id)` pairs never to be recommended: items the customer bought and fully
 /// refunded, and items they marked `not_interested` after their last kept purchase of it (a
 /// purchase after the dismissal lifts it).
 pub fn suppressed_pairs(events: LazyFrame, lines: LazyFrame) -> PolarsResult<LazyFrame> {
-    let per_item = lines.group_by([col(USER_ID), col(ITEM_ID)]).agg([
-        col(NET_QUANTITY).max().alias("kept"),
-        col(ORDERED_AT)
-            .filter(col(NET_QUANTITY).gt(lit(0i64)))
-            .max()
-            .alias("last_kept_ms"),
-    ]);
+    let pair = || [col(USER_ID), col(ITEM_ID)];
+    let dismissed = events
+        .filter(col(EVENT_TYPE).eq(lit(EventType::NotInterested.as_str())))
+        .group_by(pair())
+        .agg([col(TS).max().cast(DataType::Int64).alias("dismissed_ms")])
+        .collect()?
+        .lazy();
+    // Only pairs with a line refunded to nothing or a dismissal can be suppressed: their lines
+    // are summed, not every pair's (a group-by of all 8M lines on two id strings, at a million
+    // customers, to find the few thousand refunded).
+    let maybe = concat(
+        [
+            lines
+                .clone()
+                .filter(col(NET_QUANTITY).lt_eq(lit(0i64)))
+                .select(pair()),
+            dismissed.clone().select(pair()),
+        ],
+        UnionArgs::default(),
+    )?
+    .unique(None, UniqueKeepStrategy::Any);
+    let per_item = lines
+        .join(maybe, pair(), pair(), JoinArgs::new(JoinType::Semi))
+        .group_by(pair())
+        .agg([col(NET_QUANTITY).max().alias("kept"), last_kept_ms()])
+        .collect()?
+        .lazy();
     let refunded_only = per_item
         .clone()
         .filter(col("kept").lt_eq(lit(0i64)))
-        .select([col(USER_ID), col(ITEM_ID)]);
-    let dismissed = events
-        .filter(col(EVENT_TYPE).eq(lit(EventType::NotInterested.as_str())))
-        .group_by([col(USER_ID), col(ITEM_ID)])
-        .agg([col(TS).max().cast(DataType::Int64).alias("dismissed_ms")])
-        .join(
-            per_item,
-            [col(USER_ID), col(ITEM_ID)],
-            [col(USER_ID), col(ITEM_ID)],
-            JoinArgs::new(JoinType::Left),
-        )
+        .select(pair());
+    let dismissed = dismissed
+        .join(per_item, pair(), pair(), JoinArgs::new(JoinType::Left))
         .filter(
             col("last_kept_ms")
                 .is_null()
@@ -365,10 +385,7 @@ pub fn recommendations(
                 .filter(col(NET_QUANTITY).gt(lit(0i64)))
                 .n_unique()
                 .alias("kept_orders"),
-            col(ORDERED_AT)
-                .filter(col(NET_QUANTITY).gt(lit(0i64)))
-                .max()
-                .alias("last_kept_ms"),
+            last_kept_ms(),
         ])
         .collect()?
         .lazy();
