@@ -12,6 +12,7 @@ pub mod customers;
 pub mod profiles;
 pub mod purchases;
 pub mod recommend;
+pub mod recommendation_tables;
 pub mod reports;
 
 use std::path::Path;
@@ -101,97 +102,25 @@ pub fn run_merchant(
     steps.done("load");
     let context = |step: &str| format!("{step} for merchant {merchant_id}");
     let as_of_ms = analytics.as_of_ms;
-    let events = analytics.events.clone().lazy();
-    let lines = analytics.lines.clone().lazy();
-    let categories = analytics.categories.clone().lazy();
 
     let base_profiles = analytics.base_profiles()?;
     steps.done("profiles");
     let customer_tables =
         customers::customer_tables(&analytics, base_profiles, &mut |s| steps.done(s))?;
-    // The inputs of the recommendation jobs, each timed into one debug line: they share the
-    // `blended lists` step with the generators.
-    let mut timer = Instant::now();
-    let mut lap = || {
-        let ms = timer.elapsed().as_millis() as u64;
-        timer = Instant::now();
-        ms
-    };
-    let recent_orders = profiles::recent_orders(merchant_id, lines.clone())
-        .and_then(LazyFrame::collect)
-        .map_err(Error::polars(context("listing recent orders")))?;
-    let recent_orders_ms = lap();
-    let items = recommend::item_catalogue(events.clone(), lines.clone())
-        .collect()
-        .and_then(|items| with_merchant(merchant_id, items))
-        .map_err(Error::polars(context("describing items")))?;
-    let item_catalogue_ms = lap();
-    let popular = recommend::popular_items(lines.clone(), categories, as_of_ms)
-        .collect()
-        .map_err(Error::polars(context("ranking popular items")))?;
-    let popular_items_ms = lap();
-    let popular_in_context =
-        recommend::popular_in_context(analytics.purchases_in_context(), as_of_ms, options.k)
-            .and_then(LazyFrame::collect)
-            .and_then(|frame| with_merchant(merchant_id, frame))
-            .map_err(Error::polars(context(
-                "ranking popular items per scene and channel",
-            )))?;
-    let popular_in_context_ms = lap();
-    let params = recommend::RecommendParams {
-        k: options.k,
-        as_of_ms,
-    };
-    // Pushes delivered by the as-of and left unopened lower their items.
-    let outbox = crate::campaign::outbox::read_outbox(data_dir, merchant_id)?;
-    let ignored = crate::recs::feedback::deliveries(&outbox, as_of_ms)
-        .and_then(|deliveries| {
-            crate::recs::feedback::ignored_pushes(
-                deliveries,
-                events.clone(),
-                lines.clone(),
-                as_of_ms,
-            )
-            .collect()
-        })
-        .map_err(Error::polars(context("finding ignored pushes")))?;
-    drop(outbox);
-    debug!(
-        merchant = merchant_id,
-        recent_orders_ms,
-        item_catalogue_ms,
-        popular_items_ms,
-        popular_in_context_ms,
-        ignored_pushes_ms = lap(),
-        "recommendation inputs built"
-    );
-    // CPU-bound generator code; `recur run` is not async, and rayon spreads it over cores.
-    let crate::recs::lists::MerchantRecs {
-        lists: blended,
+    let recommendation_tables::RecommendationTables {
+        recommendations,
         similar,
-    } = crate::recs::lists::merchant_recs(
-        events.clone(),
-        lines.clone(),
-        items.clone().lazy(),
-        &ignored,
-        as_of_ms,
-        options.k,
-    )?;
-    let similar = with_merchant(merchant_id, similar)
-        .map_err(Error::polars(context("labelling similar items")))?;
-    steps.done("blended lists");
-    let recommendations = recommend::recommendations(
+        popular,
+        recent_orders,
+        items,
+        popular_in_context,
+    } = recommendation_tables::recommendation_tables(
+        &analytics,
+        data_dir,
         merchant_id,
-        events,
-        lines,
-        popular.clone().lazy(),
-        blended,
-        Some(&ignored),
-        params,
-    )
-    .and_then(LazyFrame::collect)
-    .map_err(Error::polars(context("recommending")))?;
-    steps.done("recommendations");
+        options,
+        &mut |s| steps.done(s),
+    )?;
     let popular = with_merchant(merchant_id, popular)
         .map_err(Error::polars(context("labelling popular items")))?;
     let audiences = customers::evaluate_audiences(data_dir, &analytics, &customer_tables.profiles)?;
@@ -542,6 +471,66 @@ mod tests {
         };
         assert_eq!(of_u4(&explore), of_u4(&recs));
         assert_eq!(of_u4(&recs).len(), 3);
+    }
+
+    #[test]
+    fn the_tiers_of_two_sets_of_customers_are_those_of_their_union() {
+        // `recommendation_tables` ranks the customers who never kept a purchase beside the
+        // blend and the others after it: together, the rows of one ranking of everyone.
+        let events = known_events();
+        let as_of_ms = T0 + 30 * DAY;
+        let (lines, categories) = base_tables(&events);
+        let popular = popular_items(lines.clone(), categories, as_of_ms)
+            .collect()
+            .expect("popular");
+        let ignored = df!(
+            "user_id" => ["u4", "u1"],
+            "item_id" => ["A", "D"],
+            crate::recs::feedback::IGNORED => [2u32, 1],
+        )
+        .expect("ignored");
+        let params = RecommendParams { k: 3, as_of_ms };
+        let kept = recommend::kept_customers(lines.clone())
+            .sort([crate::store::USER_ID], SortMultipleOptions::default())
+            .collect()
+            .expect("kept");
+        let kept_ids: Vec<Option<&str>> = kept
+            .column(crate::store::USER_ID)
+            .and_then(|c| c.str())
+            .expect("ids")
+            .iter()
+            .collect();
+        assert_eq!(kept_ids, [Some("u1"), Some("u2"), Some("u3")]);
+        let tiers_of = |customers| {
+            recommend::tiers(
+                "m1",
+                events.clone(),
+                lines.clone(),
+                popular.clone().lazy(),
+                customers,
+                Some(&ignored),
+                params,
+            )
+            .and_then(LazyFrame::collect)
+            .expect("tiers")
+        };
+        let sorted = |frame: DataFrame| {
+            frame
+                .sort(
+                    ["user_id", "explore", "rank"],
+                    SortMultipleOptions::default(),
+                )
+                .expect("sorted")
+        };
+        let everyone = sorted(tiers_of(recommend::TierCustomers::All));
+        let never_kept = tiers_of(recommend::TierCustomers::Except(kept.clone().lazy()));
+        let kept_lists = tiers_of(recommend::TierCustomers::Only(kept.lazy()));
+        assert!(never_kept.height() > 0 && kept_lists.height() > 0);
+        let both = sorted(never_kept.vstack(&kept_lists).expect("stacked"));
+        assert!(
+            both.equals_missing(&everyone),
+            "split:\n{both}\neveryone:\n{everyone}"
+        );
     }
 
     #[test]

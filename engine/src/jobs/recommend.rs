@@ -292,6 +292,91 @@ pub fn recommendations(
     ignored: Option<&DataFrame>,
     params: RecommendParams,
 ) -> PolarsResult<LazyFrame> {
+    let customers = match &blended {
+        Some(blended) => TierCustomers::Except(listed_customers(blended)),
+        None => TierCustomers::All,
+    };
+    let tiers = tiers(
+        merchant_id,
+        events,
+        lines,
+        popular,
+        customers,
+        ignored,
+        params,
+    )?;
+    // The blended lists come ranked, categorised and without suppressed items: passed
+    // through, not re-sorted (at a million customers, sorting and deduplicating their 30M
+    // rows again with the tiers took the run past the machine's memory).
+    match blended {
+        Some(blended) => concat(
+            [tiers, blended_rows(merchant_id, blended)],
+            UnionArgs::default(),
+        ),
+        None => Ok(tiers),
+    }
+}
+
+/// The blend's lists (`recs::lists`) in the columns of [`recommendations`].
+pub fn blended_rows(merchant_id: &str, blended: DataFrame) -> LazyFrame {
+    blended.lazy().select(stored_columns(merchant_id))
+}
+
+/// The customers (`user_id`, each once) with a list in `blended`, the blend's lists.
+pub fn listed_customers(blended: &DataFrame) -> LazyFrame {
+    // Every listed customer has a first item: those rows name them all, where a distinct over
+    // every row (30M at a million customers) held a hash table of 30M strings at the run's
+    // peak of memory.
+    blended
+        .clone()
+        .lazy()
+        .filter(col(RANK).eq(lit(1u32)))
+        .select([col(USER_ID)])
+        .unique(None, UniqueKeepStrategy::Any)
+}
+
+/// The customers of `customers` (`user_id`) without a list in `blended`.
+pub fn without_list(customers: LazyFrame, blended: &DataFrame) -> LazyFrame {
+    customers.join(
+        listed_customers(blended),
+        [col(USER_ID)],
+        [col(USER_ID)],
+        JoinArgs::new(JoinType::Anti),
+    )
+}
+
+/// The customers who bought and kept something (`user_id`, each once): those the blend lists
+/// when it is fitted.
+pub fn kept_customers(lines: LazyFrame) -> LazyFrame {
+    lines
+        .filter(col(NET_QUANTITY).gt(lit(0i64)))
+        .select([col(USER_ID)])
+        .unique(None, UniqueKeepStrategy::Any)
+}
+
+/// Which customers [`tiers`] lists (frames of `user_id`).
+pub enum TierCustomers {
+    /// Everyone with an event.
+    All,
+    /// Everyone with an event but these.
+    Except(LazyFrame),
+    /// These only (those of them with an event).
+    Only(LazyFrame),
+}
+
+/// The three tiers' lists of `customers`, main and explore, in the columns of
+/// [`recommendations`] (rows in no particular order: the snapshot sorts them). A customer's
+/// lists depend on their own events and the merchant's popular items only, so the lists of
+/// two sets of customers are those of their union.
+pub fn tiers(
+    merchant_id: &str,
+    events: LazyFrame,
+    lines: LazyFrame,
+    popular: LazyFrame,
+    customers: TierCustomers,
+    ignored: Option<&DataFrame>,
+    params: RecommendParams,
+) -> PolarsResult<LazyFrame> {
     let k = params.k;
     let mut last = Instant::now();
     let mut lap = move || {
@@ -299,43 +384,39 @@ pub fn recommendations(
         last = Instant::now();
         ms
     };
-    // The tiers are computed for the customers the blend did not list only: at a million
-    // customers, tiers for everyone (a cross join with the popular items, twice with the
-    // explore lists) took more memory than the machine had, to be thrown away.
-    let (events, lines) = match &blended {
-        Some(blended) => {
-            // Every listed customer has a first item: those rows name them all, where a
-            // distinct over every row (30M at a million customers) held a hash table of
-            // 30M strings at the run's peak of memory.
-            let listed = blended
-                .clone()
-                .lazy()
-                .filter(col(RANK).eq(lit(1u32)))
-                .select([col(USER_ID)])
-                .unique(None, UniqueKeepStrategy::Any);
+    // The tiers are computed for the customers asked for only: at a million customers, tiers
+    // for everyone (a cross join with the popular items, twice with the explore lists) took
+    // more memory than the machine had, to be thrown away.
+    let chosen = match customers {
+        TierCustomers::All => None,
+        TierCustomers::Except(chosen) => Some((chosen, JoinType::Anti)),
+        TierCustomers::Only(chosen) => Some((chosen, JoinType::Semi)),
+    };
+    let (events, lines) = match chosen {
+        None => (events, lines),
+        Some((chosen, how)) => {
             // Collected once, with the columns the tiers read: every frame below reads them
-            // again, and each read of the lazy anti-join repeated it over all 24M events.
-            let without = |frame: LazyFrame, columns: &[&str]| {
+            // again, and each read of the lazy join repeated it over all 24M events.
+            let select = |frame: LazyFrame, columns: &[&str]| {
                 frame
                     .select(columns.iter().map(|c| col(*c)).collect::<Vec<_>>())
                     .join(
-                        listed.clone(),
+                        chosen.clone(),
                         [col(USER_ID)],
                         [col(USER_ID)],
-                        JoinArgs::new(JoinType::Anti),
+                        JoinArgs::new(how.clone()),
                     )
                     .collect()
                     .map(DataFrame::lazy)
             };
             (
-                without(events, &[USER_ID, ITEM_ID, EVENT_TYPE, CATEGORY, TS])?,
-                without(
+                select(events, &[USER_ID, ITEM_ID, EVENT_TYPE, CATEGORY, TS])?,
+                select(
                     lines,
                     &[USER_ID, ITEM_ID, ORDER_ID, NET_QUANTITY, ORDERED_AT],
                 )?,
             )
         }
-        None => (events, lines),
     };
     let selected_ms = lap();
     // From here the customers are numbers: `user_id` holds each one's place in id order, so
@@ -616,17 +697,7 @@ pub fn recommendations(
         )
         .with_column(col(ID_TEXT).alias(USER_ID))
         .select(stored_columns(merchant_id));
-    // The tiers hold only customers the blend did not list (see the top). The blended lists
-    // come ranked, categorised and without suppressed items: passed through, not re-sorted
-    // (at a million customers, sorting and deduplicating their 30M rows again with the tiers
-    // took the run past the machine's memory).
-    match blended {
-        Some(blended) => concat(
-            [tiers, blended.lazy().select(stored_columns(merchant_id))],
-            UnionArgs::default(),
-        ),
-        None => Ok(tiers),
-    }
+    Ok(tiers)
 }
 
 /// The columns of the stored recommendations table, in order: a list entry's, with the
