@@ -534,6 +534,50 @@ mod tests {
     }
 
     #[test]
+    fn popular_items_fill_a_list_whose_category_items_are_suppressed() {
+        // u4 kept nothing and browsed cakes, whose list is C alone: with k = 1 their list is
+        // C, and no popular item is ranked for them. Once they dismiss C, the popular items
+        // fill their list again.
+        let as_of_ms = T0 + 30 * DAY;
+        let first_of_u4 = |events: LazyFrame| {
+            let (lines, categories) = base_tables(&events);
+            let popular = popular_items(lines.clone(), categories, as_of_ms)
+                .collect()
+                .expect("popular");
+            let recs = recommendations(
+                "m1",
+                events,
+                lines,
+                popular.lazy(),
+                None,
+                None,
+                RecommendParams { k: 1, as_of_ms },
+            )
+            .and_then(LazyFrame::collect)
+            .expect("recommendations");
+            lists(&recs)
+                .into_iter()
+                .filter(|(u, ..)| u == "u4")
+                .map(|(_, item, reason, _)| (item, reason))
+                .collect::<Vec<_>>()
+        };
+        let c = ("C".to_owned(), "popular_in_category".to_owned());
+        assert_eq!(first_of_u4(known_events()), [c.clone(), c]);
+        let dismissal = [ev("n1", "u4", "not_interested", 29, "C", "cake", None)];
+        let refs: Vec<&Event> = dismissal.iter().collect();
+        let events = concat(
+            [
+                known_events(),
+                events_to_frame(&refs).expect("frame").lazy(),
+            ],
+            UnionArgs::default(),
+        )
+        .expect("concat");
+        let a = ("A".to_owned(), "popular".to_owned());
+        assert_eq!(first_of_u4(events), [a.clone(), a]);
+    }
+
+    #[test]
     fn an_item_pushed_and_ignored_sinks_within_its_tier() {
         // u4's list without feedback: C (in category), A (popular 0.999), D (popular 0.4995).
         // A pushed twice and left unopened: its fraction of the tier quarters, below D. The

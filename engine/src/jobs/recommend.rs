@@ -522,9 +522,10 @@ pub fn tiers(
         )
         .group_by_stable([col(USER_ID)])
         .head(Some(TOP_CATEGORIES))
-        .with_column(
-            (col("affinity") / col("affinity").sum().over([col(USER_ID)])?).alias("share"),
-        );
+        .with_column((col("affinity") / col("affinity").sum().over([col(USER_ID)])?).alias("share"))
+        // Collected: the popular items' rows below count them as well.
+        .collect()?
+        .lazy();
     let top_in_category = popular
         .clone()
         .filter(col(CATEGORY).is_not_null())
@@ -535,8 +536,9 @@ pub fn tiers(
         .group_by_stable([col(CATEGORY)])
         .head(Some(k));
     let in_category = user_categories
+        .clone()
         .join(
-            top_in_category,
+            top_in_category.clone(),
             [col(CATEGORY)],
             [col(CATEGORY)],
             JoinArgs::new(JoinType::Inner),
@@ -551,9 +553,68 @@ pub fn tiers(
             col(CATEGORY),
         ]);
 
+    // The explore list: the tiers' entries for items the customer never bought and kept.
+    let bought = per_item
+        .filter(col("kept_orders").gt(lit(0)))
+        .select([col(USER_ID), col(ITEM_ID)])
+        .collect()?
+        .lazy();
+    // Collected: the explore ranking (semi-join), its copies and the popular items' rows
+    // (anti-joins) read it.
+    let buyers = bought
+        .clone()
+        .select([col(USER_ID)])
+        .unique(None, UniqueKeepStrategy::Any)
+        .collect()?
+        .lazy();
+    // The shop's popular items (the lowest tier) reach only lists shorter than k without
+    // them. A customer who kept nothing (whose explore list is their main list) and has k
+    // items of their categories' lists beyond those suppressed for them never sees one: at a
+    // million customers, their rows were a quarter of the ~20M the tiers rank. Counted from
+    // the category lists' lengths; a customer's categories are distinct, as are the items of
+    // two categories.
+    let suppressed_per_customer = suppressed
+        .clone()
+        .group_by([col(USER_ID)])
+        .agg([len().alias("suppressed")]);
+    let full = user_categories
+        .join(
+            top_in_category
+                .group_by([col(CATEGORY)])
+                .agg([len().alias("listed")]),
+            [col(CATEGORY)],
+            [col(CATEGORY)],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .group_by([col(USER_ID)])
+        .agg([col("listed").sum()])
+        .join(
+            suppressed_per_customer,
+            [col(USER_ID)],
+            [col(USER_ID)],
+            JoinArgs::new(JoinType::Left),
+        )
+        .filter(
+            (col("listed").cast(DataType::Int64)
+                - col("suppressed").fill_null(lit(0)).cast(DataType::Int64))
+            .gt_eq(lit(k as i64)),
+        )
+        .select([col(USER_ID)])
+        .join(
+            buyers.clone(),
+            [col(USER_ID)],
+            [col(USER_ID)],
+            JoinArgs::new(JoinType::Anti),
+        );
     let users = events
         .select([col(USER_ID)])
-        .unique(None, UniqueKeepStrategy::Any);
+        .unique(None, UniqueKeepStrategy::Any)
+        .join(
+            full,
+            [col(USER_ID)],
+            [col(USER_ID)],
+            JoinArgs::new(JoinType::Anti),
+        );
     let most_popular = popular
         .clone()
         .filter(col(RANK).lt_eq(lit(k as u64)))
@@ -589,22 +650,9 @@ pub fn tiers(
         lit(NULL).cast(DataType::UInt32).alias(WITH_SHARE),
         lit(false).alias(EXPLORE),
     ]);
-    // The tiers' explore list: their entries for items the customer never bought and kept.
     // A customer who kept nothing has the same explore list as main list: it is copied once
     // ranked rather than ranked twice (the blend leaves customers without kept orders to the
     // tiers, and ranking their rows twice was half the step at a million customers).
-    let bought = per_item
-        .filter(col("kept_orders").gt(lit(0)))
-        .select([col(USER_ID), col(ITEM_ID)])
-        .collect()?
-        .lazy();
-    // Collected: both the explore ranking (semi-join) and the copies (anti-join) read it.
-    let buyers = bought
-        .clone()
-        .select([col(USER_ID)])
-        .unique(None, UniqueKeepStrategy::Any)
-        .collect()?
-        .lazy();
     let only = |frame: LazyFrame, how: JoinType| {
         frame.join(
             buyers.clone(),
