@@ -83,6 +83,22 @@ impl Steps<'_> {
     }
 }
 
+/// Milliseconds between calls, for the debug lines that split a step.
+pub(crate) struct Lap(Instant);
+
+impl Lap {
+    pub(crate) fn start() -> Self {
+        Self(Instant::now())
+    }
+
+    /// Milliseconds since the last call (or the start).
+    pub(crate) fn ms(&mut self) -> u64 {
+        let ms = self.0.elapsed().as_millis() as u64;
+        self.0 = Instant::now();
+        ms
+    }
+}
+
 /// Runs every job for one merchant; `None` if it has no events (by the as-of).
 pub fn run_merchant(
     store: &mut dyn EventStore,

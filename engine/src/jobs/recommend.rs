@@ -13,8 +13,6 @@
 //! them. Ties break by item_id so a run is deterministic. Only the given merchant's events
 //! are read, so no other merchant's item can appear.
 
-use std::time::Instant;
-
 use polars::prelude::*;
 use tracing::debug;
 
@@ -378,12 +376,7 @@ pub fn tiers(
     params: RecommendParams,
 ) -> PolarsResult<LazyFrame> {
     let k = params.k;
-    let mut last = Instant::now();
-    let mut lap = move || {
-        let ms = last.elapsed().as_millis() as u64;
-        last = Instant::now();
-        ms
-    };
+    let mut lap = super::Lap::start();
     // The tiers are computed for the customers asked for only: at a million customers, tiers
     // for everyone (a cross join with the popular items, twice with the explore lists) took
     // more memory than the machine had, to be thrown away.
@@ -418,7 +411,7 @@ pub fn tiers(
             )
         }
     };
-    let selected_ms = lap();
+    let selected_ms = lap.ms();
     // From here the customers are numbers: `user_id` holds each one's place in id order, so
     // every sort, group-by and join below keys on an integer rather than on a string (at a
     // million customers, sorting the tiers' 20M rows by id strings and grouping them was most
@@ -453,7 +446,7 @@ pub fn tiers(
         Some(ignored) if ignored.height() > 0 => Some(by_number(ignored.clone().lazy())?),
         _ => None,
     };
-    let numbered_ms = lap();
+    let numbered_ms = lap.ms();
     // Refunded and dismissed items: never shown back to this user.
     // Both collected: the main and the explore ranking read them again.
     let suppressed = suppressed_pairs(events.clone(), lines.clone())?
@@ -718,7 +711,7 @@ pub fn tiers(
         customers = numbered.height(),
         selected_ms,
         numbered_ms,
-        ranked_ms = lap(),
+        ranked_ms = lap.ms(),
         "tiers ranked"
     );
     let tiers = concat(

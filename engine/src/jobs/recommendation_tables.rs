@@ -11,13 +11,11 @@
 //! baskets, the regressions), and so does Polars in the tiers; one after the other, their
 //! ~25 s at a million customers ran after the blend's ~125 s.
 
-use std::time::Instant;
-
 use polars::prelude::*;
 use tracing::debug;
 
 use super::recommend::{self, RecommendParams, TierCustomers};
-use super::{RunOptions, profiles, with_merchant};
+use super::{Lap, RunOptions, profiles, with_merchant};
 use crate::analytics::MerchantAnalytics;
 use crate::error::{Error, Result};
 
@@ -37,9 +35,87 @@ pub struct RecommendationTables {
 
 /// The tables the blend does not read, computed beside it.
 struct Beside {
+    /// The customers who kept a purchase (`user_id`).
+    kept: DataFrame,
+    /// The tiers of everyone else.
     browsers: DataFrame,
     recent_orders: DataFrame,
     popular_in_context: DataFrame,
+}
+
+/// What the blend and the thread beside it share: the merchant's frames and the inputs both
+/// read.
+struct Shared<'a> {
+    analytics: &'a MerchantAnalytics,
+    merchant_id: &'a str,
+    events: LazyFrame,
+    lines: LazyFrame,
+    popular: DataFrame,
+    /// Pushes delivered by the as-of and left unopened (`recs::feedback`).
+    ignored: DataFrame,
+    params: RecommendParams,
+}
+
+impl Shared<'_> {
+    fn context(&self, step: &str) -> String {
+        format!("{step} for merchant {}", self.merchant_id)
+    }
+
+    /// The tiers' lists of `customers`.
+    fn tiers(&self, customers: TierCustomers) -> Result<LazyFrame> {
+        recommend::tiers(
+            self.merchant_id,
+            self.events.clone(),
+            self.lines.clone(),
+            self.popular.clone().lazy(),
+            customers,
+            Some(&self.ignored),
+            self.params,
+        )
+        .map_err(Error::polars(self.context("recommending")))
+    }
+
+    /// The tables computed beside the blend.
+    fn beside(&self) -> Result<Beside> {
+        let mut lap = Lap::start();
+        let recent_orders = profiles::recent_orders(self.merchant_id, self.lines.clone())
+            .and_then(LazyFrame::collect)
+            .map_err(Error::polars(self.context("listing recent orders")))?;
+        let recent_orders_ms = lap.ms();
+        let popular_in_context = recommend::popular_in_context(
+            self.analytics.purchases_in_context(),
+            self.params.as_of_ms,
+            self.params.k,
+        )
+        .and_then(LazyFrame::collect)
+        .and_then(|frame| with_merchant(self.merchant_id, frame))
+        .map_err(Error::polars(
+            self.context("ranking popular items per scene and channel"),
+        ))?;
+        let popular_in_context_ms = lap.ms();
+        let kept = recommend::kept_customers(self.lines.clone())
+            .collect()
+            .map_err(Error::polars(
+                self.context("finding the customers who kept a purchase"),
+            ))?;
+        let browsers = self
+            .tiers(TierCustomers::Except(kept.clone().lazy()))?
+            .collect()
+            .map_err(Error::polars(self.context("recommending")))?;
+        debug!(
+            merchant = self.merchant_id,
+            recent_orders_ms,
+            popular_in_context_ms,
+            tiers_ms = lap.ms(),
+            "tables beside the blend built"
+        );
+        Ok(Beside {
+            kept,
+            browsers,
+            recent_orders,
+            popular_in_context,
+        })
+    }
 }
 
 /// The recommendation tables of `analytics`' merchant; `done` hears of the `blended lists`
@@ -55,28 +131,18 @@ pub fn recommendation_tables(
     let as_of_ms = analytics.as_of_ms;
     let events = analytics.events.clone().lazy();
     let lines = analytics.lines.clone().lazy();
-    let params = RecommendParams {
-        k: options.k,
-        as_of_ms,
-    };
     // What the blend reads, each timed into one debug line.
-    let mut timer = Instant::now();
-    let mut lap = || {
-        let ms = timer.elapsed().as_millis() as u64;
-        timer = Instant::now();
-        ms
-    };
+    let mut lap = Lap::start();
     let items = recommend::item_catalogue(events.clone(), lines.clone())
         .collect()
         .and_then(|items| with_merchant(merchant_id, items))
         .map_err(Error::polars(context("describing items")))?;
-    let item_catalogue_ms = lap();
+    let item_catalogue_ms = lap.ms();
     let popular =
         recommend::popular_items(lines.clone(), analytics.categories.clone().lazy(), as_of_ms)
             .collect()
             .map_err(Error::polars(context("ranking popular items")))?;
-    let popular_items_ms = lap();
-    // Pushes delivered by the as-of and left unopened lower their items.
+    let popular_items_ms = lap.ms();
     let outbox = crate::campaign::outbox::read_outbox(data_dir, merchant_id)?;
     let ignored = crate::recs::feedback::deliveries(&outbox, as_of_ms)
         .and_then(|deliveries| {
@@ -90,70 +156,34 @@ pub fn recommendation_tables(
         })
         .map_err(Error::polars(context("finding ignored pushes")))?;
     drop(outbox);
-    let kept = recommend::kept_customers(lines.clone())
-        .collect()
-        .map_err(Error::polars(context(
-            "finding the customers who kept a purchase",
-        )))?;
     debug!(
         merchant = merchant_id,
         item_catalogue_ms,
         popular_items_ms,
-        ignored_pushes_ms = lap(),
+        ignored_pushes_ms = lap.ms(),
         "recommendation inputs built"
     );
-    let beside = || -> Result<Beside> {
-        let mut timer = Instant::now();
-        let mut lap = || {
-            let ms = timer.elapsed().as_millis() as u64;
-            timer = Instant::now();
-            ms
-        };
-        let recent_orders = profiles::recent_orders(merchant_id, lines.clone())
-            .and_then(LazyFrame::collect)
-            .map_err(Error::polars(context("listing recent orders")))?;
-        let recent_orders_ms = lap();
-        let popular_in_context =
-            recommend::popular_in_context(analytics.purchases_in_context(), as_of_ms, options.k)
-                .and_then(LazyFrame::collect)
-                .and_then(|frame| with_merchant(merchant_id, frame))
-                .map_err(Error::polars(context(
-                    "ranking popular items per scene and channel",
-                )))?;
-        let popular_in_context_ms = lap();
-        let browsers = recommend::tiers(
-            merchant_id,
-            events.clone(),
-            lines.clone(),
-            popular.clone().lazy(),
-            TierCustomers::Except(kept.clone().lazy()),
-            Some(&ignored),
-            params,
-        )
-        .and_then(LazyFrame::collect)
-        .map_err(Error::polars(context("recommending")))?;
-        debug!(
-            merchant = merchant_id,
-            recent_orders_ms,
-            popular_in_context_ms,
-            tiers_ms = lap(),
-            "tables beside the blend built"
-        );
-        Ok(Beside {
-            browsers,
-            recent_orders,
-            popular_in_context,
-        })
+    let shared = Shared {
+        analytics,
+        merchant_id,
+        events,
+        lines,
+        popular,
+        ignored,
+        params: RecommendParams {
+            k: options.k,
+            as_of_ms,
+        },
     };
     let (blend, beside) = std::thread::scope(|scope| {
-        let beside = scope.spawn(beside);
+        let beside = scope.spawn(|| shared.beside());
         // CPU-bound generator code; `recur run` is not async, and rayon spreads it over
         // cores.
         let blend = crate::recs::lists::merchant_recs(
-            events.clone(),
-            lines.clone(),
+            shared.events.clone(),
+            shared.lines.clone(),
             items.clone().lazy(),
-            &ignored,
+            &shared.ignored,
             as_of_ms,
             options.k,
         );
@@ -173,25 +203,14 @@ pub fn recommendation_tables(
     // Customers who kept a purchase and have no blended list: all of them when the blend
     // could not be fitted, and (rarely) one whose every candidate is suppressed.
     let unlisted = match &blended {
-        Some(blended) => recommend::without_list(kept.lazy(), blended)
+        Some(blended) => recommend::without_list(beside.kept.lazy(), blended)
             .collect()
             .map_err(Error::polars(context("finding customers without a list")))?,
-        None => kept,
+        None => beside.kept,
     };
     let mut parts = vec![beside.browsers.lazy()];
     if unlisted.height() > 0 {
-        parts.push(
-            recommend::tiers(
-                merchant_id,
-                events,
-                lines,
-                popular.clone().lazy(),
-                TierCustomers::Only(unlisted.lazy()),
-                Some(&ignored),
-                params,
-            )
-            .map_err(Error::polars(context("recommending")))?,
-        );
+        parts.push(shared.tiers(TierCustomers::Only(unlisted.lazy()))?);
     }
     if let Some(blended) = blended {
         parts.push(recommend::blended_rows(merchant_id, blended));
@@ -203,7 +222,7 @@ pub fn recommendation_tables(
     Ok(RecommendationTables {
         recommendations,
         similar,
-        popular,
+        popular: shared.popular,
         recent_orders: beside.recent_orders,
         items,
         popular_in_context: beside.popular_in_context,
