@@ -235,8 +235,8 @@ impl Generators {
 
     /// What `each` makes of the candidates of each `(training customer, now_ms)` query, in
     /// query order, one vector per block of queries. Customers go in blocks of [`ALS_BLOCK`]
-    /// spread over rayon's workers, a [`Scratch`] per job lent by a pool; each block's ALS preferences
-    /// for the head items are one matrix product ([`Factors::block_scores`]).
+    /// spread over rayon's workers, a [`Scratch`] per job lent by a pool; each block's ALS
+    /// preferences for the head items are one matrix product ([`Factors::block_scores`]).
     ///
     /// A vector per block, neither one per customer (750k small allocations at a million
     /// customers stayed in the allocator's heap after they were freed, and took the run past
