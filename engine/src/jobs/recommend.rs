@@ -36,9 +36,12 @@ const DAY_MS: f64 = 86_400_000.0;
 const REPEAT_HALF_LIFE_DAYS: f64 = 30.0;
 const POPULARITY_WINDOW_DAYS: i64 = 90;
 const TOP_CATEGORIES: usize = 3;
-/// Working columns of the tiers: a customer's number (place in id order), and their id.
+/// Working columns of the tiers: a customer's and an item's number (place in id order), and
+/// their ids.
 const USER_NUMBER: &str = "user_number";
 const ID_TEXT: &str = "user_id_text";
+const ITEM_NUMBER: &str = "item_number";
+const ITEM_TEXT: &str = "item_id_text";
 
 /// Tuning of the recommender.
 #[derive(Debug, Clone, Copy)]
@@ -412,11 +415,12 @@ pub fn tiers(
         }
     };
     let selected_ms = lap.ms();
-    // From here the customers are numbers: `user_id` holds each one's place in id order, so
-    // every sort, group-by and join below keys on an integer rather than on a string (at a
-    // million customers, sorting the tiers' 20M rows by id strings and grouping them was most
-    // of this step); the ids come back in the last step. Numbered in id order, every order
-    // by customer is the same as by id, so the rows are the same.
+    // From here customers and items are numbers: `user_id` and `item_id` hold each one's
+    // place in id order, so every sort, group-by and join below keys on integers rather than
+    // on strings (at a million customers, sorting the tiers' 15M rows by id strings, grouping
+    // them and joining them on pairs of ids was most of this step); the ids come back in the
+    // last step. Numbered in id order, every order by customer or item is the same as by id,
+    // so the rows are the same.
     let numbered = concat(
         [
             events.clone().select([col(USER_ID)]),
@@ -428,6 +432,21 @@ pub fn tiers(
     .sort([USER_ID], SortMultipleOptions::default())
     .with_row_index(USER_NUMBER, None)
     .collect()?;
+    let items = concat(
+        [
+            events.clone().select([col(ITEM_ID)]),
+            lines.clone().select([col(ITEM_ID)]),
+            popular.clone().select([col(ITEM_ID)]),
+        ],
+        UnionArgs::default(),
+    )?
+    .drop_nulls(None)
+    .unique(None, UniqueKeepStrategy::Any)
+    .sort([ITEM_ID], SortMultipleOptions::default())
+    .with_row_index(ITEM_NUMBER, None)
+    .collect()?;
+    // Customers by an inner join (each of them is numbered); items by a left one, as an
+    // event without an item (a category browsed) still counts towards its categories.
     let by_number = |frame: LazyFrame| {
         frame
             .join(
@@ -438,14 +457,29 @@ pub fn tiers(
             )
             .with_column(col(USER_NUMBER).alias(USER_ID))
             .drop(by_name([USER_NUMBER], true, false))
+    };
+    let by_item_number = |frame: LazyFrame| {
+        frame
+            .join(
+                items.clone().lazy(),
+                [col(ITEM_ID)],
+                [col(ITEM_ID)],
+                JoinArgs::new(JoinType::Left),
+            )
+            .with_column(col(ITEM_NUMBER).alias(ITEM_ID))
+            .drop(by_name([ITEM_NUMBER], true, false))
+    };
+    let numbers = |frame: LazyFrame| {
+        by_item_number(by_number(frame))
             .collect()
             .map(DataFrame::lazy)
     };
-    let (events, lines) = (by_number(events)?, by_number(lines)?);
+    let (events, lines) = (numbers(events)?, numbers(lines)?);
     let ignored = match ignored {
-        Some(ignored) if ignored.height() > 0 => Some(by_number(ignored.clone().lazy())?),
+        Some(ignored) if ignored.height() > 0 => Some(numbers(ignored.clone().lazy())?),
         _ => None,
     };
+    let popular = by_item_number(popular).collect()?.lazy();
     let numbered_ms = lap.ms();
     // Refunded and dismissed items: never shown back to this user.
     // Both collected: the main and the explore ranking read them again.
@@ -722,22 +756,25 @@ pub fn tiers(
         ],
         UnionArgs::default(),
     )?;
-    // The customers' ids back in place of their numbers, the rows in the same order.
-    let ids = numbered
-        .lazy()
-        .select([col(USER_NUMBER).alias(USER_ID), col(USER_ID).alias(ID_TEXT)]);
-    let tiers = tiers
-        .join(
-            ids,
-            [col(USER_ID)],
-            [col(USER_ID)],
-            JoinArgs {
-                maintain_order: MaintainOrderJoin::Left,
-                ..JoinArgs::new(JoinType::Left)
-            },
-        )
-        .with_column(col(ID_TEXT).alias(USER_ID))
-        .select(stored_columns(merchant_id));
+    // The ids back in place of the numbers, the rows in the same order.
+    let back = |tiers: LazyFrame, numbered: DataFrame, [number, id, text]: [&str; 3]| {
+        tiers
+            .join(
+                numbered
+                    .lazy()
+                    .select([col(number).alias(id), col(id).alias(text)]),
+                [col(id)],
+                [col(id)],
+                JoinArgs {
+                    maintain_order: MaintainOrderJoin::Left,
+                    ..JoinArgs::new(JoinType::Left)
+                },
+            )
+            .with_column(col(text).alias(id))
+    };
+    let tiers = back(tiers, numbered, [USER_NUMBER, USER_ID, ID_TEXT]);
+    let tiers =
+        back(tiers, items, [ITEM_NUMBER, ITEM_ID, ITEM_TEXT]).select(stored_columns(merchant_id));
     Ok(tiers)
 }
 
