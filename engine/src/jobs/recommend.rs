@@ -189,29 +189,30 @@ fn head_ranked(frame: LazyFrame, groups: [&str; 2], k: usize) -> PolarsResult<La
 /// of any event naming the item (a view carries today's price as well as an order does);
 /// `buyers` counts customers who bought and kept it (0 for an item only browsed so far).
 pub fn item_catalogue(events: LazyFrame, lines: LazyFrame) -> LazyFrame {
-    let events = events.filter(col(ITEM_ID).is_not_null());
-    // The value at the latest time among the item's events with one: the time's arg-max is
-    // a plain aggregation (sorting each item's events by time, twice, to take the last
-    // non-null value was most of this table at a million customers).
     let latest = |column: &str| {
-        events
-            .clone()
-            .filter(col(column).is_not_null())
-            .group_by([col(ITEM_ID)])
-            .agg([col(column).get(col(TS).arg_max(), false)])
+        col(column)
+            .sort_by([col(TS)], SortMultipleOptions::default())
+            .drop_nulls()
+            .last()
     };
     let buyers = lines
         .filter(col(NET_QUANTITY).gt(lit(0i64)))
         .group_by([col(ITEM_ID)])
         .agg([col(USER_ID).n_unique().cast(DataType::UInt32).alias(BUYERS)]);
-    let left = || JoinArgs::new(JoinType::Left);
     events
-        .clone()
+        .filter(col(ITEM_ID).is_not_null())
         .group_by([col(ITEM_ID)])
-        .agg([col(TS).min().cast(DataType::Int64).alias(FIRST_SEEN_MS)])
-        .join(latest(CATEGORY), [col(ITEM_ID)], [col(ITEM_ID)], left())
-        .join(latest(PRICE), [col(ITEM_ID)], [col(ITEM_ID)], left())
-        .join(buyers, [col(ITEM_ID)], [col(ITEM_ID)], left())
+        .agg([
+            latest(CATEGORY).alias(CATEGORY),
+            latest(PRICE).alias(PRICE),
+            col(TS).min().cast(DataType::Int64).alias(FIRST_SEEN_MS),
+        ])
+        .join(
+            buyers,
+            [col(ITEM_ID)],
+            [col(ITEM_ID)],
+            JoinArgs::new(JoinType::Left),
+        )
         .select([
             col(ITEM_ID),
             col(CATEGORY),
