@@ -1,5 +1,5 @@
-//! The training matrices of linfa's logistic regressions, standardised and laid out so that
-//! fitting reads them in order.
+//! The training matrices of the logistic regressions (linfa's, and the blend's
+//! `recs::regression`), standardised and laid out so that fitting reads them in order.
 //!
 //! linfa's gradient is `xᵀ · r`: without BLAS, ndarray computes it as one dot product per
 //! feature over that feature's column. In the row-major matrix the features are built in, a

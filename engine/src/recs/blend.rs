@@ -1,6 +1,6 @@
 //! The learned blend: every generator proposes candidates for a customer, each candidate is
-//! described by the generators' scores and features, and a logistic regression (linfa) learned
-//! per merchant ranks them.
+//! described by the generators' scores and features, and a logistic regression
+//! ([`super::regression`], linfa-logistic's fit) learned per merchant ranks them.
 //!
 //! Training never looks past its cut: the blend is fitted on the training baskets split once
 //! more (each customer's last training order is the label, the orders before it the input),
@@ -9,9 +9,6 @@
 
 use std::time::Instant;
 
-use linfa::DatasetBase;
-use linfa::prelude::Fit;
-use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2, Axis};
 use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
@@ -106,6 +103,8 @@ pub struct Candidate {
 
 /// L-BFGS iterations of the blend's logistic regressions (see [`Blend::fit_on`]).
 const REGRESSION_ITERATIONS: u64 = 50;
+/// Their L2 penalty on the (standardised) weights.
+const REGRESSION_ALPHA: f64 = 1e-3;
 
 /// The neighbours of the blend's TIFU-KNN generator: 50; `recur eval`'s `tifu_knn` baseline
 /// keeps the paper's Instacart 900. Inside the blend fewer neighbours make a more personal
@@ -665,19 +664,17 @@ impl Blend {
         let std = matrix
             .std_axis(Axis(0), 0.0)
             .mapv(|s| if s > 1e-12 { s } else { 1.0 });
-        let data = DatasetBase::new(
-            crate::logit::standardized(&matrix, &mean, &std),
-            Array1::from(y),
-        );
+        let standardized = crate::logit::standardized(&matrix, &mean, &std);
         // 50 L-BFGS iterations (100 before): `recur eval` moved by at most 0.2 points of
         // recall@10 and 0.002 of NDCG@10 on every data set we hold (TaFeng and Taobao by
-        // under 0.0005 of NDCG@10), and the fit on 473k candidates at a million customers,
-        // the longest single-threaded task of a run, takes half as long (docs/benchmarks.md).
-        let model = LogisticRegression::default()
-            .alpha(1e-3)
-            .max_iterations(REGRESSION_ITERATIONS)
-            .fit(&data)
-            .ok()?;
+        // under 0.0005 of NDCG@10), and the fit on 473k candidates at a million customers
+        // takes half as long (docs/benchmarks.md).
+        let model = super::regression::fit(
+            standardized.view(),
+            &y,
+            REGRESSION_ALPHA,
+            REGRESSION_ITERATIONS,
+        )?;
         debug!(
             explore = self.explore,
             rows = matrix.nrows(),
@@ -685,13 +682,7 @@ impl Blend {
             ms = started.elapsed().as_millis() as u64,
             "blend regression fitted"
         );
-        // linfa calls the larger class "positive": turn its weights towards "bought".
-        let sign = if model.labels().pos.class { 1.0 } else { -1.0 };
-        Some(BlendWeights::new(
-            &mean,
-            &std,
-            model.params().mapv(|w| w * sign),
-        ))
+        Some(BlendWeights::new(&mean, &std, model.weights))
     }
 }
 

@@ -84,9 +84,9 @@ pub fn merchant_recs(
         explore: true,
         ..blend
     };
-    // The two regressions run on one thread each (linfa), and the generators every customer
-    // is scored with do not depend on them: all three are built at once, so the regressions
-    // (a fixed ~20 s whatever the merchant's size) no longer leave a core idle.
+    // The generators every customer is scored with do not depend on the two regressions
+    // (`super::regression`): all three are built at once, so the regressions' stretches of
+    // one core leave none idle.
     let ((weights, explore_weights), generators) = rayon::join(
         || {
             let fitted = rayon::join(|| blend.fit_on(&training), || explore.fit_on(&training));

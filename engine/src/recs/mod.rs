@@ -15,6 +15,7 @@ pub mod feedback;
 pub mod lists;
 pub mod metrics;
 pub mod models;
+pub mod regression;
 pub mod repeat;
 pub mod sequence;
 pub mod signals;
