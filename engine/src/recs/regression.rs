@@ -76,8 +76,15 @@ struct LogLoss<'a> {
     x: ArrayView2<'a, f64>,
     sign: Vec<f64>,
     alpha: f64,
-    /// The last point evaluated, its loss and gradient: the line search asks for both.
-    last: Mutex<Option<(Vec<f64>, f64, Vec<f64>)>>,
+    /// The last point evaluated: the line search asks for its loss and its gradient.
+    last: Mutex<Option<Evaluated>>,
+}
+
+/// The loss and gradient at one point.
+struct Evaluated {
+    at: Vec<f64>,
+    loss: f64,
+    gradient: Vec<f64>,
 }
 
 impl LogLoss<'_> {
@@ -86,10 +93,10 @@ impl LogLoss<'_> {
             .last
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((at, loss, gradient)) = last.as_ref()
-            && at.as_slice() == params
+        if let Some(last) = last.as_ref()
+            && last.at == params
         {
-            return (*loss, gradient.clone());
+            return (last.loss, last.gradient.clone());
         }
         let features = self.x.ncols();
         let (weights, intercept) = (&params[..features], params[features]);
@@ -108,7 +115,11 @@ impl LogLoss<'_> {
                 *total += part;
             }
         }
-        *last = Some((params.to_vec(), loss, gradient.clone()));
+        *last = Some(Evaluated {
+            at: params.to_vec(),
+            loss,
+            gradient: gradient.clone(),
+        });
         (loss, gradient)
     }
 
