@@ -738,9 +738,9 @@ pub fn tiers(
     };
     let main = rank(tiers)?.collect()?.lazy();
     // The rest is lazy, collected by the caller: this line times what is eager (at a million
-    // customers: selecting 2.6–3.6 s, numbering under 1 s, ranking 10–13 s of the 14–19 s
-    // step; the ranking sorts ~20M candidate rows, three categories' and the shop's popular
-    // items for each of 252k customers, to keep 20 each).
+    // customers: selecting 2.6–3.6 s and ranking 10–13 s alone, numbering customers and
+    // items 1–3 s beside the blend; the ranking sorts ~15M candidate rows, three categories'
+    // and the shop's popular items for each of 252k customers, to keep 20 each).
     debug!(
         customers = numbered.height(),
         selected_ms,
