@@ -445,34 +445,26 @@ pub fn tiers(
     .sort([ITEM_ID], SortMultipleOptions::default())
     .with_row_index(ITEM_NUMBER, None)
     .collect()?;
-    // Customers by an inner join (each of them is numbered); items by a left one, as an
-    // event without an item (a category browsed) still counts towards its categories.
-    let by_number = |frame: LazyFrame| {
-        frame
-            .join(
-                numbered.clone().lazy(),
-                [col(USER_ID)],
-                [col(USER_ID)],
-                JoinArgs::new(JoinType::Inner),
-            )
-            .with_column(col(USER_NUMBER).alias(USER_ID))
-            .drop(by_name([USER_NUMBER], true, false))
-    };
-    let by_item_number = |frame: LazyFrame| {
-        frame
-            .join(
-                items.clone().lazy(),
-                [col(ITEM_ID)],
-                [col(ITEM_ID)],
-                JoinArgs::new(JoinType::Left),
-            )
-            .with_column(col(ITEM_NUMBER).alias(ITEM_ID))
-            .drop(by_name([ITEM_NUMBER], true, false))
-    };
+    // An id column replaced by its number: customers by an inner join (each of them is
+    // numbered), items by a left one, as an event without an item (a category browsed) still
+    // counts towards its categories.
+    let to_numbers =
+        |frame: LazyFrame, numbered: &DataFrame, [number, id]: [&str; 2], how: JoinType| {
+            frame
+                .join(
+                    numbered.clone().lazy(),
+                    [col(id)],
+                    [col(id)],
+                    JoinArgs::new(how),
+                )
+                .with_column(col(number).alias(id))
+                .drop(by_name([number], true, false))
+        };
+    let by_item_number =
+        |frame: LazyFrame| to_numbers(frame, &items, [ITEM_NUMBER, ITEM_ID], JoinType::Left);
     let numbers = |frame: LazyFrame| {
-        by_item_number(by_number(frame))
-            .collect()
-            .map(DataFrame::lazy)
+        let frame = to_numbers(frame, &numbered, [USER_NUMBER, USER_ID], JoinType::Inner);
+        by_item_number(frame).collect().map(DataFrame::lazy)
     };
     let (events, lines) = (numbers(events)?, numbers(lines)?);
     let ignored = match ignored {

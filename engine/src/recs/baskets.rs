@@ -135,8 +135,8 @@ impl BasketHistory {
                     *index
                 })
                 .collect();
+            // Distinct already: distinct numbers get distinct indices.
             indices.sort_unstable();
-            indices.dedup();
             if let Some(user_baskets) = history.baskets.last_mut() {
                 user_baskets.push(Basket {
                     at_ms: at,

@@ -101,9 +101,8 @@ impl LogLoss<'_> {
         let features = self.x.ncols();
         let (weights, intercept) = (&params[..features], params[features]);
         let blocks: Vec<(f64, Vec<f64>)> = (0..self.x.nrows())
-            .step_by(BLOCK_ROWS)
-            .collect::<Vec<_>>()
             .into_par_iter()
+            .step_by(BLOCK_ROWS)
             .map(|start| self.block(start, weights, intercept))
             .collect();
         let mut loss = 0.5 * self.alpha * weights.iter().map(|w| w * w).sum::<f64>();
