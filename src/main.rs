@@ -1,6 +1,7 @@
 //! `recur`: the command line of Recur — ingest events, run the jobs, export and serve
 //! recommendations, generate demo data.
 
+mod allocator;
 mod cli;
 mod commands;
 mod config;
@@ -11,13 +12,6 @@ use std::process::ExitCode;
 use std::ffi::OsString;
 
 use clap::{CommandFactory, FromArgMatches};
-
-/// mimalloc, not glibc's malloc: the jobs allocate from every rayon thread at once (Polars'
-/// group-bys and strings, the generators' lists) and the server a few small buffers per
-/// request; glibc serves both worse (arena locks, `malloc_consolidate` walks). Measured in
-/// docs/benchmarks.md ("The allocator").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
@@ -39,6 +33,9 @@ fn main() -> ExitCode {
     let mut cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     config::resolve(&mut cli, &matches);
     init_logging(&cli);
+    if !cli.is_server() {
+        allocator::keep_freed_memory();
+    }
     match commands::dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // `recur export ... | head` closing the pipe early is not a failure.

@@ -61,6 +61,8 @@ pub(crate) fn serve_until_shutdown(
     reload_every: Duration,
     publisher: Option<EventPublisher>,
 ) -> anyhow::Result<()> {
+    // `recur demo` ran its jobs first, keeping what they freed; a server gives it back.
+    crate::allocator::return_freed_memory();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let data_dir = &data.data_dir;
