@@ -33,9 +33,8 @@ fn main() -> ExitCode {
     let mut cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     config::resolve(&mut cli, &matches);
     init_logging(&cli);
-    if !cli.is_server() {
-        allocator::keep_freed_memory();
-    }
+    // Until it serves (`commands::serve`), a command keeps what it frees.
+    allocator::keep_freed_memory();
     match commands::dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // `recur export ... | head` closing the pipe early is not a failure.

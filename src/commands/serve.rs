@@ -61,7 +61,7 @@ pub(crate) fn serve_until_shutdown(
     reload_every: Duration,
     publisher: Option<EventPublisher>,
 ) -> anyhow::Result<()> {
-    // `recur demo` ran its jobs first, keeping what they freed; a server gives it back.
+    // A server gives freed memory back (`recur serve`, and `recur demo` after its jobs).
     crate::allocator::return_freed_memory();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {

@@ -43,15 +43,7 @@ pub fn fit(
     max_iterations: u64,
 ) -> Option<Logistic> {
     let features = x.ncols();
-    let loss = LogLoss {
-        x,
-        sign: positive
-            .iter()
-            .map(|p| if *p { 1.0 } else { -1.0 })
-            .collect(),
-        alpha,
-        last: Mutex::new(None),
-    };
+    let loss = LogLoss::new(x, positive, alpha);
     let solver = LBFGS::new(MoreThuenteLineSearch::new(), MEMORY)
         .with_tolerance_grad(GRADIENT_TOLERANCE)
         .ok()?;
@@ -87,7 +79,19 @@ struct Evaluated {
     gradient: Vec<f64>,
 }
 
-impl LogLoss<'_> {
+impl<'a> LogLoss<'a> {
+    fn new(x: ArrayView2<'a, f64>, positive: &[bool], alpha: f64) -> Self {
+        Self {
+            x,
+            sign: positive
+                .iter()
+                .map(|p| if *p { 1.0 } else { -1.0 })
+                .collect(),
+            alpha,
+            last: Mutex::new(None),
+        }
+    }
+
     fn evaluate(&self, params: &[f64]) -> (f64, Vec<f64>) {
         let mut last = self
             .last
@@ -232,12 +236,7 @@ mod tests {
     #[test]
     fn the_gradient_is_the_losss_slope() {
         let (x, y) = data();
-        let loss = LogLoss {
-            x: x.view(),
-            sign: y.iter().map(|p| if *p { 1.0 } else { -1.0 }).collect(),
-            alpha: 0.1,
-            last: Mutex::new(None),
-        };
+        let loss = LogLoss::new(x.view(), &y, 0.1);
         let at = vec![0.3, -0.2, 0.1, 0.4, -0.1];
         let (_, gradient) = loss.evaluate(&at);
         for i in 0..at.len() {
